@@ -1,0 +1,171 @@
+/**
+ * Reading the cluster file into a resolved ClusterConfig: defaults filled in,
+ * addresses normalised, TLS paths made absolute (relative to the file's
+ * directory) and `${id}` substituted per node.
+ *
+ * Nothing here throws for a bad file: the result says ok or carries one
+ * ClusterFileError whose message is a single line naming the problem.
+ */
+import { readFileSync, statSync } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { dirname, isAbsolute, resolve } from "node:path";
+import { assert } from "../util/assert.ts";
+import { ClusterFileError } from "./errors.ts";
+import { findJsonProblem } from "./jsonsyntax.ts";
+import { type ClusterFile, type NodeRole, parseApiUrl, parseHostPort, type RaftTiming, raftTiming, type TlsPaths } from "./schema.ts";
+import { validateClusterFile } from "./validate.ts";
+
+/** A cluster file larger than this is refused unread (it lists at most 64 nodes). */
+export const CLUSTER_FILE_BYTES_MAX = 1 << 20;
+
+export interface ClusterNode {
+  readonly id: string;
+  /** As written, e.g. "10.0.0.1:7400" or "[fd00::1]:7400". */
+  readonly peer: string;
+  /** Canonical host (lower case, IPv6 without brackets) and port of `peer`. */
+  readonly peerHost: string;
+  readonly peerPort: number;
+  /** Normalised URL without a trailing "/", e.g. "https://10.0.0.1:7401". */
+  readonly api: string;
+  /** "voter" unless the file says "learner". */
+  readonly role: NodeRole;
+  /** This node's TLS files, absolute, `${id}` substituted; null without a "tls" section. */
+  readonly tls: TlsPaths | null;
+}
+
+export interface ClusterConfig {
+  /** Absolute path of the file this came from. */
+  readonly path: string;
+  readonly cluster: string;
+  readonly nodes: readonly ClusterNode[];
+  /** The TLS path templates made absolute, `${id}` still in them. */
+  readonly tls: TlsPaths | null;
+  readonly raft: RaftTiming;
+  /** The founding list written by `cairn init`, or null if the file has none. */
+  readonly founders: readonly string[] | null;
+}
+
+export type LoadResult = { ok: true; config: ClusterConfig } | { ok: false; error: ClusterFileError };
+
+/** Reads and checks the cluster file at `path`. */
+export async function loadClusterFile(path: string): Promise<LoadResult> {
+  const abs = resolve(path);
+  try {
+    const st = await stat(abs);
+    if (st.isFile() && st.size > CLUSTER_FILE_BYTES_MAX) return tooLarge(abs, st.size);
+    return parseClusterBytes(await readFile(abs), abs);
+  } catch (e) {
+    return { ok: false, error: readError(abs, e) };
+  }
+}
+
+/** The same as loadClusterFile, synchronously (for start-up). */
+export function loadClusterFileSync(path: string): LoadResult {
+  const abs = resolve(path);
+  try {
+    const st = statSync(abs);
+    if (st.isFile() && st.size > CLUSTER_FILE_BYTES_MAX) return tooLarge(abs, st.size);
+    return parseClusterBytes(readFileSync(abs), abs);
+  } catch (e) {
+    return { ok: false, error: readError(abs, e) };
+  }
+}
+
+function tooLarge(path: string, size: number): LoadResult {
+  return { ok: false, error: tooLargeError(path, size) };
+}
+
+export function tooLargeError(path: string, size: number): ClusterFileError {
+  const problem = `the file is ${size} bytes, more than the ${CLUSTER_FILE_BYTES_MAX} a cluster file may have`;
+  return new ClusterFileError("tooLarge", path, [problem]);
+}
+
+export function readError(path: string, e: unknown): ClusterFileError {
+  const code = (e as { code?: unknown } | null)?.code;
+  const what =
+    code === "ENOENT"
+      ? "no such file; check the --config path"
+      : code === "EACCES" || code === "EPERM"
+        ? "permission denied; make it readable by the user running cairn"
+        : code === "EISDIR"
+          ? "it is a directory, not a file"
+          : e instanceof Error
+            ? e.message
+            : String(e);
+  return new ClusterFileError("read", path, [`cannot read it: ${what}${typeof code === "string" ? ` (${code})` : ""}`]);
+}
+
+/** Decodes, parses, validates and resolves the bytes of a cluster file found at `path`. */
+export function parseClusterBytes(bytes: Uint8Array, path: string): LoadResult {
+  const abs = resolve(path);
+  if (bytes.byteLength > CLUSTER_FILE_BYTES_MAX) return tooLarge(abs, bytes.byteLength);
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return { ok: false, error: new ClusterFileError("encoding", abs, ["the file is not valid UTF-8 text"]) };
+  }
+  return parseClusterText(text, abs);
+}
+
+/** Parses, validates and resolves the text of a cluster file found at `path`. */
+export function parseClusterText(text: string, path: string): LoadResult {
+  const abs = resolve(path);
+  const body = text.replace(/^\uFEFF/, "");
+  if (body.trim() === "") {
+    return { ok: false, error: new ClusterFileError("empty", abs, ["the file is empty (if it is being written, it is read again when done)"]) };
+  }
+  const syntax = findJsonProblem(body);
+  if (syntax) {
+    const problem = `invalid JSON at line ${syntax.line}, column ${syntax.column}: ${syntax.message}`;
+    return { ok: false, error: new ClusterFileError("syntax", abs, [problem], syntax) };
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch (e) {
+    // findJsonProblem accepted it, so this should not happen; report it anyway.
+    return { ok: false, error: new ClusterFileError("syntax", abs, [`invalid JSON: ${(e as Error).message}`]) };
+  }
+  const v = validateClusterFile(raw);
+  if (!v.ok) return { ok: false, error: new ClusterFileError("invalid", abs, v.problems) };
+  return { ok: true, config: resolveClusterFile(v.file, abs) };
+}
+
+/** Fills defaults and resolves paths of a validated file read from `path`. */
+export function resolveClusterFile(file: ClusterFile, path: string): ClusterConfig {
+  const abs = resolve(path);
+  const dir = dirname(abs);
+  const tls = file.tls ? { ca: absPath(dir, file.tls.ca), cert: absPath(dir, file.tls.cert), key: absPath(dir, file.tls.key) } : null;
+  const nodes = file.nodes.map((n): ClusterNode => {
+    const peer = parseHostPort(n.peer);
+    const api = parseApiUrl(n.api);
+    assert(peer.ok && api.ok, () => `resolveClusterFile: node ${n.id} was not validated`);
+    return {
+      id: n.id,
+      peer: n.peer,
+      peerHost: peer.value.host,
+      peerPort: peer.value.port,
+      api: api.url,
+      role: n.role ?? "voter",
+      tls: tls ? tlsForId(tls, n.id) : null,
+    };
+  });
+  return { path: abs, cluster: file.cluster, nodes, tls, raft: raftTiming(file.raft), founders: file.founders ?? null };
+}
+
+function absPath(dir: string, p: string): string {
+  return isAbsolute(p) ? resolve(p) : resolve(dir, p);
+}
+
+/** The TLS paths of node `id`: `${id}` in each template replaced by the id. */
+export function tlsForId(templates: TlsPaths, id: string): TlsPaths {
+  const sub = (s: string) => s.split("${id}").join(id);
+  return { ca: sub(templates.ca), cert: sub(templates.cert), key: sub(templates.key) };
+}
+
+/** True when two configs say the same thing (the watcher emits only on a difference). */
+export function sameClusterConfig(a: ClusterConfig, b: ClusterConfig): boolean {
+  // Both are built by resolveClusterFile with the same key order, so their JSON is canonical.
+  return JSON.stringify(a) === JSON.stringify(b);
+}
