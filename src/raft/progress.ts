@@ -58,8 +58,12 @@ export class Progress {
   pendingSnapshot = 0;
   /** Heard from since the last CheckQuorum round. */
   recentActive = false;
-  /** In probe state: an append is in flight; wait for an answer or a heartbeat. */
-  probeSent = false;
+  /**
+   * Sending is paused: in probe state an append is in flight; in replicate
+   * state the inflight window is full. A heartbeat answer clears it, so lost
+   * appends cannot stall a follower for good.
+   */
+  msgAppFlowPaused = false;
   /** The leader tick at which the newest acknowledged heartbeat was sent (read lease). */
   ackedSendTick = -1;
   /** The leader tick of the last message from this follower. */
@@ -75,7 +79,7 @@ export class Progress {
   isLearner: boolean;
 
   private resetState(state: ProgressState): void {
-    this.probeSent = false;
+    this.msgAppFlowPaused = false;
     this.pendingSnapshot = 0;
     this.state = state;
     this.inflights.reset();
@@ -109,8 +113,9 @@ export class Progress {
         this.next += count;
         this.inflights.add(this.next - 1);
       }
+      this.msgAppFlowPaused = this.inflights.full();
     } else if (this.state === "probe") {
-      this.probeSent = true;
+      this.msgAppFlowPaused = true;
     } else {
       assert(false, () => `sending entries in state ${this.state}`);
     }
@@ -122,7 +127,7 @@ export class Progress {
     if (this.match < n) {
       this.match = n;
       updated = true;
-      this.probeSent = false;
+      this.msgAppFlowPaused = false;
     }
     this.next = Math.max(this.next, n + 1);
     return updated;
@@ -142,16 +147,15 @@ export class Progress {
     // In probe state only the newest probe's rejection counts.
     if (this.next - 1 !== rejected) return false;
     this.next = Math.max(Math.min(rejected, matchHint + 1), this.match + 1);
-    this.probeSent = false;
+    this.msgAppFlowPaused = false;
     return true;
   }
 
   isPaused(): boolean {
     switch (this.state) {
       case "probe":
-        return this.probeSent;
       case "replicate":
-        return this.inflights.full();
+        return this.msgAppFlowPaused;
       case "snapshot":
         return true;
     }

@@ -153,6 +153,14 @@ export class Raft {
   private prevHard: HardState;
   private prevConf: ConfState;
   private newClusterId: string | undefined;
+  /**
+   * Lease mode: a restarted node may have acknowledged a leader's heartbeat
+   * just before it crashed, so it honours that lease for one election
+   * timeout after start as if it had heard from a leader.
+   */
+  private startupLeaseGuard: boolean;
+  /** Lease mode: a TimeoutNow was sent this term; a forced election may happen any time, so no more lease reads this term. */
+  private leaseRevoked = false;
   private readyOut = false;
   private removedReported = false;
 
@@ -180,6 +188,7 @@ export class Raft {
     assert(this.cfg.electionTicks > this.cfg.heartbeatTicks, () => `electionTicks (${this.cfg.electionTicks}) must exceed heartbeatTicks (${this.cfg.heartbeatTicks})`);
     assert(this.cfg.readOnly !== "lease" || this.cfg.checkQuorum, "the read lease needs checkQuorum");
     this.readOnly = new ReadOnly(this.cfg.pendingReadsMax);
+    this.startupLeaseGuard = this.cfg.readOnly === "lease";
     this.trk = new Tracker(this.cfg.inflightMax);
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, config.applied ?? 0);
@@ -283,12 +292,13 @@ export class Raft {
     if (!ok) pr.pendingSnapshot = 0;
     // Wait for the follower's answer (or a heartbeat) before probing again.
     pr.becomeProbe();
-    pr.probeSent = true;
+    pr.msgAppFlowPaused = true;
   }
 
   step(m: Message): void {
     this.assertNoReadyOut("step");
     if (!this.checkCluster(m)) return;
+    if (m.type === "voteResp" || m.type === "preVoteResp") this.learnCommit(m);
     if (m.term > this.term) {
       if (!this.stepHigherTerm(m)) return;
     } else if (m.term !== 0 && m.term < this.term) {
@@ -428,6 +438,7 @@ export class Raft {
     if (this.term !== term) {
       this.term = term;
       this.vote = NONE;
+      this.leaseRevoked = false;
     }
     this.lead = NONE;
     this.electionElapsed = 0;
@@ -534,6 +545,7 @@ export class Raft {
 
   private tickElection(): void {
     this.electionElapsed++;
+    if (this.electionElapsed >= this.cfg.electionTicks) this.startupLeaseGuard = false;
     if (this.promotable() && this.electionElapsed >= this.randomizedElectionTimeout) {
       this.electionElapsed = 0;
       this.hup(this.cfg.preVote ? "preElection" : "election");
@@ -566,8 +578,10 @@ export class Raft {
 
   private checkCluster(m: Message): boolean {
     if (this.clusterId === m.cluster) return true;
-    const fromLeader = m.type === "app" || m.type === "heartbeat" || m.type === "snap";
-    if (this.clusterId === null && m.cluster !== "" && fromLeader) {
+    // A node added as a voter before it heard from the leader must be able to vote, or a
+    // joint configuration that needs it could never elect anyone.
+    const adoptable = m.type === "app" || m.type === "heartbeat" || m.type === "snap" || m.type === "vote" || m.type === "preVote";
+    if (this.clusterId === null && m.cluster !== "" && adoptable) {
       this.clusterId = m.cluster;
       this.newClusterId = m.cluster;
       this.event({ kind: "clusterAdopted", clusterId: m.cluster, from: m.from });
@@ -581,7 +595,8 @@ export class Raft {
   private stepHigherTerm(m: Message): boolean {
     if (m.type === "vote" || m.type === "preVote") {
       const force = m.context === CAMPAIGN_TRANSFER;
-      const inLease = this.cfg.checkQuorum && this.lead !== NONE && this.electionElapsed < this.cfg.electionTicks;
+      const inLease =
+        this.cfg.checkQuorum && (this.lead !== NONE || this.startupLeaseGuard) && this.electionElapsed < this.cfg.electionTicks;
       // A node that hears from a live leader ignores disruptive candidates (thesis §4.2.3).
       if (!force && inLease) return false;
     }
@@ -601,6 +616,18 @@ export class Raft {
     }
   }
 
+  /**
+   * A voter that missed the commit of a configuration without the old leader
+   * may need that configuration to win an election at all; a peer that knows
+   * the commit tells it in its vote answer. Safe by log matching (§5.3): an
+   * entry with the same index and term as a committed one is that entry.
+   */
+  private learnCommit(m: Message): void {
+    if (m.commit > this.log.committed && m.commit <= this.log.lastIndex() && this.log.matchTerm(m.commit, m.commitTerm)) {
+      this.log.commitTo(m.commit);
+    }
+  }
+
   private handleVoteRequest(m: Message): void {
     const respType: MessageType = m.type === "vote" ? "voteResp" : "preVoteResp";
     const canVote =
@@ -608,15 +635,16 @@ export class Raft {
       (this.vote === NONE && this.lead === NONE) ||
       (m.type === "preVote" && m.term > this.term);
     const logOk = this.unsafe.voteWithoutLogCheck || this.log.isUpToDate(m.index, m.logTerm);
+    const commit = { commit: this.log.committed, commitTerm: this.log.termOr0(this.log.committed) };
     if (canVote && logOk) {
       // A granted vote carries the candidate's term (for preVote, the future term).
-      this.send({ type: respType, to: m.from, term: m.term });
+      this.send({ type: respType, to: m.from, term: m.term, ...commit });
       if (m.type === "vote") {
         this.electionElapsed = 0;
         this.vote = m.from;
       }
     } else {
-      this.send({ type: respType, to: m.from, reject: true });
+      this.send({ type: respType, to: m.from, reject: true, ...commit });
     }
   }
 
@@ -771,13 +799,11 @@ export class Raft {
     while (this.sendAppend(m.from, false)) {
       /* each call sends one more batch */
     }
-    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
-      this.send({ type: "timeoutNow", to: m.from });
-    }
+    if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
-    pr.probeSent = false;
+    pr.msgAppFlowPaused = false;
     pr.ackedSendTick = Math.max(pr.ackedSendTick, m.index);
     if (pr.match < this.log.lastIndex() || pr.state === "probe") this.sendAppend(m.from, true);
     if (m.context === "") return;
@@ -866,7 +892,10 @@ export class Raft {
     let ents: Entry[];
     try {
       prevTerm = this.log.term(prevIndex);
-      ents = this.log.entriesFrom(pr.next, this.cfg.msgBytesMax);
+      // With a full window only an empty append goes out: its answer (ack or
+      // reject) clears the window even if every append in it was lost.
+      const throttled = pr.state === "replicate" && pr.inflights.full();
+      ents = throttled ? [] : this.log.entriesFrom(pr.next, this.cfg.msgBytesMax);
     } catch (e) {
       if (e instanceof CompactedError || e instanceof UnavailableError) return this.sendSnapshot(to, pr);
       throw e;
@@ -925,7 +954,7 @@ export class Raft {
 
   /** The lease holds while a quorum acknowledged a heartbeat sent within the lease window. */
   leaseValid(): boolean {
-    if (this.role !== "leader" || this.leadTransferee !== NONE) return false;
+    if (this.role !== "leader" || this.leadTransferee !== NONE || this.leaseRevoked) return false;
     const self = this.trk.progress.get(this.id);
     if (self) self.ackedSendTick = this.now;
     const sent = this.trk.quorumAckedSendTick();
@@ -956,8 +985,14 @@ export class Raft {
     // A new request replaces one under way; the election timer bounds the attempt.
     this.electionElapsed = 0;
     this.leadTransferee = to;
-    if (pr.match === this.log.lastIndex()) this.send({ type: "timeoutNow", to });
+    if (pr.match === this.log.lastIndex()) this.sendTimeoutNow(to);
     else this.sendAppend(to, true);
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    // The transferee's forced election ignores followers' leases, even if this message arrives late.
+    this.leaseRevoked = true;
+    this.send({ type: "timeoutNow", to });
   }
 
   // ---------------------------------------------------------------- configuration
@@ -1007,6 +1042,7 @@ export class Raft {
       logTerm: 0,
       entries: [],
       commit: 0,
+      commitTerm: 0,
       reject: false,
       rejectHint: 0,
       context: "",

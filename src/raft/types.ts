@@ -107,6 +107,8 @@ export interface Message {
   readonly logTerm: number;
   readonly entries: readonly Entry[];
   readonly commit: number;
+  /** vote answers: term of the entry at `commit`, so a candidate holding it may learn the commit index. */
+  readonly commitTerm: number;
   readonly reject: boolean;
   /** appResp reject: the follower's hint of where the logs may match. */
   readonly rejectHint: number;

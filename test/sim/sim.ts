@@ -1,0 +1,697 @@
+/**
+ * A deterministic simulator for the real Raft core: a fake network (drop,
+ * delay, duplicate, reorder, symmetric and asymmetric partitions), fake disks
+ * (a crash loses whatever was not yet synced under the Ready contract), a fake
+ * clock (global ticks) and a random workload (proposals, reads, membership
+ * changes, leadership transfers, crashes, restarts, compaction). Everything
+ * follows from one seed.
+ *
+ * After every step the checkers verify: election safety (§5.2: at most one
+ * leader per term), log matching (§5.3), leader completeness (§5.4), state
+ * machine safety (§5.4.3), and that every read index answer covers all
+ * writes committed before the read began (thesis §6.4). After the faults stop,
+ * liveness: a leader within a bounded number of ticks and a new proposal
+ * committed everywhere.
+ */
+import {
+  MemoryStorage,
+  NotLeaderError,
+  ProposalDroppedError,
+  ConfChangeError,
+  Raft,
+  SeededRng,
+  allMembers,
+  type ConfChangeSingle,
+  type Entry,
+  type Message,
+  type NodeId,
+  type Ready,
+  type ReadOnlyMode,
+  type UnsafeBugs,
+} from "../../src/raft/index.ts";
+import { bootstrapStorage } from "../raft/harness.ts";
+
+export interface SimBugs extends UnsafeBugs {
+  /** Driver bug: apply committed entries and send messages before the log and hard state are synced. */
+  readonly applyBeforePersist?: boolean;
+}
+
+export interface SimOptions {
+  readonly seed: number;
+  readonly steps: number;
+  readonly nodes: 3 | 5;
+  readonly bugs?: SimBugs;
+  /** Default: chosen by the seed. */
+  readonly readOnly?: ReadOnlyMode;
+  readonly traceSize?: number;
+  /** Print every event as it happens. */
+  readonly verbose?: boolean;
+}
+
+export interface SimStats {
+  commits: number;
+  elections: number;
+  reads: number;
+  confChanges: number;
+  transfers: number;
+  crashes: number;
+  snapshots: number;
+  delivered: number;
+  livenessTicks: number;
+}
+
+export class SimFailure extends Error {
+  override name = "SimFailure";
+  constructor(
+    readonly check: string,
+    readonly detail: string,
+    readonly seed: number,
+    readonly step: number,
+    readonly trace: readonly string[],
+    readonly replay: string,
+  ) {
+    super(`${check}: ${detail} (seed ${seed}, step ${step})`);
+  }
+
+  report(): string {
+    return [`SIMULATION FAILED: ${this.message}`, `replay: ${this.replay}`, "last events:", ...this.trace.map((t) => `  ${t}`)].join("\n");
+  }
+}
+
+interface SmState {
+  applied: number;
+  hash: number;
+}
+
+interface InFlight {
+  readonly msg: Message;
+  /** Snapshot data travelling with a snap message. */
+  readonly snap?: SmState;
+}
+
+type DiskOp = (s: MemoryStorage) => void;
+
+class SimNode {
+  raft: Raft | undefined;
+  working: MemoryStorage;
+  durable: MemoryStorage;
+  unsynced: DiskOp[] = [];
+  /** The state machine is durable at apply (it lives in the same SQLite transaction in cairn). */
+  sm: SmState = { applied: 0, hash: 0 };
+  smSnap: SmState = { applied: 0, hash: 0 };
+  staged = new Map<number, SmState>();
+  commitSeen = 0;
+  wasLeaderInTerm = -1;
+
+  constructor(readonly id: NodeId, storage: MemoryStorage, sm: SmState) {
+    this.durable = storage;
+    this.working = storage.clone();
+    this.sm = sm;
+    this.smSnap = { ...sm };
+  }
+
+  get up(): boolean {
+    return this.raft !== undefined;
+  }
+
+  write(op: DiskOp, syncNow: boolean): void {
+    op(this.working);
+    if (syncNow) op(this.durable);
+    else this.unsynced.push(op);
+  }
+
+  sync(): void {
+    for (const op of this.unsynced) op(this.durable);
+    this.unsynced = [];
+  }
+
+  crash(): void {
+    this.raft = undefined;
+    this.unsynced = [];
+    this.working = this.durable.clone();
+    this.staged.clear();
+  }
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+function identOf(e: Entry): string {
+  if (e.kind === "conf") return `conf@${e.term}:${JSON.stringify(e.conf)}`;
+  return e.data.byteLength === 0 ? `noop@${e.term}` : dec.decode(e.data);
+}
+
+function mix(hash: number, ident: string): number {
+  let h = hash ^ 0x811c9dc5;
+  for (let i = 0; i < ident.length; i++) h = Math.imul(h ^ ident.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+const ELECTION_TICKS = 10;
+const POOL_MAX = 2048;
+
+export class Simulator {
+  private readonly rng: SeededRng;
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly universe: NodeId[];
+  private nextJoiner: number;
+  private pool: InFlight[] = [];
+  private blocked = new Set<string>();
+  private trace: string[] = [];
+  private step = 0;
+  private proposalSeq = 0;
+  private readSeq = 0;
+  private readonly readOnly: ReadOnlyMode;
+  private faultsOn = true;
+  readonly stats: SimStats = { commits: 0, elections: 0, reads: 0, confChanges: 0, transfers: 0, crashes: 0, snapshots: 0, delivered: 0, livenessTicks: 0 };
+
+  // Checker state.
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  private readonly logIdent = new Map<string, string>();
+  private readonly committedIdent: string[] = [];
+  private globalCommit = 0;
+  private readonly appliedIdent: string[] = [];
+  private readonly appliedHash: number[] = [0];
+  private readonly reads = new Map<string, { node: NodeId; commitAtStart: number }>();
+  /** Fault intensity, chosen per seed so some runs are calm and some are chaos. */
+  private readonly chaos: number;
+
+  constructor(private readonly opts: SimOptions) {
+    this.rng = new SeededRng(opts.seed);
+    this.readOnly = opts.readOnly ?? (this.rng.chance(0.5) ? "lease" : "safe");
+    this.chaos = 0.3 + this.rng.next() * 1.4;
+    const founders = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
+    this.universe = [...founders];
+    this.nextJoiner = opts.nodes + 1;
+    const initIdent = identOf(bootstrapStorage(founders).entries(1, 2, Infinity)[0]!);
+    const initHash = mix(0, initIdent);
+    for (const id of founders) {
+      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: initHash });
+      this.nodes.set(id, node);
+      this.start(node);
+    }
+    this.appliedIdent[1] = initIdent;
+    this.appliedHash[1] = initHash;
+    this.committedIdent[1] = initIdent;
+    this.globalCommit = 1;
+  }
+
+  run(): SimStats {
+    for (this.step = 1; this.step <= this.opts.steps; this.step++) {
+      this.guard(() => this.randomAction());
+      this.guard(() => this.processReadies(0.75));
+    }
+    this.guard(() => this.liveness());
+    return this.stats;
+  }
+
+  // ---------------------------------------------------------------- failures
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      if (e instanceof SimFailure) throw e;
+      const err = e instanceof Error ? e : new Error(String(e));
+      throw this.failure(err.name === "AssertionError" ? "assertion" : "exception", `${err.message}\n${err.stack ?? ""}`);
+    }
+  }
+
+  private failure(check: string, detail: string): SimFailure {
+    const bugs = this.opts.bugs ? Object.keys(this.opts.bugs).filter((k) => this.opts.bugs![k as keyof SimBugs]) : [];
+    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""} --verbose`;
+    return new SimFailure(check, detail, this.opts.seed, this.step, this.trace.slice(), replay);
+  }
+
+  private fail(check: string, detail: string): never {
+    throw this.failure(check, detail);
+  }
+
+  private log(event: string): void {
+    const line = `#${this.step} ${event}`;
+    if (this.opts.verbose) console.log(line);
+    this.trace.push(line);
+    if (this.trace.length > (this.opts.traceSize ?? 60)) this.trace.shift();
+  }
+
+  // ---------------------------------------------------------------- nodes
+
+  private start(node: SimNode): void {
+    node.raft = new Raft({
+      id: node.id,
+      clusterId: node.working.lastIndex() === 0 && node.working.snapshotMeta().index === 0 ? null : "sim",
+      storage: node.working,
+      rng: new SeededRng(this.rng.int(2 ** 31)),
+      applied: node.sm.applied,
+      electionTicks: ELECTION_TICKS,
+      heartbeatTicks: 2,
+      readOnly: this.readOnly,
+      msgBytesMax: 512,
+      inflightMax: 8,
+      unsafe: this.opts.bugs,
+    });
+    node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
+  }
+
+  private live(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.up);
+  }
+
+  private leaderNode(): SimNode | undefined {
+    let best: SimNode | undefined;
+    for (const n of this.live()) {
+      if (n.raft!.role === "leader" && (!best || n.raft!.term > best.raft!.term)) best = n;
+    }
+    return best;
+  }
+
+  // ---------------------------------------------------------------- actions
+
+  private randomAction(): void {
+    const r = this.rng.next();
+    const c = this.chaos;
+    if (r < 0.5 && this.pool.length > 0) return this.deliverRandom();
+    if (r < 0.62) return this.tickAll();
+    if (r < 0.74) return this.propose();
+    if (r < 0.79) return this.read();
+    if (!this.faultsOn) return;
+    const f = this.rng.next() * 3;
+    if (f < 0.05 * c) return this.crash();
+    if (f < 0.12 * c) return this.restart();
+    if (f < 0.16 * c) return this.partition();
+    if (f < 0.24 * c) return this.heal();
+    if (f < 0.32 * c) return this.dropRandom();
+    if (f < 0.4 * c) return this.duplicateRandom();
+    if (f < 0.44) return this.confChange();
+    if (f < 0.47) return this.transfer();
+    if (f < 0.55) return this.compact();
+  }
+
+  private tickAll(): void {
+    for (const n of this.live()) n.raft!.tick();
+  }
+
+  private propose(): void {
+    const n = this.rng.chance(0.8) ? this.leaderNode() : this.rng.pick(this.live().length ? this.live() : [undefined]);
+    if (!n?.raft) return;
+    const data = `p${++this.proposalSeq}`;
+    try {
+      if (this.rng.chance(0.2)) n.raft.proposeBatch([enc.encode(data), enc.encode(`${data}b`)]);
+      else n.raft.propose(enc.encode(data));
+      this.log(`${n.id} propose ${data}`);
+    } catch (e) {
+      if (!(e instanceof NotLeaderError || e instanceof ProposalDroppedError)) throw e;
+    }
+  }
+
+  private read(): void {
+    const live = this.live();
+    if (live.length === 0) return;
+    const n = this.rng.pick(live);
+    const ctx = `r${++this.readSeq}`;
+    try {
+      n.raft!.readIndex(ctx);
+      this.reads.set(ctx, { node: n.id, commitAtStart: this.globalCommit });
+      this.log(`${n.id} readIndex ${ctx} (global commit ${this.globalCommit})`);
+    } catch (e) {
+      if (!(e instanceof NotLeaderError)) throw e;
+    }
+  }
+
+  private confChange(): void {
+    const l = this.leaderNode();
+    if (!l) return;
+    const conf = l.raft!.trk.conf;
+    const members = allMembers(conf);
+    const change = this.pickChange(members, conf.voters);
+    if (!change) return;
+    try {
+      l.raft!.proposeConfChange({ op: "enter", changes: [change] });
+      this.stats.confChanges++;
+      this.log(`${l.id} propose conf ${change.type} ${change.node}`);
+      if (change.type !== "remove" && !this.nodes.has(change.node)) this.addJoiner(change.node);
+    } catch (e) {
+      if (!(e instanceof ConfChangeError || e instanceof NotLeaderError || e instanceof ProposalDroppedError)) throw e;
+    }
+  }
+
+  private pickChange(members: NodeId[], voters: readonly NodeId[]): ConfChangeSingle | undefined {
+    const max = this.opts.nodes + 2;
+    const r = this.rng.next();
+    if (r < 0.4 && members.length < max) {
+      // Ids are never reused: a removed node never comes back with its old data.
+      const node = `n${this.nextJoiner++}`;
+      return { type: this.rng.chance(0.5) ? "addLearner" : "addVoter", node };
+    }
+    const learners = members.filter((m) => !voters.includes(m));
+    if (r < 0.6 && learners.length > 0) return { type: "addVoter", node: this.rng.pick(learners) };
+    if (voters.length <= 2 && r < 0.9) return undefined;
+    return { type: r < 0.75 ? "addLearner" : "remove", node: this.rng.pick(members) };
+  }
+
+  private addJoiner(id: NodeId): void {
+    const node = new SimNode(id, new MemoryStorage(), { applied: 0, hash: 0 });
+    this.nodes.set(id, node);
+    this.universe.push(id);
+    this.start(node);
+  }
+
+  private transfer(): void {
+    const l = this.leaderNode();
+    if (!l) return;
+    const voters = [...l.raft!.trk.voterIds()].filter((v) => v !== l.id);
+    if (voters.length === 0) return;
+    const to = this.rng.pick(voters);
+    this.stats.transfers++;
+    this.log(`${l.id} transfer leadership to ${to}`);
+    l.raft!.transferLeadership(to);
+  }
+
+  private crash(): void {
+    const live = this.live();
+    if (live.length === 0) return;
+    const n = this.rng.pick(live);
+    n.crash();
+    this.stats.crashes++;
+    this.log(`${n.id} CRASH (unsynced writes lost)`);
+  }
+
+  private restart(): void {
+    const down = [...this.nodes.values()].filter((n) => !n.up);
+    if (down.length === 0) return;
+    const n = this.rng.pick(down);
+    this.start(n);
+    this.log(`${n.id} restart at applied ${n.sm.applied}, last index ${n.working.lastIndex()}`);
+  }
+
+  private partition(): void {
+    const ids = [...this.nodes.keys()];
+    if (this.rng.chance(0.5)) {
+      const side = new Set(ids.filter(() => this.rng.chance(0.5)));
+      for (const a of ids) for (const b of ids) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
+      this.log(`partition {${[...side].join(",")}} | {${ids.filter((i) => !side.has(i)).join(",")}}`);
+    } else {
+      const a = this.rng.pick(ids);
+      const b = this.rng.pick(ids);
+      if (a === b) return;
+      this.blocked.add(`${a}>${b}`);
+      this.log(`one-way cut ${a} -> ${b}`);
+    }
+  }
+
+  private heal(): void {
+    if (this.blocked.size === 0) return;
+    this.blocked.clear();
+    this.log("heal all partitions");
+  }
+
+  private dropRandom(): void {
+    if (this.pool.length === 0) return;
+    const i = this.rng.int(this.pool.length);
+    const f = this.takeAt(i);
+    this.lost(f);
+  }
+
+  private duplicateRandom(): void {
+    if (this.pool.length === 0 || this.pool.length >= POOL_MAX) return;
+    this.pool.push(this.rng.pick(this.pool));
+  }
+
+  private compact(): void {
+    const live = this.live();
+    if (live.length === 0) return;
+    const n = this.rng.pick(live);
+    const applied = n.sm.applied;
+    const snapIndex = n.working.snapshotMeta().index;
+    if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0) return;
+    const conf = n.working.initialState().confState;
+    const keep = this.rng.int(4);
+    n.write((s) => {
+      s.createSnapshot(applied, conf);
+      s.compact(Math.max(s.firstIndex() - 1, applied - keep));
+    }, true);
+    n.smSnap = { ...n.sm };
+    this.stats.snapshots++;
+    this.log(`${n.id} snapshot at ${applied}, log compacted to ${Math.max(0, applied - keep)}`);
+  }
+
+  // ---------------------------------------------------------------- network
+
+  private takeAt(i: number): InFlight {
+    const f = this.pool[i]!;
+    this.pool[i] = this.pool[this.pool.length - 1]!;
+    this.pool.pop();
+    return f;
+  }
+
+  private lost(f: InFlight): void {
+    if (f.msg.type === "snap") this.nodes.get(f.msg.from)?.raft?.reportSnapshot(f.msg.to, false);
+  }
+
+  private deliverRandom(): void {
+    this.deliver(this.takeAt(this.rng.int(this.pool.length)));
+  }
+
+  private deliver(f: InFlight): void {
+    const m = f.msg;
+    const to = this.nodes.get(m.to);
+    if (!to?.raft || this.blocked.has(`${m.from}>${m.to}`)) {
+      this.lost(f);
+      return;
+    }
+    this.stats.delivered++;
+    if (f.snap) {
+      to.staged.set(m.snapshot!.index, f.snap);
+      this.nodes.get(m.from)?.raft?.reportSnapshot(m.to, true);
+    }
+    if (this.opts.verbose) this.log(`deliver ${describe(m)}`);
+    to.raft.step(m);
+  }
+
+  private enqueue(n: SimNode, msgs: readonly Message[]): void {
+    for (const msg of msgs) {
+      if (this.pool.length >= POOL_MAX) this.lost(this.takeAt(this.rng.int(this.pool.length)));
+      let snap: SmState | undefined;
+      if (msg.type === "snap") {
+        if (n.smSnap.applied !== msg.snapshot!.index) this.fail("snapshot data", `${n.id} sends snapshot ${msg.snapshot!.index} but its data is at ${n.smSnap.applied}`);
+        snap = { ...n.smSnap };
+      }
+      this.pool.push({ msg, snap });
+    }
+  }
+
+  // ---------------------------------------------------------------- ready
+
+  private processReadies(p: number): void {
+    for (const n of this.live()) {
+      if (this.rng.chance(p) && n.raft!.hasReady()) this.processReady(n);
+    }
+  }
+
+  private processReady(n: SimNode): void {
+    const raft = n.raft!;
+    const bug = this.opts.bugs?.applyBeforePersist === true;
+    n.sync(); // a buggy driver syncs late, at its next Ready
+    const rd = raft.ready();
+    this.checkNewEntries(n, rd);
+    if (rd.snapshot) {
+      const snap = rd.snapshot;
+      n.write((s) => s.applySnapshot(snap), !bug);
+    }
+    if (rd.entries.length > 0) {
+      const ents = rd.entries;
+      n.write((s) => s.append(ents), !bug);
+    }
+    if (rd.hardState) {
+      const hs = rd.hardState;
+      n.write((s) => s.setHardState(hs), !bug);
+    }
+    if (rd.snapshot) this.installSnapshot(n, rd.snapshot.index);
+    this.enqueue(n, rd.messages);
+    this.applyCommitted(n, rd);
+    if (rd.confState) {
+      const cs = rd.confState;
+      n.write((s) => s.setConfState(cs), true);
+    }
+    this.checkReads(n, rd);
+    this.checkLeader(n);
+    raft.advance(rd);
+  }
+
+  private installSnapshot(n: SimNode, index: number): void {
+    const data = n.staged.get(index);
+    if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${index} that it never received`);
+    n.staged.clear();
+    this.checkHash(n.id, data.applied, data.hash);
+    n.sm = { ...data };
+    n.smSnap = { ...data };
+    this.log(`${n.id} installed snapshot at ${index}`);
+  }
+
+  private applyCommitted(n: SimNode, rd: Ready): void {
+    for (const e of rd.committedEntries) {
+      if (e.index <= n.sm.applied) continue; // covered by an installed snapshot
+      if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
+      const ident = identOf(e);
+      const prev = this.appliedIdent[e.index];
+      if (prev === undefined) {
+        this.appliedIdent[e.index] = ident;
+        this.stats.commits++;
+      } else if (prev !== ident) {
+        this.fail("state machine safety", `${n.id} applies "${ident}" at ${e.index}, another node applied "${prev}"`);
+      }
+      n.sm = { applied: e.index, hash: mix(n.sm.hash, ident) };
+      this.checkHash(n.id, e.index, n.sm.hash);
+    }
+  }
+
+  private checkHash(id: NodeId, index: number, hash: number): void {
+    const known = this.appliedHash[index];
+    if (known === undefined) this.appliedHash[index] = hash;
+    else if (known !== hash) this.fail("state machine safety", `${id} state at ${index} differs from another node's state at ${index}`);
+  }
+
+  // ---------------------------------------------------------------- checkers
+
+  /** Log matching (§5.3) by induction: an (index, term) pair always names the same entry with the same predecessor term. */
+  private checkNewEntries(n: SimNode, rd: Ready): void {
+    const raft = n.raft!;
+    for (const e of rd.entries) {
+      const prevTerm = raft.log.termOr0(e.index - 1);
+      const key = `${e.index}:${e.term}`;
+      const val = `${identOf(e)}|${prevTerm}`;
+      const seen = this.logIdent.get(key);
+      if (seen === undefined) this.logIdent.set(key, val);
+      else if (seen !== val) this.fail("log matching", `${n.id} has ${key} = ${val}, another log has ${seen}`);
+    }
+    const commit = rd.hardState?.commit ?? raft.log.committed;
+    if (commit > n.commitSeen) {
+      const lo = Math.max(n.commitSeen + 1, raft.log.firstIndex());
+      if (lo <= commit) this.recordCommitted(n, raft.log.slice(lo, commit + 1, Infinity));
+      n.commitSeen = commit;
+    }
+  }
+
+  private recordCommitted(n: SimNode, ents: readonly Entry[]): void {
+    for (const e of ents) {
+      const ident = identOf(e);
+      const prev = this.committedIdent[e.index];
+      if (prev === undefined) this.committedIdent[e.index] = ident;
+      else if (prev !== ident) this.fail("committed entry changed", `${n.id} commits "${ident}" at ${e.index}, "${prev}" was committed there before`);
+      if (e.index > this.globalCommit) this.globalCommit = e.index;
+    }
+  }
+
+  /** Election safety (§5.2) and leader completeness (§5.4). */
+  private checkLeader(n: SimNode): void {
+    const raft = n.raft!;
+    if (raft.role !== "leader" || n.wasLeaderInTerm === raft.term) return;
+    n.wasLeaderInTerm = raft.term;
+    const other = this.leaderOfTerm.get(raft.term);
+    if (other !== undefined && other !== n.id) this.fail("election safety", `${n.id} and ${other} are both leaders of term ${raft.term}`);
+    this.leaderOfTerm.set(raft.term, n.id);
+    this.stats.elections++;
+    this.log(`${n.id} is LEADER of term ${raft.term} (last ${raft.log.lastIndex()}, commit ${raft.log.committed})`);
+    const lo = Math.max(1, raft.log.firstIndex());
+    const hi = Math.min(this.globalCommit, raft.log.lastIndex());
+    if (raft.log.lastIndex() < this.globalCommit) {
+      this.fail("leader completeness", `${n.id} leads term ${raft.term} with last index ${raft.log.lastIndex()} < committed ${this.globalCommit}`);
+    }
+    if (lo > hi) return;
+    const ents = raft.log.slice(lo, hi + 1, Infinity);
+    for (const e of ents) {
+      const c = this.committedIdent[e.index];
+      if (c !== undefined && c !== identOf(e)) {
+        this.fail("leader completeness", `${n.id} leads term ${raft.term} with "${identOf(e)}" at ${e.index}, but "${c}" was committed there`);
+      }
+    }
+  }
+
+  private checkReads(n: SimNode, rd: Ready): void {
+    for (const rs of rd.readStates) {
+      const r = this.reads.get(rs.ctx);
+      if (!r) continue; // duplicate answer
+      this.reads.delete(rs.ctx);
+      this.stats.reads++;
+      if (rs.index < r.commitAtStart) {
+        this.fail("linearizable read", `${n.id} read ${rs.ctx} at index ${rs.index}, but ${r.commitAtStart} was committed when it began`);
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- liveness
+
+  /** Faults stop: heal, restart everyone, and require progress within a bound. */
+  private liveness(): void {
+    this.faultsOn = false;
+    this.blocked.clear();
+    this.log("--- faults stop: heal, restart all, reliable network ---");
+    for (const n of this.nodes.values()) if (!n.up) this.start(n);
+    const tickMax = 40 * ELECTION_TICKS;
+    let marker: { text: string; term: number } | undefined;
+    for (let t = 0; t < tickMax; t++) {
+      this.tickAll();
+      this.drain();
+      const l = this.leaderNode();
+      if (!l) continue;
+      if (marker?.term !== l.raft!.term) marker = this.proposeMarker(l);
+      if (marker && this.converged(l, marker.text)) {
+        this.stats.livenessTicks = t;
+        return;
+      }
+    }
+    const l = this.leaderNode();
+    for (const n of this.nodes.values()) {
+      const st = n.raft!.status();
+      this.log(`${n.id}: ${st.role} t${st.term} lead=${st.leader} commit=${st.commit} applied=${st.applied} sm=${n.sm.applied} last=${st.lastIndex} first=${st.firstIndex} conf=${JSON.stringify(st.conf)} progress=${JSON.stringify([...st.progress])}`);
+    }
+    this.fail("liveness", l ? `leader ${l.id} did not commit a new proposal on every member within ${tickMax} ticks` : `no leader within ${tickMax} ticks after faults stopped`);
+  }
+
+  private proposeMarker(l: SimNode): { text: string; term: number } | undefined {
+    const text = `live-${l.raft!.term}`;
+    try {
+      l.raft!.propose(enc.encode(text));
+      this.log(`${l.id} propose liveness marker ${text}`);
+      this.drain();
+      return { text, term: l.raft!.term };
+    } catch (e) {
+      if (e instanceof NotLeaderError || e instanceof ProposalDroppedError) return undefined;
+      throw e;
+    }
+  }
+
+  private drain(): void {
+    for (let i = 0; i < 10_000; i++) {
+      this.processReadies(1);
+      if (this.pool.length === 0 && !this.live().some((n) => n.raft!.hasReady())) return;
+      while (this.pool.length > 0) this.deliver(this.pool.shift()!);
+    }
+    this.fail("liveness", "messages kept flowing for 10000 rounds without settling");
+  }
+
+  private converged(l: SimNode, marker: string): boolean {
+    const idx = this.appliedIdent.indexOf(marker);
+    if (idx < 0) return false;
+    const members = allMembers(l.raft!.trk.conf);
+    return members.every((id) => {
+      const n = this.nodes.get(id);
+      return n?.up === true && n.sm.applied >= idx;
+    });
+  }
+}
+
+function describe(m: Message): string {
+  const extra = m.type === "app" ? ` prev=${m.index}/${m.logTerm} n=${m.entries.length} commit=${m.commit}` : m.type.endsWith("Resp") ? ` idx=${m.index}${m.reject ? " REJECT" : ""}` : "";
+  return `${m.type} ${m.from}->${m.to} t${m.term}${extra}`;
+}
+
+/** Runs one seed; returns the failure instead of throwing. */
+export function runSeed(opts: SimOptions): { ok: true; stats: SimStats } | { ok: false; failure: SimFailure } {
+  try {
+    return { ok: true, stats: new Simulator(opts).run() };
+  } catch (e) {
+    if (e instanceof SimFailure) return { ok: false, failure: e };
+    throw e;
+  }
+}
