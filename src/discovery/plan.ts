@@ -26,13 +26,19 @@
  *     "learner" (demote). Candidates are tried inactive first (removing a
  *     dead voter raises fault tolerance), then non-leader before the leader,
  *     then by id. For each candidate X, with V' = V \ {X}:
- *     a. if X is active and a file voter is still an active learner catching
- *        up, wait for it: adds go before removes, so replacing a node keeps
- *        the fault tolerance of the old cluster throughout;
+ *     a. if X is active and a file voter is still a learner (not yet
+ *        promoted, whether or not it has been heard from), wait for it: adds
+ *        go before removes, so replacing a node keeps the fault tolerance of
+ *        the old cluster throughout, even when the new node has not
+ *        connected yet. The reason says so; taking the new node out of the
+ *        file lets the removal go ahead. (A dead X is removed at once:
+ *        that raises fault tolerance.)
  *     b. refuse if V' is empty: a cluster with no voters is dead;
- *     c. refuse if fewer than quorum(|V'|) of V' are active: the change
- *        could not commit, or would leave a configuration without a working
- *        majority (losing quorum in one step);
+ *     c. refuse if fewer than quorum(|V'|) of V' are active: it would leave
+ *        a configuration without a working majority (losing quorum in one
+ *        step). Given rule 0 this happens only when removing an active voter
+ *        from an odd-sized set at the edge (3 voters, 1 down: removing a live
+ *        one leaves 1 of 2), or when V' is empty;
  *     d. if X is the leader: transferLeader to the active voter that stays a
  *        voter (in V and a file voter) with the highest match (ties: lowest
  *        id); the new leader then removes or demotes X. Wait if there is no
@@ -158,7 +164,7 @@ function preconditions(v: View): PlanStep | null {
       kind: "wait",
       reason:
         `only ${active.length} of ${c.voters.length} voters are recently active (${list(active)}); ` +
-        `no configuration change can commit until ${quorum(c.voters.length)} are`,
+        `no configuration change can commit until ${quorum(c.voters.length)} are (if the others are gone for good: cairn recover)`,
     };
   }
   return null;
@@ -220,11 +226,15 @@ function rank(v: View, c: Reduction): number {
 
 function planReduction(v: View, c: Reduction): PlanStep {
   const verb = c.kind === "remove" ? "removing" : "demoting";
-  const catchingUp = v.pendingVoters().filter((id) => v.active(id));
-  if (v.active(c.id) && catchingUp.length > 0) {
+  const pending = v.pendingVoters();
+  if (v.active(c.id) && pending.length > 0) {
+    const state = pending.map((id) => `${id} ${v.active(id) ? `is ${v.lag(id)} entries behind` : "has not been heard from recently"}`);
     return {
       kind: "wait",
-      reason: `${verb} ${c.id} waits until ${catchingUp.join(", ")} ${catchingUp.length > 1 ? "are voters" : "is a voter"}, so the cluster keeps its fault tolerance`,
+      reason:
+        `${verb} ${c.id} waits until ${pending.join(", ")} ${pending.length > 1 ? "are voters" : "is a voter"}, ` +
+        `so that the cluster keeps its fault tolerance (${state.join("; ")}); ` +
+        `take ${pending.length > 1 ? "them" : "it"} out of the cluster file to go ahead without`,
     };
   }
   const rest = [...v.voters].filter((id) => id !== c.id).sort();
@@ -238,8 +248,8 @@ function planReduction(v: View, c: Reduction): PlanStep {
       kind: "refuse",
       reason:
         `${verb} ${c.id} would leave voters ${list(rest)} of which only ${active.length} ${list(active)} ` +
-        `are recently active, fewer than the majority of ${quorum(rest.length)} needed; ` +
-        `bring ${inactive.join(", ")} back, or if they are gone for good use cairn recover`,
+        `${active.length === 1 ? "is" : "are"} recently active, fewer than the majority of ${quorum(rest.length)} it needs; ` +
+        `bring ${inactive.join(", ")} back, or take ${inactive.length > 1 ? "them" : "it"} out of the cluster file if gone for good`,
     };
   }
   if (c.id !== v.input.leaderId) return { kind: c.kind, id: c.id };
