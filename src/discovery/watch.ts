@@ -42,6 +42,8 @@ export interface WatchOptions {
   readonly pollMs?: number;
   readonly debounceMs?: number;
   readonly logger: Logger;
+  /** False: poll only, no fs.watch (network filesystems where events are unreliable). Default true. */
+  readonly fsWatch?: boolean;
   /** Called with each new valid config that differs from the current one. Errors it throws are logged. */
   readonly onChange: (config: ClusterConfig) => void;
   /**
@@ -100,7 +102,7 @@ class Watcher {
 
   start(): void {
     if (!this.opts.initial) this.baseline();
-    this.startFsWatch();
+    if (this.opts.fsWatch !== false) this.startFsWatch();
     this.pollTimer = setInterval(() => void this.poll(), this.pollMs);
   }
 
@@ -159,7 +161,7 @@ class Watcher {
 
   private async poll(): Promise<void> {
     if (this.closed) return;
-    if (!this.fsWatcher) this.startFsWatch();
+    if (!this.fsWatcher && this.opts.fsWatch !== false) this.startFsWatch();
     this.polls++;
     if (this.polls % FULL_CHECK_EVERY_POLLS === 0) return this.schedule();
     const sig = await statSig(this.path);
@@ -208,7 +210,10 @@ class Watcher {
     if (this.closed) return;
     this.lastStat = read.sig;
     const key = keyOf(read);
-    if (key === this.lastKey) return;
+    if (key === this.lastKey) {
+      this.log.debug("cluster file checked: unchanged since the last check");
+      return;
+    }
     this.lastKey = key;
     const r = read.ok ? parseClusterBytes(read.bytes, this.path) : { ok: false as const, error: read.error };
     if (!r.ok) return this.reportInvalid(r.error);
