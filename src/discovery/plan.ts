@@ -36,13 +36,14 @@
  *     b. refuse if V' is empty: a cluster with no voters is dead;
  *     c. refuse if fewer than quorum(|V'|) of V' are active: it would leave
  *        a configuration without a working majority (losing quorum in one
- *        step). Given rule 0 this happens only when removing an active voter
- *        from an odd-sized set at the edge (3 voters, 1 down: removing a live
- *        one leaves 1 of 2), or when V' is empty;
+ *        step). Given rule 0 this happens only when X is active and |V| is
+ *        odd with exactly quorum(|V|) active (3 voters, 1 down: removing a
+ *        live one leaves 1 live of 2). Removing an inactive X never fails c;
  *     d. if X is the leader: transferLeader to the active voter that stays a
  *        voter (in V and a file voter) with the highest match (ties: lowest
  *        id); the new leader then removes or demotes X. Wait if there is no
- *        such voter.
+ *        such voter (a guard: given c and the order of candidates, an
+ *        active leaving voter would have been taken out first).
  *     e. otherwise remove X or demote X.
  *     The first candidate that yields a step wins; if none does, the first
  *     wait, else the first refusal, is returned (so several removals at once,
