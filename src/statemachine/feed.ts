@@ -1,0 +1,202 @@
+/**
+ * The change feed: a dense sequence of changes (1, 2, 3, ...) with tags and
+ * timestamps. Its index is cairn's user-visible index, independent of Raft
+ * indexes. Writes happen only inside the Applier's transaction (or trim()).
+ */
+import type { Db, Row, Statement } from "../platform/sqlite.ts";
+import { int, str } from "../storage/store.ts";
+import { assert } from "../util/assert.ts";
+import type { JsonValue } from "./commands.ts";
+import * as L from "./limits.ts";
+
+export interface Change {
+  readonly index: number;
+  readonly term: number;
+  readonly ts: number;
+  readonly data: JsonValue;
+  readonly tags: readonly string[];
+}
+
+export interface ChangeQuery {
+  /** Changes after this feed index (default 0: from the start). */
+  readonly since?: number;
+  /** Changes with ts >= this (ms); combined with `since`, the later start wins. */
+  readonly sinceTs?: number;
+  /** Default LIST_LIMIT_DEFAULT, at most LIST_LIMIT_MAX. */
+  readonly limit?: number;
+  /** Only changes carrying at least one of these tags (at most QUERY_TAGS_MAX). */
+  readonly tags?: readonly string[];
+}
+
+/**
+ * first/last: the retained range of the whole feed (first = last + 1 when it
+ * is empty). atStart: the answer starts at or before the first retained
+ * change (since < first); when since < first - 1, changes after `since` were
+ * trimmed away. atEnd: no change after the returned ones matches. next: pass
+ * it as `since` to continue (past trailing non-matching changes when atEnd).
+ */
+export interface ChangePage {
+  readonly changes: Change[];
+  readonly first: number;
+  readonly last: number;
+  readonly atStart: boolean;
+  readonly atEnd: boolean;
+  readonly next: number;
+}
+
+export interface FeedState {
+  readonly first: number;
+  readonly last: number;
+  readonly ts: number;
+}
+
+export interface TrimOptions {
+  /** Keep at most this many of the newest changes. */
+  readonly keepEntries?: number;
+  /** Drop changes older than this, measured back from the feed clock (not the wall clock). */
+  readonly keepAgeMs?: number;
+}
+
+export interface TrimResult {
+  readonly first: number;
+  readonly deleted: number;
+  /** The policy wants more deleted than TRIM_BATCH_MAX allowed in one call. */
+  readonly more: boolean;
+}
+
+export interface NewChange {
+  readonly data: JsonValue;
+  readonly tags: readonly string[];
+}
+
+export class Feed {
+  private readonly s: ReturnType<typeof prepare>;
+
+  constructor(db: Db) {
+    this.s = prepare(db);
+  }
+
+  state(): FeedState {
+    const r = this.s.state.get()!;
+    return { first: int(r, "first"), last: int(r, "last"), ts: int(r, "ts") };
+  }
+
+  /** Moves the feed clock to max(ts, clock) and returns it. */
+  advanceTs(ts: number): number {
+    const now = Math.max(ts, this.state().ts);
+    this.s.setTs.run(now);
+    return now;
+  }
+
+  /** Appends changes with consecutive indexes; returns [index, last]. */
+  append(items: readonly NewChange[], term: number, ts: number): { index: number; last: number } {
+    assert(items.length > 0, "append of no changes");
+    const st = this.state();
+    let idx = st.last;
+    for (const it of items) {
+      idx++;
+      this.s.insert.run(idx, term, ts, JSON.stringify(it.data), JSON.stringify(it.tags));
+      for (const t of new Set(it.tags)) this.s.insertTag.run(t, idx);
+    }
+    // first needs no update: on an empty feed it is already last + 1, the first new index.
+    this.s.setLast.run(idx);
+    return { index: st.last + 1, last: idx };
+  }
+
+  get(index: number): Change | null {
+    const r = this.s.get.get(index);
+    return r ? toChange(r) : null;
+  }
+
+  list(q: ChangeQuery): ChangePage {
+    const { first, last } = this.state();
+    const limit = Math.min(Math.max(1, Math.trunc(q.limit ?? L.LIST_LIMIT_DEFAULT)), L.LIST_LIMIT_MAX);
+    let since = Math.max(0, Math.trunc(q.since ?? 0));
+    if (q.sinceTs !== undefined) since = Math.max(since, this.indexBeforeTs(q.sinceTs, last));
+    const tags = q.tags ?? [];
+    assert(tags.length <= L.QUERY_TAGS_MAX, () => `${tags.length} tags in one query, over ${L.QUERY_TAGS_MAX}`);
+    const rows = tags.length > 0 ? this.taggedRows(tags, since, limit + 1) : this.s.after.all(since, limit + 1);
+    const { changes, cut } = takeWithinBytes(rows, limit);
+    const atEnd = !cut;
+    const next = atEnd ? Math.max(since, last) : changes[changes.length - 1]!.index;
+    return { changes, first, last, atStart: since < first, atEnd, next };
+  }
+
+  /** Deletes the oldest changes by policy; the same call at the same state deletes the same ones. */
+  trim(opts: TrimOptions): TrimResult {
+    const st = this.state();
+    let want = st.first - 1;
+    if (opts.keepEntries !== undefined) want = Math.max(want, st.last - Math.max(0, opts.keepEntries));
+    if (opts.keepAgeMs !== undefined) {
+      const r = this.s.lastBeforeTs.get(st.ts - opts.keepAgeMs);
+      if (r) want = Math.max(want, int(r, "idx"));
+    }
+    const cut = Math.min(want, st.first - 1 + L.TRIM_BATCH_MAX);
+    if (cut < st.first) return { first: st.first, deleted: 0, more: false };
+    this.s.deleteTagsThrough.run(cut);
+    const deleted = this.s.deleteThrough.run(cut).changes;
+    this.s.setFirst.run(cut + 1);
+    return { first: cut + 1, deleted, more: want > cut };
+  }
+
+  /** The index just before the first change at or after time ts (last when there is none). */
+  private indexBeforeTs(ts: number, last: number): number {
+    const r = this.s.firstAtTs.get(ts);
+    return r ? int(r, "idx") - 1 : last;
+  }
+
+  /**
+   * Up to n changes after `since` carrying any of `tags`: one bounded index
+   * range per tag, merged, so the cost is at most tags * n rows however rare
+   * the tags are.
+   */
+  private taggedRows(tags: readonly string[], since: number, n: number): Row[] {
+    const ids = new Set<number>();
+    for (const t of new Set(tags)) for (const r of this.s.tagAfter.all(t, since, n)) ids.add(int(r, "idx"));
+    const sorted = [...ids].sort((a, b) => a - b).slice(0, n);
+    return sorted.map((i) => this.s.get.get(i)!);
+  }
+}
+
+/** The first `limit` rows, fewer once LIST_BYTES_MAX is passed; cut = more rows were left. */
+function takeWithinBytes(rows: Row[], limit: number): { changes: Change[]; cut: boolean } {
+  const changes: Change[] = [];
+  let bytes = 0;
+  for (const r of rows) {
+    if (changes.length === limit) return { changes, cut: true };
+    bytes += str(r, "data").length; // UTF-16 length: close enough to bytes for a bound
+    if (changes.length > 0 && bytes > L.LIST_BYTES_MAX) return { changes, cut: true };
+    changes.push(toChange(r));
+  }
+  return { changes, cut: false };
+}
+
+function toChange(r: Row): Change {
+  return {
+    index: int(r, "idx"),
+    term: int(r, "term"),
+    ts: int(r, "ts"),
+    data: JSON.parse(str(r, "data")) as JsonValue,
+    tags: JSON.parse(str(r, "tags")) as string[],
+  };
+}
+
+function prepare(db: Db) {
+  const p = (sql: string): Statement => db.prepare(sql);
+  const cols = "idx, term, ts, data, tags";
+  return {
+    state: p("SELECT first, last, ts FROM feed_state WHERE id = 1"),
+    setTs: p("UPDATE feed_state SET ts = ? WHERE id = 1"),
+    setLast: p("UPDATE feed_state SET last = ? WHERE id = 1"),
+    setFirst: p("UPDATE feed_state SET first = ? WHERE id = 1"),
+    insert: p("INSERT INTO changes (idx, term, ts, data, tags) VALUES (?, ?, ?, ?, ?)"),
+    insertTag: p("INSERT INTO change_tags (tag, idx) VALUES (?, ?)"),
+    get: p(`SELECT ${cols} FROM changes WHERE idx = ?`),
+    after: p(`SELECT ${cols} FROM changes WHERE idx > ? ORDER BY idx LIMIT ?`),
+    tagAfter: p("SELECT idx FROM change_tags WHERE tag = ? AND idx > ? ORDER BY idx LIMIT ?"),
+    firstAtTs: p("SELECT idx FROM changes WHERE ts >= ? ORDER BY ts, idx LIMIT 1"),
+    lastBeforeTs: p("SELECT idx FROM changes WHERE ts < ? ORDER BY ts DESC, idx DESC LIMIT 1"),
+    deleteTagsThrough: p("DELETE FROM change_tags WHERE idx <= ?"),
+    deleteThrough: p("DELETE FROM changes WHERE idx <= ?"),
+  };
+}
