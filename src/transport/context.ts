@@ -1,0 +1,67 @@
+/** What the transport's parts (outbound peers, inbound connections) share. */
+import type { Socket } from "node:net";
+import type { Logger } from "../util/log.ts";
+import type { LogLimiter } from "./limiter.ts";
+
+/** PEM strings: the cluster CA, this node's certificate (CN = node id) and its PKCS#8 key. */
+export interface PeerTls {
+  readonly ca: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+export type DropPolicy = "newest" | "oldest";
+
+export interface Limits {
+  readonly frameBytesMax: number;
+  readonly queueLengthMax: number;
+  readonly queueBytesMax: number;
+  readonly dropPolicy: DropPolicy;
+  readonly backoffMsMin: number;
+  readonly backoffMsMax: number;
+  /** TCP connect + TLS handshake + hello exchange, either direction. */
+  readonly connectTimeoutMs: number;
+  /** A connection whose writes make no progress this long is closed and redialled. */
+  readonly writeStallMs: number;
+  readonly keepAliveMs: number;
+  readonly inboundConnectionsMax: number;
+  readonly logIntervalMs: number;
+}
+
+export interface Counters {
+  sent: number;
+  dropped: number;
+  received: number;
+  connectionErrors: number;
+  inboundRefused: number;
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+export interface PeerHelloInfo {
+  readonly from: string;
+  readonly cluster: string | null;
+  readonly direction: "inbound" | "outbound";
+  readonly address: string;
+}
+
+export interface TransportContext {
+  readonly nodeId: string;
+  clusterId(): string | null;
+  readonly tls: PeerTls | "insecure";
+  readonly limits: Limits;
+  readonly log: Logger;
+  readonly limiter: LogLimiter;
+  readonly counters: Counters;
+  /** Registers a socket so that close() destroys it and waits for it. */
+  track(socket: Socket): void;
+  onPeerHello(info: PeerHelloInfo): void;
+}
+
+export function errorMessage(e: unknown): string {
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === "string" && !e.message.includes(code) ? `${e.message} (${code})` : e.message;
+  }
+  return String(e);
+}

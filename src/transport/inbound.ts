@@ -1,0 +1,137 @@
+/**
+ * One accepted connection: reads the peer's hello, checks it (addressed to
+ * this node, compatible cluster ID, certificate CN = claimed node id), answers
+ * with this node's hello, then hands every further frame to the transport.
+ *
+ * Anything wrong (garbage bytes, an oversized frame, a bad hello) closes this
+ * connection only, with one log line naming the peer address and the reason.
+ */
+import type { Socket } from "node:net";
+import type { TLSSocket } from "node:tls";
+import { peerCommonName } from "../platform/net.ts";
+import { errorMessage, type TransportContext } from "./context.ts";
+import { BadFrameError, FrameDecoder, FrameTooLargeError, encodeFrame } from "./frame.ts";
+import { HandshakeError, PROTOCOL_VERSION, checkHello, parseHello, type Hello, type Refusal } from "./hello.ts";
+
+/** How long a refused peer gets to read the refusal before the socket is destroyed. */
+const REFUSAL_LINGER_MS = 1000;
+
+export interface InboundEvents {
+  /** The hello checked out: the connection now carries payloads from `conn.peerId`. */
+  opened(conn: InboundConn): void;
+  closed(conn: InboundConn): void;
+  message(from: string, payload: unknown): void;
+}
+
+export class InboundConn {
+  peerId: string | undefined;
+  remoteCluster: string | null = null;
+  private open = false;
+  /** A refusal is being sent: read nothing more, close soon. */
+  private refusing = false;
+  private done = false;
+  private readonly decoder: FrameDecoder;
+
+  constructor(
+    private readonly ctx: TransportContext,
+    private readonly socket: Socket,
+    readonly address: string,
+    private readonly events: InboundEvents,
+  ) {
+    this.decoder = new FrameDecoder({ frameBytesMax: ctx.limits.frameBytesMax });
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, ctx.limits.keepAliveMs);
+    socket.on("data", (chunk: Uint8Array) => this.onData(chunk));
+    socket.on("error", (e) => {
+      if (!this.done) ctx.log.debug("peer connection error", { address, peer: this.peerId, error: errorMessage(e) });
+    });
+    socket.on("close", () => this.finish());
+  }
+
+  get isOpen(): boolean {
+    return this.open && !this.done;
+  }
+
+  /** Closes the connection without blaming the peer (shutdown, peer removed, replaced). */
+  close(reason: string): void {
+    if (this.done) return;
+    this.ctx.log.debug("closing inbound peer connection", { address: this.address, peer: this.peerId, reason });
+    this.socket.destroy();
+    this.finish();
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.socket.destroy();
+    this.events.closed(this);
+  }
+
+  private onData(chunk: Uint8Array): void {
+    if (this.done || this.refusing) return;
+    this.ctx.counters.bytesReceived += chunk.byteLength;
+    const frames = this.decoder.feed(chunk);
+    for (;;) {
+      let next: IteratorResult<unknown, void>;
+      try {
+        next = frames.next();
+      } catch (e) {
+        this.refuse(e);
+        return;
+      }
+      if (next.done || this.done || this.refusing) return;
+      if (!this.open) {
+        if (!this.onHello(next.value)) return;
+        continue;
+      }
+      this.ctx.counters.received++;
+      // Outside the try: a throwing handler is a bug in the node, not the peer's fault.
+      this.events.message(this.peerId ?? "", next.value);
+    }
+  }
+
+  /** Returns whether the connection is open now. */
+  private onHello(value: unknown): boolean {
+    let hello: Hello | Refusal;
+    try {
+      hello = parseHello(value);
+      if ("refused" in hello) throw new HandshakeError("peer sent a refusal instead of a hello");
+      const certName = this.ctx.tls === "insecure" ? undefined : (peerCommonName(this.socket as TLSSocket) ?? null);
+      checkHello(hello, { self: this.ctx.nodeId, cluster: this.ctx.clusterId(), certName });
+    } catch (e) {
+      this.refuse(e);
+      return false;
+    }
+    this.peerId = hello.from;
+    this.remoteCluster = hello.cluster;
+    const reply: Hello = { v: PROTOCOL_VERSION, cluster: this.ctx.clusterId(), from: this.ctx.nodeId, to: hello.from };
+    this.socket.write(encodeFrame(reply, this.ctx.limits.frameBytesMax));
+    this.open = true;
+    this.ctx.log.debug("accepted peer connection", { address: this.address, peer: hello.from, theirCluster: hello.cluster });
+    this.ctx.onPeerHello({ from: hello.from, cluster: hello.cluster, direction: "inbound", address: this.address });
+    this.events.opened(this);
+    return true;
+  }
+
+  /** Closes this connection because of the peer, with one log line (rate-limited per kind of fault). */
+  refuse(e: unknown): void {
+    if (this.done || this.refusing) return;
+    this.ctx.counters.inboundRefused++;
+    const kind = e instanceof FrameTooLargeError ? "frameTooLarge" : e instanceof BadFrameError ? "badFrame" : "handshake";
+    const suppressed = this.ctx.limiter.take(`inbound:${kind}`);
+    if (suppressed !== undefined) {
+      const fields = e instanceof HandshakeError ? e.fields : {};
+      const what = this.open ? "closed peer connection" : "refused peer connection";
+      this.ctx.log.warn(`${what}: ${errorMessage(e)}`, { address: this.address, peer: this.peerId, kind, ...fields, suppressedLines: suppressed });
+    }
+    if (e instanceof HandshakeError && !this.open) {
+      // Tell the peer why, so both logs explain the refusal; then give it a moment to read it.
+      const refusal: Refusal = { v: PROTOCOL_VERSION, refused: e.reason };
+      this.refusing = true;
+      this.socket.end(encodeFrame(refusal, this.ctx.limits.frameBytesMax));
+      setTimeout(() => this.finish(), REFUSAL_LINGER_MS).unref?.();
+      return;
+    }
+    this.finish();
+  }
+}
