@@ -63,6 +63,7 @@ export const BUSY_TIMEOUT_MS_DEFAULT = 5000;
 /** SQLite primary result codes we give a meaning to. */
 const SQLITE_BUSY = 5;
 const SQLITE_FULL = 13;
+const SQLITE_CANTOPEN = 14;
 
 /** A SQLite failure, with SQLite's primary result code (or -1 when unknown). */
 export class DbError extends Error {
@@ -218,6 +219,9 @@ function classify(path: string, err: unknown): unknown {
   const code = resultCode(err);
   if (code === SQLITE_FULL) return new DiskFullError(path, err);
   if (code === SQLITE_BUSY) return new DbBusyError(path, err);
+  if (code === SQLITE_CANTOPEN) {
+    return new DbError(`cannot open database ${path} (${err.message}): check that its directory exists and is writable`, code, err);
+  }
   return new DbError(`${err.message} (database ${path})`, code, err);
 }
 
