@@ -64,6 +64,9 @@ export interface HelloExpectation {
 
 /** Checks a hello against what this node expects. Throws HandshakeError naming what did not match. */
 export function checkHello(h: Hello, want: HelloExpectation): void {
+  if (h.from === want.self) {
+    throw new HandshakeError(`peer claims to be this node (${h.from}): two nodes share an id, or a node dialled itself`, { peer: h.from });
+  }
   if (h.to !== want.self) {
     throw new HandshakeError(`hello from ${h.from} is addressed to node ${h.to}, but this is node ${want.self}: the peer's cluster file has a wrong address`, { peer: h.from, to: h.to });
   }

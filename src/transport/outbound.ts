@@ -105,6 +105,8 @@ export class OutboundPeer {
     this.ctx.log.info("peer address changed; reconnecting", { peer: this.id, from: this.addr.text, to: addr.text });
     this.addr = addr;
     this.disconnect();
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
     this.backoffMs = this.ctx.limits.backoffMsMin;
     this.state = "idle";
     if (this.queue.length > 0) this.connect();

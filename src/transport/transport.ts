@@ -170,7 +170,10 @@ export class PeerTransport<P = unknown> {
     const server = this.createServer();
     this.server = server;
     await new Promise<void>((resolve, reject) => {
-      const onError = (e: Error): void => reject(new Error(`cannot listen for peers on ${this.opts.listen.host}:${this.opts.listen.port}: ${errorMessage(e)}; is the port in use?`));
+      const onError = (e: Error): void => {
+        this.server = undefined; // listen() may be retried
+        reject(new Error(`cannot listen for peers on ${this.opts.listen.host}:${this.opts.listen.port}: ${errorMessage(e)}; is the port in use?`));
+      };
       server.once("error", onError);
       server.listen(this.opts.listen.port, this.opts.listen.host, () => {
         server.off("error", onError);
@@ -201,7 +204,8 @@ export class PeerTransport<P = unknown> {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: "TLSv1.3",
-      handshakeTimeout: this.ctx.limits.connectTimeoutMs,
+      // No handshakeTimeout: accept() already bounds handshake + hello with connectTimeoutMs, and the
+      // runtimes' own timeout would only add a second log line (it does not even close the socket).
     });
     server.on("connection", (raw: net.Socket) => this.accept(raw));
     server.on("secureConnection", (socket: tls.TLSSocket) => this.onSecureConnection(socket));

@@ -326,6 +326,18 @@ describe("peer transport over mutual TLS", () => {
     expect(logsMatching(a, "larger than frameBytesMax").length).toBe(1);
   });
 
+  test("listening on a port in use fails with a clear error", async () => {
+    const c = await testCluster();
+    const a = await node("n1", { tls: await c.tls("n1") });
+    let err: unknown;
+    try {
+      await node("n2", { tls: await c.tls("n2"), listen: { host: "127.0.0.1", port: a.port } });
+    } catch (e) {
+      err = e;
+    }
+    expect(String(err)).toContain(`cannot listen for peers on 127.0.0.1:${a.port}`);
+  });
+
   test("close() stops the server and every socket", async () => {
     const c = await testCluster();
     const a = await startNode("n1", { tls: await c.tls("n1") });
