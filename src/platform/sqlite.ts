@@ -13,6 +13,9 @@
 // deno-lint-ignore no-explicit-any
 type AnyDriver = any;
 
+// Declared here so that `deno check` (which has no Bun types) accepts the test;
+// at run time it is the global, or undefined under Deno.
+declare const Bun: unknown;
 const IS_BUN = typeof Bun !== "undefined";
 const driver: AnyDriver = IS_BUN ? await import("bun:sqlite") : await import("node:sqlite");
 

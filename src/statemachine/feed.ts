@@ -4,7 +4,7 @@
  * indexes. Writes happen only inside the Applier's transaction (or trim()).
  */
 import type { Db, Row, Statement } from "../platform/sqlite.ts";
-import { int, str } from "../storage/store.ts";
+import { int, str } from "../storage/rows.ts";
 import { assert } from "../util/assert.ts";
 import type { JsonValue } from "./commands.ts";
 import * as L from "./limits.ts";
@@ -110,11 +110,11 @@ export class Feed {
 
   list(q: ChangeQuery): ChangePage {
     const { first, last } = this.state();
-    const limit = Math.min(Math.max(1, Math.trunc(q.limit ?? L.LIST_LIMIT_DEFAULT)), L.LIST_LIMIT_MAX);
-    let since = Math.max(0, Math.trunc(q.since ?? 0));
-    if (q.sinceTs !== undefined) since = Math.max(since, this.indexBeforeTs(q.sinceTs, last));
+    const limit = clampLimit(q.limit);
+    let since = Math.max(0, wholeNumber(q.since ?? 0, "since"));
+    if (q.sinceTs !== undefined) since = Math.max(since, this.indexBeforeTs(wholeNumber(q.sinceTs, "sinceTs"), last));
     const tags = q.tags ?? [];
-    assert(tags.length <= L.QUERY_TAGS_MAX, () => `${tags.length} tags in one query, over ${L.QUERY_TAGS_MAX}`);
+    if (tags.length > L.QUERY_TAGS_MAX) throw new InvalidQueryError(`${tags.length} tags in one query, over ${L.QUERY_TAGS_MAX}`);
     const rows = tags.length > 0 ? this.taggedRows(tags, since, limit + 1) : this.s.after.all(since, limit + 1);
     const { changes, cut } = takeWithinBytes(rows, limit);
     const atEnd = !cut;
@@ -156,6 +156,25 @@ export class Feed {
     const sorted = [...ids].sort((a, b) => a - b).slice(0, n);
     return sorted.map((i) => this.s.get.get(i)!);
   }
+}
+
+/** A query the caller should have refused (HTTP 400). */
+export class InvalidQueryError extends Error {
+  override name = "InvalidQueryError";
+  constructor(readonly reason: string) {
+    super(`invalid query: ${reason}`);
+  }
+}
+
+/** A list limit within [1, LIST_LIMIT_MAX], LIST_LIMIT_DEFAULT when absent. */
+export function clampLimit(limit: number | undefined): number {
+  const n = wholeNumber(limit ?? L.LIST_LIMIT_DEFAULT, "limit");
+  return Math.min(Math.max(1, n), L.LIST_LIMIT_MAX);
+}
+
+function wholeNumber(v: number, what: string): number {
+  if (!Number.isFinite(v)) throw new InvalidQueryError(`${what} is ${v}, not a number`);
+  return Math.trunc(v);
 }
 
 /** The first `limit` rows, fewer once LIST_BYTES_MAX is passed; cut = more rows were left. */

@@ -11,9 +11,9 @@
  */
 import { Buffer } from "node:buffer";
 import type { Db, Row, Statement } from "../platform/sqlite.ts";
-import { int, str } from "../storage/store.ts";
+import { int, str } from "../storage/rows.ts";
 import type { JsonValue } from "./commands.ts";
-import type { Feed } from "./feed.ts";
+import { clampLimit, type Feed } from "./feed.ts";
 import { assert } from "../util/assert.ts";
 import * as L from "./limits.ts";
 
@@ -86,7 +86,7 @@ export class Kv {
 
   /** Keys in order, with values, bounded by count and LIST_BYTES_MAX. */
   list(opts: KvListOptions = {}): KvPage {
-    const limit = Math.min(Math.max(1, Math.trunc(opts.limit ?? L.LIST_LIMIT_DEFAULT)), L.LIST_LIMIT_MAX);
+    const limit = clampLimit(opts.limit);
     const prefix = opts.prefix ?? "";
     const upper = prefixUpperBound(prefix);
     // Both lower bounds go to SQLite: it compares in UTF-8 order, JS strings in UTF-16 order.

@@ -21,6 +21,7 @@ import { limitSize, type InitialState, type LogStorage } from "../raft/storage.t
 import { entryBytes, type ConfChange, type ConfState, type Entry, type EntryKind, type HardState, type SnapshotMeta } from "../raft/types.ts";
 import { assert } from "../util/assert.ts";
 import { IdentityMismatchError } from "./errors.ts";
+import { int, str } from "./rows.ts";
 import { prepareSchema, type SchemaOptions, type SchemaResult } from "./schema.ts";
 import { TailWindow } from "./window.ts";
 
@@ -415,17 +416,4 @@ function rowToEntry(r: Row): Entry {
   assert(data instanceof Uint8Array, () => `raft_log entry ${String(r.idx)} has no BLOB data`);
   const base: Entry = { index: int(r, "idx"), term: int(r, "term"), kind: kind as EntryKind, data };
   return r.conf === null ? base : { ...base, conf: JSON.parse(str(r, "conf")) as ConfChange };
-}
-
-/** Column readers that turn a wrong type (a damaged file) into a clear assertion. */
-export function int(r: Row, col: string): number {
-  const v = r[col];
-  assert(typeof v === "number" && Number.isSafeInteger(v), () => `column ${col} is ${String(v)}, not an integer`);
-  return v;
-}
-
-export function str(r: Row, col: string): string {
-  const v = r[col];
-  assert(typeof v === "string", () => `column ${col} is ${String(v)}, not text`);
-  return v;
 }

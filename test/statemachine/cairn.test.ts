@@ -2,8 +2,9 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import type { Command, TxnResult } from "../../src/statemachine/commands.ts";
 import { prefixUpperBound } from "../../src/statemachine/kv.ts";
-import { IDEM_TTL_MS, LIST_LIMIT_MAX } from "../../src/statemachine/limits.ts";
-import { TempDirs } from "../platform/testutil.ts";
+import { InvalidQueryError } from "../../src/statemachine/feed.ts";
+import { IDEM_TTL_MS, LIST_LIMIT_MAX, QUERY_TAGS_MAX } from "../../src/statemachine/limits.ts";
+import { caught, TempDirs } from "../platform/testutil.ts";
 import { bytes, Node } from "./harness.ts";
 
 const tmp = new TempDirs();
@@ -94,6 +95,17 @@ describe("change feed", () => {
     const page = n.fsm.listChanges({ limit: 10 * LIST_LIMIT_MAX });
     expect(page.changes).toHaveLength(LIST_LIMIT_MAX);
     expect(page.atEnd).toBe(false);
+  });
+
+  test("a page stops early past LIST_BYTES_MAX; bad queries are InvalidQueryError", () => {
+    const n = node();
+    const big = "x".repeat(1_000_000);
+    n.applyAll([changes(1, [big, []], [big, []], [big, []]), changes(1, [big, []], [big, []])]);
+    const page = n.fsm.listChanges({});
+    expect(page.changes.map((c) => c.index)).toEqual([1, 2, 3, 4]);
+    expect(page).toMatchObject({ atEnd: false, next: 4 });
+    expect(caught(() => n.fsm.listChanges({ tags: Array(QUERY_TAGS_MAX + 1).fill("t") }))).toBeInstanceOf(InvalidQueryError);
+    expect(caught(() => n.fsm.listChanges({ limit: Number.NaN }))).toBeInstanceOf(InvalidQueryError);
   });
 
   test("retention by count and by age; atStart tells a reader it reached back past the retained start", () => {
