@@ -33,6 +33,7 @@ export function parsePeerAddress(text: string): PeerAddress {
     if (colon < 0) throw new BadPeerAddressError(text, "the port is missing");
     host = text.slice(0, colon);
     portText = text.slice(colon + 1);
+    if (host.includes(":")) throw new BadPeerAddressError(text, "an IPv6 address must be in brackets: [addr]:port");
     if (isIP(host) === 0 && !HOST_RE.test(host)) throw new BadPeerAddressError(text, `${JSON.stringify(host)} is not a host name or IPv4 address`);
   }
   const port = /^[0-9]{1,5}$/.test(portText) ? Number(portText) : NaN;

@@ -242,7 +242,8 @@ export class PeerTransport<P = unknown> {
   }
 
   private onSecureConnection(socket: tls.TLSSocket): void {
-    const raw = rawSocketOf(socket);
+    // Bun gave this very socket to "connection"; Deno gave its parent (see src/platform/net.ts).
+    const raw = this.accepted.has(socket) ? socket : rawSocketOf(socket);
     if (!this.accepted.has(raw) || this.closing !== undefined) {
       socket.destroy();
       return;
