@@ -90,7 +90,7 @@ export interface ChangesResult {
 export interface KvWriteResult {
   readonly op: "put" | "del";
   readonly key: string;
-  /** The feed index of this write: the key's new version (for del, the version it had when deleted). */
+  /** The feed index of this write: the key's new version (for del, the index of the deleting change). */
   readonly version: number;
   readonly index: number;
   readonly term: number;
