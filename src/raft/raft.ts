@@ -1011,6 +1011,11 @@ export class Raft {
       this.removedReported = true;
       this.event({ kind: "removed", index: e.index });
     }
+    if (this.role === "candidate" || this.role === "preCandidate") {
+      // An election in a configuration that no longer counts this node as a voter cannot be won.
+      if (!this.trk.isVoter(this.id)) this.becomeFollower(this.term, NONE);
+      return;
+    }
     if (this.role !== "leader") return;
     if (!this.trk.isVoter(this.id) && !isJoint(res.conf)) {
       // A removed leader steps down once the configuration without it is committed (§6).

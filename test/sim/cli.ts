@@ -1,5 +1,5 @@
 /**
- * bun run sim --seed S --steps N [--nodes 3|5] [--bug NAME]... [--read-only safe|lease] [--verbose]
+ * bun run sim --seed S --steps N [--nodes 3|5] [--bug NAME]... [--read-only safe|lease] [--profile mixed|harsh] [--verbose]
  * bun run sim --seeds A..B [--steps N] [--nodes 3|5|both] [--json]
  *
  * Exit status 1 on the first failing seed, with the replay command and trace.
@@ -24,6 +24,7 @@ function main(): number {
       nodes: { type: "string", default: "both" },
       bug: { type: "string", multiple: true },
       "read-only": { type: "string" },
+      profile: { type: "string" },
       verbose: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
@@ -42,7 +43,8 @@ function main(): number {
   for (let seed = lo; seed <= hi; seed++) {
     // "both" alternates 3 and 5 nodes by seed parity, so any seed replays alone.
     const nodes = values.nodes === "both" ? (seed % 2 === 0 ? 3 : 5) : (Number(values.nodes) as 3 | 5);
-    const res = runSeed({ seed, steps, nodes, bugs: bugs as SimBugs, readOnly, verbose: values.verbose });
+    const profile = values.profile as SimOptions["profile"];
+    const res = runSeed({ seed, steps, nodes, bugs: bugs as SimBugs, readOnly, profile, verbose: values.verbose });
     runs++;
     if (!res.ok) {
       console.error(res.failure.report());

@@ -44,6 +44,12 @@ export interface SimOptions {
   /** Default: chosen by the seed. */
   readonly readOnly?: ReadOnlyMode;
   readonly traceSize?: number;
+  /**
+   * Fault regime. "mixed" draws every parameter at random; "harsh" is lossy,
+   * chaotic, one entry per append and frequent timeouts; the default picks
+   * harsh for a quarter of the seeds.
+   */
+  readonly profile?: "mixed" | "harsh";
   /** Print every event as it happens. */
   readonly verbose?: boolean;
 }
@@ -175,11 +181,22 @@ export class Simulator {
   private readonly reads = new Map<string, { node: NodeId; commitAtStart: number }>();
   /** Fault intensity, chosen per seed so some runs are calm and some are chaos. */
   private readonly chaos: number;
+  /** 0: ticks are rare next to messages (fast network); 1: timeouts fire often (slow network, many elections). */
+  private readonly tickBias: number;
+  private readonly msgBytesMax: number;
+  /** Probability that the network loses a message at delivery. */
+  private readonly lossRate: number;
+  private leaderFault: { id: NodeId; term: number; at: number } | undefined;
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new SeededRng(opts.seed);
     this.readOnly = opts.readOnly ?? (this.rng.chance(0.5) ? "lease" : "safe");
-    this.chaos = 0.3 + this.rng.next() * 1.4;
+    const harsh = opts.profile === "harsh" || (opts.profile !== "mixed" && this.rng.chance(0.25));
+    this.chaos = harsh ? 1.2 + this.rng.next() * 0.5 : 0.3 + this.rng.next() * 1.4;
+    this.tickBias = harsh ? 0.2 + this.rng.next() * 0.5 : this.rng.next() ** 2;
+    // 1 byte means one entry per append: old-term entries then travel apart from the new leader's no-op.
+    this.msgBytesMax = harsh ? 1 : this.rng.pick([1, 160, 4096]);
+    this.lossRate = harsh ? 0.25 : this.rng.pick([0, 0.02, 0.1, 0.25]);
     const founders = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     this.universe = [...founders];
     this.nextJoiner = opts.nodes + 1;
@@ -219,7 +236,7 @@ export class Simulator {
 
   private failure(check: string, detail: string): SimFailure {
     const bugs = this.opts.bugs ? Object.keys(this.opts.bugs).filter((k) => this.opts.bugs![k as keyof SimBugs]) : [];
-    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""} --verbose`;
+    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""} --verbose`;
     return new SimFailure(check, detail, this.opts.seed, this.step, this.trace.slice(), replay);
   }
 
@@ -246,7 +263,7 @@ export class Simulator {
       electionTicks: ELECTION_TICKS,
       heartbeatTicks: 2,
       readOnly: this.readOnly,
-      msgBytesMax: 512,
+      msgBytesMax: this.msgBytesMax,
       inflightMax: 8,
       unsafe: this.opts.bugs,
     });
@@ -267,24 +284,54 @@ export class Simulator {
 
   // ---------------------------------------------------------------- actions
 
-  private randomAction(): void {
-    const r = this.rng.next();
+  /** Per-seed weights of each action: some seeds are calm, some are chaos, some have slow networks. */
+  private weights(): [number, () => void][] {
     const c = this.chaos;
-    if (r < 0.5 && this.pool.length > 0) return this.deliverRandom();
-    if (r < 0.62) return this.tickAll();
-    if (r < 0.74) return this.propose();
-    if (r < 0.79) return this.read();
-    if (!this.faultsOn) return;
-    const f = this.rng.next() * 3;
-    if (f < 0.05 * c) return this.crash();
-    if (f < 0.12 * c) return this.restart();
-    if (f < 0.16 * c) return this.partition();
-    if (f < 0.24 * c) return this.heal();
-    if (f < 0.32 * c) return this.dropRandom();
-    if (f < 0.4 * c) return this.duplicateRandom();
-    if (f < 0.44) return this.confChange();
-    if (f < 0.47) return this.transfer();
-    if (f < 0.55) return this.compact();
+    const tick = 6 + this.tickBias * 30;
+    return [
+      [this.pool.length > 0 ? 50 : 0, () => this.deliverRandom()],
+      [tick, () => this.tickAll()],
+      [12, () => this.propose()],
+      [5, () => this.read()],
+      [this.faultsOn ? 1.2 * c : 0, () => this.crash()],
+      [this.faultsOn ? 1.6 * c : 0, () => this.restart()],
+      [this.faultsOn ? 1.0 * c : 0, () => this.partition()],
+      [this.faultsOn ? 1.6 * c : 0, () => this.heal()],
+      [this.faultsOn ? 2.0 * c : 0, () => this.dropRandom()],
+      [this.faultsOn ? 2.0 * c : 0, () => this.duplicateRandom()],
+      [this.faultsOn ? 3 : 0, () => this.confChange()],
+      [this.faultsOn ? 1.0 : 0, () => this.transfer()],
+      [this.faultsOn ? 2.0 : 0, () => this.compact()],
+    ];
+  }
+
+  private maybeLeaderFault(): boolean {
+    const f = this.leaderFault;
+    if (!f || this.step < f.at) return false;
+    this.leaderFault = undefined;
+    const n = this.nodes.get(f.id);
+    if (!n?.raft || n.raft.role !== "leader" || n.raft.term !== f.term) return false;
+    if (this.rng.chance(0.5)) {
+      n.crash();
+      this.stats.crashes++;
+      this.log(`nemesis: crash new leader ${n.id}`);
+    } else {
+      for (const b of this.nodes.keys()) if (b !== n.id) this.blocked.add(`${n.id}>${b}`).add(`${b}>${n.id}`);
+      this.log(`nemesis: isolate new leader ${n.id}`);
+    }
+    return true;
+  }
+
+  private randomAction(): void {
+    if (this.faultsOn && this.maybeLeaderFault()) return;
+    const table = this.weights();
+    let total = 0;
+    for (const [w] of table) total += w;
+    let r = this.rng.next() * total;
+    for (const [w, act] of table) {
+      if (r < w) return act();
+      r -= w;
+    }
   }
 
   private tickAll(): void {
@@ -292,7 +339,10 @@ export class Simulator {
   }
 
   private propose(): void {
-    const n = this.rng.chance(0.8) ? this.leaderNode() : this.rng.pick(this.live().length ? this.live() : [undefined]);
+    // Any node that believes it leads gets proposals, stale leaders behind a partition too:
+    // that is what grows divergent log tails for later elections to resolve.
+    const leaders = this.live().filter((n) => n.raft!.role === "leader");
+    const n = this.rng.chance(0.85) && leaders.length > 0 ? this.rng.pick(leaders) : this.rng.pick(this.live().length ? this.live() : [undefined]);
     if (!n?.raft) return;
     const data = `p${++this.proposalSeq}`;
     try {
@@ -370,7 +420,9 @@ export class Simulator {
   private crash(): void {
     const live = this.live();
     if (live.length === 0) return;
-    const n = this.rng.pick(live);
+    // Leaders crash half the time: their half-replicated tails are where Raft is subtle.
+    const leaders = live.filter((n) => n.raft!.role === "leader");
+    const n = leaders.length > 0 && this.rng.chance(0.5) ? this.rng.pick(leaders) : this.rng.pick(live);
     n.crash();
     this.stats.crashes++;
     this.log(`${n.id} CRASH (unsynced writes lost)`);
@@ -386,7 +438,11 @@ export class Simulator {
 
   private partition(): void {
     const ids = [...this.nodes.keys()];
-    if (this.rng.chance(0.5)) {
+    const leader = this.leaderNode();
+    if (leader && this.rng.chance(0.3)) {
+      for (const b of ids) if (b !== leader.id) this.blocked.add(`${leader.id}>${b}`).add(`${b}>${leader.id}`);
+      this.log(`isolate leader ${leader.id}`);
+    } else if (this.rng.chance(0.5)) {
       const side = new Set(ids.filter(() => this.rng.chance(0.5)));
       for (const a of ids) for (const b of ids) if (side.has(a) !== side.has(b)) this.blocked.add(`${a}>${b}`);
       this.log(`partition {${[...side].join(",")}} | {${ids.filter((i) => !side.has(i)).join(",")}}`);
@@ -455,7 +511,8 @@ export class Simulator {
   private deliver(f: InFlight): void {
     const m = f.msg;
     const to = this.nodes.get(m.to);
-    if (!to?.raft || this.blocked.has(`${m.from}>${m.to}`)) {
+    const lossy = this.faultsOn && this.rng.chance(this.lossRate);
+    if (!to?.raft || lossy || this.blocked.has(`${m.from}>${m.to}`)) {
       this.lost(f);
       return;
     }
@@ -468,16 +525,22 @@ export class Simulator {
     to.raft.step(m);
   }
 
-  private enqueue(n: SimNode, msgs: readonly Message[]): void {
+  /** Returns the peers whose snapshot could not be sent (its data was replaced by a newer one meanwhile). */
+  private enqueue(n: SimNode, msgs: readonly Message[]): NodeId[] {
+    const failedSnaps: NodeId[] = [];
     for (const msg of msgs) {
       if (this.pool.length >= POOL_MAX) this.lost(this.takeAt(this.rng.int(this.pool.length)));
       let snap: SmState | undefined;
       if (msg.type === "snap") {
-        if (n.smSnap.applied !== msg.snapshot!.index) this.fail("snapshot data", `${n.id} sends snapshot ${msg.snapshot!.index} but its data is at ${n.smSnap.applied}`);
+        if (n.smSnap.applied !== msg.snapshot!.index) {
+          failedSnaps.push(msg.to);
+          continue;
+        }
         snap = { ...n.smSnap };
       }
       this.pool.push({ msg, snap });
     }
+    return failedSnaps;
   }
 
   // ---------------------------------------------------------------- ready
@@ -507,7 +570,7 @@ export class Simulator {
       n.write((s) => s.setHardState(hs), !bug);
     }
     if (rd.snapshot) this.installSnapshot(n, rd.snapshot.index);
-    this.enqueue(n, rd.messages);
+    const failedSnaps = this.enqueue(n, rd.messages);
     this.applyCommitted(n, rd);
     if (rd.confState) {
       const cs = rd.confState;
@@ -516,6 +579,7 @@ export class Simulator {
     this.checkReads(n, rd);
     this.checkLeader(n);
     raft.advance(rd);
+    for (const to of failedSnaps) raft.reportSnapshot(to, false);
   }
 
   private installSnapshot(n: SimNode, index: number): void {
@@ -591,6 +655,8 @@ export class Simulator {
     if (other !== undefined && other !== n.id) this.fail("election safety", `${n.id} and ${other} are both leaders of term ${raft.term}`);
     this.leaderOfTerm.set(raft.term, n.id);
     this.stats.elections++;
+    // Nemesis: new leaders are the most fragile moment (old-term entries half-replicated).
+    if (this.faultsOn && this.rng.chance(0.15 * this.chaos)) this.leaderFault = { id: n.id, term: raft.term, at: this.step + this.rng.int(40) };
     this.log(`${n.id} is LEADER of term ${raft.term} (last ${raft.log.lastIndex()}, commit ${raft.log.committed})`);
     const lo = Math.max(1, raft.log.firstIndex());
     const hi = Math.min(this.globalCommit, raft.log.lastIndex());
