@@ -13,7 +13,11 @@
  *
  * Pure code: no I/O, no timers.
  */
-import { Decoder, Encoder } from "cbor-x";
+// Not the package root: "cbor-x" loads the native cbor-extract addon, which aborts Bun
+// (crash while decoding string-heavy data, so any peer could kill the node) and makes
+// Deno exit with an undefined V8 symbol. The subpaths are the same codec in pure JS.
+import { Decoder } from "cbor-x/decode";
+import { Encoder } from "cbor-x/encode";
 import { assert } from "../util/assert.ts";
 
 export const FRAME_HEADER_BYTES = 4;

@@ -82,6 +82,12 @@ describe("peer transport across runtimes", () => {
     // Deno dialled Bun: Bun checked Deno's client certificate and hello.
     expect(logsMatching(bun, "accepted peer connection").some((l) => l.peer === "d1")).toBe(true);
 
+    // String-heavy payloads: what made cbor-x's native string extractor kill Deno and Bun.
+    const strings = Array.from({ length: 300 }, (_, i) => `entry ${i} ${"é".repeat(i % 50)}`);
+    bun.transport.send("d1", { strings });
+    await waitFor("the strings echo", () => bun.received.length === 2, 20_000);
+    expect((bun.received[1]?.payload as { echo: { strings: string[] } }).echo.strings).toEqual(strings);
+
     // The Deno listener refuses a certificate from another CA, and says so.
     const other = await testCluster();
     const intruder = await startNode("n9", { tls: await other.tls("n9") });
@@ -100,8 +106,8 @@ describe("peer transport across runtimes", () => {
     await waitFor("Deno logs the bad frame", () => denoLogs("bad frame").length === 1, 10_000);
 
     bun.transport.send("d1", "still there?");
-    await waitFor("second echo", () => bun.received.length === 2, 10_000);
-    expect((bun.received[1]?.payload as { echo: unknown }).echo).toBe("still there?");
+    await waitFor("the last echo", () => bun.received.length === 3, 10_000);
+    expect((bun.received[2]?.payload as { echo: unknown }).echo).toBe("still there?");
     expect(intruder.received).toEqual([]);
   }, 60_000);
 });

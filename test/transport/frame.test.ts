@@ -82,6 +82,12 @@ describe("frames", () => {
     expect(got.m.entries[0]?.index).toBe(2 ** 40);
   });
 
+  test("a string-heavy frame decodes (the native cbor-extract addon, which crashes Bun, is not loaded)", () => {
+    const value = { items: Array.from({ length: 200 }, (_, i) => ({ name: "x".repeat(i % 40), tag: `tag${i}`, s: `héllo wörld ${i}` })) };
+    const dec = new FrameDecoder();
+    for (let i = 0; i < 100; i++) expect(decodeAll(dec, [encodeFrame(value)])).toEqual([value]);
+  });
+
   test("a frame one byte over frameBytesMax is refused from its header", () => {
     const frame = encodeFrame("x".repeat(100));
     const bodyBytes = frame.byteLength - 4;
