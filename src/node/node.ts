@@ -1,0 +1,611 @@
+/**
+ * CairnNode: the one loop that joins the Raft core, the SQLite store, the
+ * peer transport and the state machine. Every input (a tick, a peer message,
+ * a proposal) is followed by one pass over the core's Ready, in the order the
+ * contract demands: persist, then send, then apply, then advance.
+ *
+ * Bun's SQLite is synchronous, so a whole Ready is handled inside one
+ * macrotask: nothing can step the core between ready() and advance().
+ */
+import { randomUUID } from "node:crypto";
+import type { ClusterConfig } from "../discovery/load.ts";
+import { DiskFullError as DbDiskFullError } from "../platform/sqlite.ts";
+import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
+import { Raft, type ReadOnlyMode } from "../raft/raft.ts";
+import { SeededRng } from "../raft/rng.ts";
+import { NONE, type Message, type Ready } from "../raft/types.ts";
+import { CairnFsm } from "../statemachine/cairn.ts";
+import { encodeCommand, type Command } from "../statemachine/commands.ts";
+import { Applier } from "../statemachine/fsm.ts";
+import { IdentityMismatchError } from "../storage/errors.ts";
+import { RaftStore } from "../storage/store.ts";
+import type { PeerTls } from "../transport/context.ts";
+import { PeerTransport } from "../transport/transport.ts";
+import { assert } from "../util/assert.ts";
+import type { Logger } from "../util/log.ts";
+import { VERSION } from "../version.ts";
+import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
+import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
+import { BadRequestError, DiskFullError, NodeError, NoLeaderError, StoppedError, TimeoutError } from "./errors.ts";
+import { Converger } from "./membership.ts";
+import { metricsText, type NodeCounters } from "./metrics.ts";
+import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
+import { buildStatus } from "./status.ts";
+import { FeedWaiters, ProposalWaiters, ReadRounds } from "./waiters.ts";
+import { messageProblem } from "./wire.ts";
+
+export interface CairnNodeOptions {
+  readonly id: string;
+  readonly dataDir: string;
+  readonly config: ClusterConfig;
+  readonly tls: PeerTls | "insecure";
+  readonly logger: Logger;
+  /** Raft's tick; default heartbeatMs / 2. */
+  readonly tickMs?: number;
+  /** A leader whose event loop stalls longer than this steps down; default electionMs. */
+  readonly stallMs?: number;
+  readonly readOnly?: ReadOnlyMode;
+  readonly proposeTimeoutMs?: number;
+  readonly readTimeoutMs?: number;
+  readonly synchronous?: "FULL" | "NORMAL";
+  /** Where the peer transport listens; default the node's `peer` address in the file. */
+  readonly peerListen?: { readonly host: string; readonly port: number };
+}
+
+const LIMITS = {
+  proposalsPendingMax: 100_000,
+  readRoundsMax: 1024,
+  readersPerRoundMax: 100_000,
+  feedWaitersMax: 10_000,
+  peerCallsMax: 10_000,
+  readyRoundsPerTurn: 64,
+  catchUpLagMax: 64,
+  convergeEveryMs: 250,
+  probeEveryMs: 300,
+  diskRetryMs: 1000,
+};
+
+export class CairnNode implements NodeApi {
+  readonly id: string;
+  readonly fsm = new CairnFsm();
+  private config: ClusterConfig;
+  private readonly log: Logger;
+  private readonly tickMs: number;
+  private readonly stallMs: number;
+  private readonly proposeTimeoutMs: number;
+  private readonly readTimeoutMs: number;
+  private store!: RaftStore;
+  private applier!: Applier;
+  private transport!: PeerTransport<PeerPayload>;
+  private raft: Raft | undefined;
+  private readonly proposals = new ProposalWaiters(LIMITS.proposalsPendingMax);
+  private readonly reads: ReadRounds;
+  private readonly feedWaiters = new FeedWaiters(LIMITS.feedWaitersMax);
+  private readonly calls = new PeerCalls(LIMITS.peerCallsMax);
+  private readonly converger: Converger;
+  private accepted: { index: number; resolve: () => void }[] = [];
+  private leaderWatchers = new Set<() => void>();
+  private readonly probeAnswers = new Map<string, ProbeAnswer>();
+  private timers: ReturnType<typeof setInterval>[] = [];
+  private scheduled = false;
+  private lastTickAt = 0;
+  private nextConvergeAt = 0;
+  private lastLeaderContact: number | null = null;
+  private diskFull: { since: number; path: string } | null = null;
+  private removed = false;
+  private stopping = false;
+  private waitingReason = "";
+  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0 };
+
+  constructor(private readonly opts: CairnNodeOptions) {
+    this.id = opts.id;
+    this.config = opts.config;
+    this.log = opts.logger.with({ node: opts.id });
+    this.tickMs = opts.tickMs ?? Math.max(5, Math.floor(opts.config.raft.heartbeatMs / 2));
+    this.stallMs = opts.stallMs ?? opts.config.raft.electionMs;
+    this.proposeTimeoutMs = opts.proposeTimeoutMs ?? 10_000;
+    this.readTimeoutMs = opts.readTimeoutMs ?? 5_000;
+    this.reads = new ReadRounds({ nodeId: opts.id, roundsMax: LIMITS.readRoundsMax, waitersMax: LIMITS.readersPerRoundMax });
+    this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax });
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  async start(): Promise<void> {
+    this.store = RaftStore.open({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
+    const storedId = this.store.nodeId();
+    if (storedId !== null && storedId !== this.id) {
+      this.store.close();
+      throw new IdentityMismatchError(this.store.path, "node", storedId, this.id);
+    }
+    if (storedId === null) this.store.setNodeId(this.id);
+    this.applier = new Applier({ store: this.store, fsm: this.fsm });
+    this.transport = new PeerTransport<PeerPayload>({
+      nodeId: this.id,
+      clusterId: this.store.clusterId(),
+      listen: this.opts.peerListen ?? this.selfListen(),
+      tls: this.opts.tls,
+      logger: this.log,
+      onMessage: (from, p) => this.onPeer(from, p),
+    });
+    this.transport.setPeers(this.peerAddresses());
+    await this.transport.listen();
+    if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.startRaft(this.store.clusterId());
+    else this.startEmpty();
+    this.lastTickAt = performance.now();
+    this.timers.push(setInterval(() => this.onTick(), this.tickMs));
+    this.log.info("node started", { dataDir: this.opts.dataDir, clusterId: this.store.clusterId(), applied: this.store.appliedIndex(), lastIndex: this.store.lastIndex() });
+  }
+
+  /** Stops the node; a leader first hands leadership to the most up-to-date voter. */
+  async stop(opts: { transfer?: boolean } = {}): Promise<void> {
+    if (this.stopping) return;
+    if (opts.transfer !== false && this.raft?.role === "leader" && this.otherVoters().length > 0) {
+      try {
+        const t = await this.transferLeader({ timeoutMs: 2 * this.config.raft.electionMs });
+        this.log.info(`handed leadership to ${t.to} before stopping`, { term: this.raft?.term });
+      } catch (e) {
+        this.log.warn("could not hand leadership over before stopping", { error: e });
+      }
+    }
+    this.stopping = true;
+    for (const t of this.timers) clearInterval(t);
+    const stopped = new StoppedError();
+    this.proposals.failAll(stopped);
+    this.reads.failAll(stopped);
+    this.feedWaiters.failAll();
+    this.calls.failAll(stopped);
+    await this.transport?.close();
+    this.store?.close();
+    this.log.info("node stopped");
+  }
+
+  /** A new version of the cluster file: addresses take effect at once, membership converges. */
+  updateConfig(config: ClusterConfig): void {
+    this.config = config;
+    this.transport.setPeers(this.peerAddresses());
+    this.nextConvergeAt = 0;
+  }
+
+  private selfListen(): { host: string; port: number } {
+    const me = this.config.nodes.find((n) => n.id === this.id);
+    if (!me) throw new BadRequestError(`node ${this.id} is not in the cluster file ${this.config.path}: add it or pass --id of a listed node`);
+    return { host: me.peerHost, port: me.peerPort };
+  }
+
+  private peerAddresses(): Map<string, string> {
+    return new Map(this.config.nodes.filter((n) => n.id !== this.id).map((n) => [n.id, n.peer]));
+  }
+
+  private startRaft(clusterId: string | null): void {
+    const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
+    const electionTicks = Math.max(2, Math.round(this.config.raft.electionMs / this.tickMs));
+    const heartbeatTicks = Math.max(1, Math.round(this.config.raft.heartbeatMs / this.tickMs));
+    this.raft = new Raft({
+      id: this.id,
+      clusterId,
+      storage: this.store,
+      rng: new SeededRng(seed),
+      applied: this.store.appliedIndex(),
+      electionTicks: Math.max(electionTicks, heartbeatTicks + 1),
+      heartbeatTicks,
+      readOnly: this.opts.readOnly ?? "safe",
+    });
+    if (clusterId !== null) this.transport.setClusterId(clusterId);
+    this.schedule();
+  }
+
+  // ---------------------------------------------------------------- founding
+
+  private startEmpty(): void {
+    if (designatedFounder(this.config) !== this.id) {
+      const d = decideFounding({ self: this.id, config: this.config, answers: new Map() });
+      if (d.kind !== "found") this.setWaiting(d.reason);
+      this.startRaft(null);
+      return;
+    }
+    const probe = () => {
+      if (this.raft || this.stopping) return;
+      for (const f of founders(this.config)) {
+        if (f === this.id) continue;
+        this.calls
+          .call(`probe of ${f}`, LIMITS.probeEveryMs * 3, (id) => this.transport.send(f, { t: "probe", id }))
+          .then((v) => this.probeAnswers.set(f, v as ProbeAnswer))
+          .catch(() => this.probeAnswers.delete(f));
+      }
+      this.decideFounding();
+    };
+    this.timers.push(setInterval(probe, LIMITS.probeEveryMs));
+    probe();
+  }
+
+  private decideFounding(): void {
+    const d = decideFounding({ self: this.id, config: this.config, answers: this.probeAnswers });
+    if (d.kind === "wait") return this.setWaiting(d.reason);
+    if (d.kind === "join") {
+      this.setWaiting(d.reason);
+      this.startRaft(null);
+      return;
+    }
+    const clusterId = randomUUID();
+    const e1 = foundingEntry(this.id);
+    this.store.persist({ entries: [e1], hardState: { term: 1, vote: NONE, commit: 1 }, clusterId });
+    this.applier.apply([e1], { voters: [this.id], votersOutgoing: [], learners: [], learnersNext: [] });
+    this.log.info(`founded cluster "${this.config.cluster}" with id ${clusterId}; the other nodes join one by one`, { clusterId, term: 1, index: 1 });
+    this.waitingReason = "";
+    this.startRaft(clusterId);
+    this.raft!.campaign();
+    this.schedule();
+  }
+
+  private setWaiting(reason: string): void {
+    if (reason !== this.waitingReason) this.log.info(reason);
+    this.waitingReason = reason;
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private schedule(): void {
+    if (this.scheduled || this.stopping) return;
+    this.scheduled = true;
+    queueMicrotask(() => {
+      this.scheduled = false;
+      this.runReady();
+    });
+  }
+
+  private runReady(): void {
+    const raft = this.raft;
+    if (!raft || this.stopping) return;
+    this.sendReadRound(raft);
+    for (let round = 0; round < LIMITS.readyRoundsPerTurn && raft.hasReady(); round++) {
+      if (!this.handleReady(raft, raft.ready())) return;
+    }
+    if (raft.hasReady()) setTimeout(() => this.schedule(), 0); // let timers and sockets run between batches
+  }
+
+  /** One Ready, in contract order. Returns false if the disk refused it (the core was rebuilt). */
+  private handleReady(raft: Raft, rd: Ready): boolean {
+    assert(!rd.snapshot, "snapshot install arrives with checkpoints (not in this build)");
+    let results: Map<number, unknown>;
+    try {
+      this.store.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
+      this.settleAccepted();
+      if (rd.clusterId !== undefined) this.transport.setClusterId(rd.clusterId);
+      this.send(rd.messages);
+      results = this.applier.apply(rd.committedEntries, rd.confState);
+    } catch (e) {
+      if (e instanceof DbDiskFullError) {
+        this.onDiskFull(e.message);
+        return false;
+      }
+      throw e;
+    }
+    this.afterApply(rd, results);
+    raft.advance(rd);
+    this.afterReady(raft, rd);
+    return true;
+  }
+
+  private send(msgs: readonly Message[]): void {
+    for (const m of msgs) {
+      if (!this.transport.send(m.to, { t: "raft", m })) this.raft?.reportUnreachable(m.to);
+    }
+  }
+
+  private afterApply(rd: Ready, results: Map<number, unknown>): void {
+    let feedMoved = false;
+    for (const e of rd.committedEntries) {
+      this.proposals.applied(e.index, e.term, results.get(e.index));
+      if (results.has(e.index)) feedMoved = true;
+    }
+    this.counters.applied += rd.committedEntries.length;
+    const applied = this.store.appliedIndex();
+    for (const rs of rd.readStates) this.reads.indexFor(rs.ctx, rs.index, applied);
+    this.reads.onApplied(applied);
+    if (feedMoved) this.feedWaiters.onFeed(this.fsm.feedState().last);
+  }
+
+  private afterReady(raft: Raft, rd: Ready): void {
+    for (const ev of rd.events) this.logEvent(ev, raft);
+    if (rd.softState) {
+      this.counters.leaderChanges++;
+      const lead = rd.softState.leader;
+      this.log.info(lead ? `leader is ${lead}${lead === this.id ? " (this node)" : ""}` : "no leader", { term: raft.term, role: rd.softState.role, index: raft.log.lastIndex() });
+      if (lead !== NONE) this.waitingReason = "";
+      for (const w of [...this.leaderWatchers]) w();
+    }
+  }
+
+  private logEvent(ev: Ready["events"][number], raft: Raft): void {
+    const f = { term: raft.term };
+    switch (ev.kind) {
+      case "removed":
+        this.removed = true;
+        this.log.warn(`this node was removed from the cluster at index ${ev.index}: it no longer takes part; its data stays in ${this.opts.dataDir}`, f);
+        return;
+      case "clusterMismatch":
+        this.log.warn(`refused a message from ${ev.from} of cluster ${ev.theirs}: this node belongs to cluster ${ev.ours}`, f);
+        return;
+      case "clusterAdopted":
+        this.log.info(`joined cluster ${ev.clusterId} (first contact from ${ev.from})`, f);
+        return;
+      case "confApplied":
+        this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
+        this.nextConvergeAt = 0;
+        return;
+      default:
+        this.log.info(`raft: ${ev.kind}`, { ...f, ...ev });
+    }
+  }
+
+  private sendReadRound(raft: Raft): void {
+    const ctx = this.reads.takeNext();
+    if (!ctx) return;
+    this.counters.readRounds++;
+    try {
+      raft.readIndex(ctx);
+    } catch (e) {
+      if (!(e instanceof NotLeaderError)) throw e;
+      this.reads.failRound(ctx, new NoLeaderError());
+    }
+  }
+
+  private settleAccepted(): void {
+    if (this.accepted.length === 0) return;
+    const last = this.store.lastIndex();
+    const done = this.accepted.filter((a) => a.index <= last);
+    this.accepted = this.accepted.filter((a) => a.index > last);
+    for (const a of done) a.resolve();
+  }
+
+  // ---------------------------------------------------------------- ticks
+
+  private onTick(): void {
+    const now = performance.now();
+    const late = now - this.lastTickAt;
+    this.lastTickAt = now;
+    if (this.diskFull && now - this.diskFull.since > LIMITS.diskRetryMs) this.retryDisk();
+    const raft = this.raft;
+    if (!raft || this.stopping) return;
+    if (late > this.stallMs && raft.role === "leader") {
+      this.counters.stalls++;
+      this.log.warn(`event loop stalled for ${Math.round(late)} ms (threshold ${this.stallMs} ms): stepping down rather than serving stale leadership`, { term: raft.term });
+      raft.stepDown(`event loop stalled ${Math.round(late)} ms`);
+    }
+    raft.tick();
+    if (raft.role === "leader" && now >= this.nextConvergeAt && !this.diskFull) {
+      this.nextConvergeAt = now + LIMITS.convergeEveryMs;
+      this.converger.step(raft, this.config);
+    }
+    this.schedule();
+  }
+
+  // ---------------------------------------------------------------- disk full
+
+  /** The core handed out a Ready we could not persist: rebuild it from what is durable. */
+  private onDiskFull(detail: string): void {
+    this.counters.diskFull++;
+    if (!this.diskFull) this.log.error(`disk full: writes stop until space returns (${detail})`, { term: this.raft?.term });
+    this.diskFull = { since: performance.now(), path: this.store.path };
+    this.rebuildRaft();
+  }
+
+  private rebuildRaft(): void {
+    this.accepted = [];
+    this.startRaft(this.store.clusterId());
+  }
+
+  private retryDisk(): void {
+    try {
+      this.store.persist({ entries: [], hardState: this.store.hardState() });
+      this.log.info("disk space is back: writes resume");
+      this.diskFull = null;
+      this.schedule();
+    } catch (e) {
+      if (!(e instanceof DbDiskFullError)) throw e;
+      this.diskFull = { since: performance.now(), path: this.store.path };
+    }
+  }
+
+  // ---------------------------------------------------------------- peers
+
+  private onPeer(from: string, p: PeerPayload): void {
+    if (this.stopping) return;
+    if (!isPeerPayload(p)) {
+      this.counters.badPeerPayloads++;
+      this.log.warn(`ignored a malformed payload from ${from}`);
+      return;
+    }
+    switch (p.t) {
+      case "raft":
+        return this.onRaftMessage(from, p.m);
+      case "fwd":
+        return void this.answer(from, p.id, this.proposeBytes(p.cmd, p.wait, this.proposeTimeoutMs, false));
+      case "xfer":
+        return void this.answer(from, p.id, this.transferLeader({ to: p.to ?? undefined, forwarded: true }));
+      case "probe":
+        return void this.answer(from, p.id, Promise.resolve(this.probeAnswer()));
+      case "resp":
+        return this.calls.answer(p);
+    }
+  }
+
+  private onRaftMessage(from: string, m: Message): void {
+    const problem = messageProblem(m, this.id);
+    if (problem !== null || m.from !== from) {
+      this.counters.badPeerPayloads++;
+      this.log.warn(`ignored a malformed raft message from ${from}: ${problem ?? `claims to be from ${m.from}`}`);
+      return;
+    }
+    const raft = this.raft;
+    if (!raft) return;
+    if (m.from === raft.lead) this.lastLeaderContact = performance.now();
+    raft.step(m);
+    this.schedule();
+  }
+
+  private async answer(to: string, id: number, work: Promise<unknown>): Promise<void> {
+    try {
+      this.transport.send(to, { t: "resp", id, ok: true, value: await work });
+    } catch (e) {
+      this.transport.send(to, { t: "resp", id, ok: false, error: toWireError(e) });
+    }
+  }
+
+  private probeAnswer(): ProbeAnswer {
+    const empty = this.store.clusterId() === null && this.store.lastIndex() === 0;
+    return { empty, clusterId: this.store.clusterId() };
+  }
+
+  // ---------------------------------------------------------------- NodeApi
+
+  async propose(cmd: Command, opts: { wait?: WaitMode; timeoutMs?: number } = {}): Promise<ProposeOutcome> {
+    const bytes = encodeCommand(cmd);
+    return this.proposeBytes(bytes, opts.wait ?? "applied", opts.timeoutMs ?? this.proposeTimeoutMs, true);
+  }
+
+  private async proposeBytes(bytes: Uint8Array, wait: WaitMode, timeoutMs: number, mayForward: boolean): Promise<ProposeOutcome> {
+    const raft = this.writable();
+    if (raft.role !== "leader") {
+      if (!mayForward || raft.lead === NONE) throw new NoLeaderError();
+      this.counters.forwarded++;
+      const lead = raft.lead;
+      return (await this.calls.call(`the write forwarded to leader ${lead}`, timeoutMs, (id) =>
+        this.transport.send(lead, { t: "fwd", id, cmd: bytes, wait }),
+      )) as ProposeOutcome;
+    }
+    if (this.proposals.full()) throw new NodeError("overloaded", 503, `more than ${LIMITS.proposalsPendingMax} writes in flight; retry shortly`, 1);
+    let at: { index: number; term: number };
+    try {
+      at = raft.propose(bytes);
+    } catch (e) {
+      if (e instanceof NotLeaderError) throw new NoLeaderError();
+      if (e instanceof ProposalDroppedError) throw new NodeError("busy", 503, e.message, 1);
+      throw e;
+    }
+    this.counters.proposals++;
+    this.schedule();
+    if (wait === "accepted") {
+      await new Promise<void>((resolve) => this.accepted.push({ index: at.index, resolve }));
+      return { kind: "accepted", raftIndex: at.index, term: at.term };
+    }
+    const result = await this.proposals.wait(at, timeoutMs);
+    return { kind: "applied", result: result as never };
+  }
+
+  private writable(): Raft {
+    if (this.stopping) throw new StoppedError();
+    if (this.diskFull) throw new DiskFullError(this.diskFull.path);
+    if (!this.raft) throw new NoLeaderError(this.waitingReason || "this node has not joined a cluster yet");
+    return this.raft;
+  }
+
+  readBarrier(opts: { timeoutMs?: number } = {}): Promise<void> {
+    if (this.stopping) return Promise.reject(new StoppedError());
+    if (!this.raft || this.raft.lead === NONE) return Promise.reject(new NoLeaderError());
+    const p = this.reads.wait(opts.timeoutMs ?? this.readTimeoutMs);
+    this.schedule();
+    return p;
+  }
+
+  staleness(): Staleness {
+    const commit = this.raft?.log.committed ?? this.store.hardState().commit;
+    const contact = this.raft?.role === "leader" ? 0 : this.lastLeaderContact === null ? null : Math.round(performance.now() - this.lastLeaderContact);
+    return { applied: this.store.appliedIndex(), commit, leaderContactMs: contact };
+  }
+
+  waitForFeed(after: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
+    return this.feedWaiters.wait(after, this.fsm.feedState().last, timeoutMs, signal);
+  }
+
+  status(): NodeStatus {
+    return buildStatus({
+      id: this.id,
+      raft: this.raft,
+      store: this.store,
+      fsm: this.fsm,
+      config: this.config,
+      tickMs: this.tickMs,
+      removed: this.removed,
+      stopping: this.stopping,
+      problems: this.problems(),
+      version: VERSION,
+    });
+  }
+
+  private problems(): string[] {
+    const out: string[] = [];
+    if (this.waitingReason) out.push(this.waitingReason);
+    if (this.diskFull) out.push(new DiskFullError(this.diskFull.path).message);
+    if (this.removed) out.push("this node was removed from the cluster");
+    return out;
+  }
+
+  readiness(): { ready: boolean; reason: string } {
+    const raft = this.raft;
+    if (this.stopping) return { ready: false, reason: "stopping" };
+    if (!raft) return { ready: false, reason: this.waitingReason || "not joined yet" };
+    if (this.diskFull) return { ready: false, reason: "disk full" };
+    if (raft.lead === NONE) return { ready: false, reason: "no leader known" };
+    const applied = this.store.appliedIndex();
+    if (applied < raft.log.committed) return { ready: false, reason: `catching up: applied ${applied} of ${raft.log.committed}` };
+    return { ready: true, reason: `leader ${raft.lead}, applied ${applied}` };
+  }
+
+  async transferLeader(opts: { to?: string; timeoutMs?: number; forwarded?: boolean } = {}): Promise<{ from: string; to: string }> {
+    const raft = this.raft;
+    const timeoutMs = opts.timeoutMs ?? 2 * this.config.raft.electionMs;
+    if (!raft || raft.lead === NONE) throw new NoLeaderError();
+    if (raft.role !== "leader") {
+      if (opts.forwarded) throw new NoLeaderError(`${this.id} is no longer the leader`);
+      const lead = raft.lead;
+      return (await this.calls.call(`leadership transfer via ${lead}`, timeoutMs, (id) => this.transport.send(lead, { t: "xfer", id, to: opts.to ?? null }))) as { from: string; to: string };
+    }
+    const to = opts.to ?? this.bestVoter();
+    if (!to) throw new BadRequestError("there is no other voter to hand leadership to");
+    if (!raft.trk.isVoter(to) || to === this.id) throw new BadRequestError(`${to} is not another voter of this cluster (voters: ${[...raft.trk.voterIds()].join(", ")})`);
+    const from = this.id;
+    raft.transferLeadership(to);
+    this.schedule();
+    await this.waitForLeaderChange(timeoutMs);
+    return { from, to: this.raft!.lead };
+  }
+
+  private otherVoters(): string[] {
+    return this.raft ? [...this.raft.trk.voterIds()].filter((v) => v !== this.id) : [];
+  }
+
+  /** The other voter with the highest match (recently active first). */
+  private bestVoter(): string | undefined {
+    const st = this.raft!.status();
+    let best: { id: string; match: number; active: boolean } | undefined;
+    for (const id of this.otherVoters()) {
+      const p = st.progress.get(id);
+      const c = { id, match: p?.match ?? 0, active: p?.recentActive ?? false };
+      if (!best || (c.active && !best.active) || (c.active === best.active && c.match > best.match)) best = c;
+    }
+    return best?.id;
+  }
+
+  private waitForLeaderChange(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const check = () => {
+        const lead = this.raft?.lead;
+        if (lead && lead !== this.id) done(null);
+      };
+      const done = (err: Error | null) => {
+        clearTimeout(timer);
+        this.leaderWatchers.delete(check);
+        if (err) reject(err);
+        else resolve();
+      };
+      const timer = setTimeout(() => done(new TimeoutError("the leadership transfer", timeoutMs)), timeoutMs);
+      this.leaderWatchers.add(check);
+    });
+  }
+
+  metricsText(): string {
+    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull !== null });
+  }
+}

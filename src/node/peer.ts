@@ -1,0 +1,103 @@
+/**
+ * What nodes send each other over the peer transport besides Raft messages:
+ * forwarded writes and transfer requests (a follower asks the leader), and
+ * the founding probe (is this node empty?). Every request has an id and an
+ * answer; the asker keeps a bounded table of open requests with deadlines.
+ */
+import type { Message } from "../raft/types.ts";
+import { assert } from "../util/assert.ts";
+import { NodeError, TimeoutError } from "./errors.ts";
+
+export type PeerPayload =
+  | { readonly t: "raft"; readonly m: Message }
+  | { readonly t: "fwd"; readonly id: number; readonly cmd: Uint8Array; readonly wait: "applied" | "accepted" }
+  | { readonly t: "xfer"; readonly id: number; readonly to: string | null }
+  | { readonly t: "probe"; readonly id: number }
+  | { readonly t: "resp"; readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly t: "resp"; readonly id: number; readonly ok: false; readonly error: WireError };
+
+export interface WireError {
+  readonly code: string;
+  readonly status: number;
+  readonly message: string;
+}
+
+/** A NodeError that came back from another node. */
+export class RemoteError extends NodeError {
+  override name = "RemoteError";
+  constructor(e: WireError) {
+    super(e.code, e.status, e.message, e.status === 503 ? 1 : undefined);
+  }
+}
+
+export function toWireError(err: unknown): WireError {
+  if (err instanceof NodeError) return { code: err.code, status: err.status, message: err.message };
+  const e = err instanceof Error ? err : new Error(String(err));
+  if (e.name === "InvalidCommandError") return { code: "bad_request", status: 400, message: e.message };
+  return { code: "internal", status: 500, message: e.message };
+}
+
+/** Open requests to peers, settled by their answers or by a deadline. */
+export class PeerCalls {
+  private seq = 0;
+  private readonly open = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
+
+  constructor(private readonly sizeMax: number) {}
+
+  /** Sends with `send(id)`; resolves with the answer's value. */
+  call(what: string, timeoutMs: number, send: (id: number) => boolean): Promise<unknown> {
+    if (this.open.size >= this.sizeMax) return Promise.reject(new TimeoutError(`${what} (too many requests to peers in flight)`, 0));
+    const id = ++this.seq;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.open.delete(id);
+        reject(new TimeoutError(what, timeoutMs));
+      }, timeoutMs);
+      this.open.set(id, { resolve, reject, timer });
+      if (!send(id)) {
+        clearTimeout(timer);
+        this.open.delete(id);
+        reject(new TimeoutError(`${what} (the peer's send queue is full)`, 0));
+      }
+    });
+  }
+
+  answer(p: Extract<PeerPayload, { t: "resp" }>): void {
+    const c = this.open.get(p.id);
+    if (!c) return; // timed out already
+    this.open.delete(p.id);
+    clearTimeout(c.timer);
+    if (p.ok) c.resolve(p.value);
+    else c.reject(new RemoteError(p.error));
+  }
+
+  failAll(err: Error): void {
+    for (const c of this.open.values()) {
+      clearTimeout(c.timer);
+      c.reject(err);
+    }
+    this.open.clear();
+  }
+}
+
+/** Checks a payload's shape before it is trusted (the transport only checks it is CBOR). */
+export function isPeerPayload(p: unknown): p is PeerPayload {
+  if (typeof p !== "object" || p === null) return false;
+  const t = (p as { t?: unknown }).t;
+  switch (t) {
+    case "raft":
+      return typeof (p as { m?: unknown }).m === "object" && (p as { m?: unknown }).m !== null;
+    case "fwd":
+    case "xfer":
+    case "probe":
+    case "resp":
+      return typeof (p as { id?: unknown }).id === "number";
+    default:
+      return false;
+  }
+}
+
+export function assertPayload(p: PeerPayload): PeerPayload {
+  assert(isPeerPayload(p), "malformed peer payload built locally");
+  return p;
+}
