@@ -73,12 +73,18 @@ export class Network {
   private drops: DropRule[] = [];
   /** Every message delivered, for assertions on what was sent. */
   readonly delivered: Message[] = [];
+  /** Every message a drop rule swallowed, in order. */
+  readonly dropped: Message[] = [];
 
-  constructor(ids: NodeId[], opts: { raft?: NodeOpts; learners?: NodeId[]; seed?: number } = {}) {
+  constructor(
+    ids: NodeId[],
+    opts: { raft?: NodeOpts; learners?: NodeId[]; seed?: number; nodeRaft?: Record<NodeId, NodeOpts> } = {},
+  ) {
     let seed = opts.seed ?? 1;
     for (const id of [...ids, ...(opts.learners ?? [])]) {
       const storage = bootstrapStorage(ids, opts.learners);
-      this.nodes.set(id, new TestNode(id, { storage, seed: seed++, raft: { applied: 1, ...opts.raft } }));
+      const raft = { applied: 1, ...opts.raft, ...opts.nodeRaft?.[id] };
+      this.nodes.set(id, new TestNode(id, { storage, seed: seed++, raft }));
     }
   }
 
@@ -99,16 +105,20 @@ export class Network {
     return n;
   }
 
-  drop(rule: DropRule): void {
+  /** Drops every message matching `rule` until heal(); returns a function that lifts just this rule. */
+  drop(rule: DropRule): () => void {
     this.drops.push(rule);
+    return () => {
+      this.drops = this.drops.filter((d) => d !== rule);
+    };
   }
 
-  isolate(id: NodeId): void {
-    this.drop((m) => m.from === id || m.to === id);
+  isolate(id: NodeId): () => void {
+    return this.drop((m) => m.from === id || m.to === id);
   }
 
-  cut(a: NodeId, b: NodeId): void {
-    this.drop((m) => (m.from === a && m.to === b) || (m.from === b && m.to === a));
+  cut(a: NodeId, b: NodeId): () => void {
+    return this.drop((m) => (m.from === a && m.to === b) || (m.from === b && m.to === a));
   }
 
   heal(): void {
@@ -122,7 +132,10 @@ export class Network {
       for (const n of this.nodes.values()) {
         for (const m of n.processReady()) {
           moved = true;
-          if (this.drops.some((d) => d(m))) continue;
+          if (this.drops.some((d) => d(m))) {
+            this.dropped.push(m);
+            continue;
+          }
           const to = this.nodes.get(m.to);
           if (!to) continue;
           this.delivered.push(m);
@@ -132,6 +145,36 @@ export class Network {
       if (!moved && ![...this.nodes.values()].some((n) => n.raft.hasReady())) return;
     }
     throw new Error(`network did not settle in ${limit} rounds`);
+  }
+
+  /** Steps one message into its target (bypassing drop rules) and settles. */
+  deliver(m: Message): void {
+    this.delivered.push(m);
+    this.raft(m.to).step(m);
+    this.settle();
+  }
+
+  /** Messages delivered so far that match `pred` (e.g. `(m) => m.type === "app"`). */
+  sent(pred: (m: Message) => boolean): Message[] {
+    return this.delivered.filter(pred);
+  }
+
+  /** Forgets what was delivered and dropped so far (to assert on what follows). */
+  clearLog(): void {
+    this.delivered.length = 0;
+    this.dropped.length = 0;
+  }
+
+  /**
+   * Takes a snapshot of `id`'s storage at its applied index and compacts the
+   * log up to it (what the driver does after a checkpoint).
+   */
+  compact(id: NodeId): number {
+    const n = this.node(id);
+    const index = n.raft.status().applied;
+    n.storage.createSnapshot(index, n.storage.initialState().confState);
+    n.storage.compact(index);
+    return index;
   }
 
   /** Ticks one node `n` times, settling after each tick. */
@@ -164,6 +207,39 @@ export class Network {
     this.settle();
     return at;
   }
+}
+
+/** Application payloads of `e` as strings (empty entries are no-ops). */
+export function text(e: Entry): string {
+  return new TextDecoder().decode(e.data);
+}
+
+export function bytes(s: string): Uint8Array {
+  return new TextEncoder().encode(s);
+}
+
+/** A message with every field defaulted, for stepping a core directly. */
+export function msg(m: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
+  return {
+    cluster: CLUSTER,
+    index: 0,
+    logTerm: 0,
+    entries: [],
+    commit: 0,
+    commitTerm: 0,
+    reject: false,
+    rejectHint: 0,
+    context: "",
+    ...m,
+  };
+}
+
+/** The whole log of a node as "index/term" strings (entries after its snapshot). */
+export function logOf(n: TestNode): string[] {
+  const r = n.raft;
+  const first = r.log.firstIndex();
+  const last = r.log.lastIndex();
+  return r.log.slice(first, last + 1, Number.MAX_SAFE_INTEGER).map((e) => `${e.index}/${e.term}`);
 }
 
 export function conf(voters: NodeId[], learners: NodeId[] = []): ConfState {
