@@ -1,0 +1,165 @@
+/**
+ * The client commands: they talk to the HTTP API of any node (--url) or of
+ * the nodes in a cluster file (--config), trusting the cluster CA for https,
+ * and find the leader themselves for writes.
+ */
+import { readFileSync } from "node:fs";
+import { loadClusterFileSync } from "../discovery/load.ts";
+import { httpClient, type HttpFetch } from "../platform/http.ts";
+import { parse, UsageError, type Options } from "./args.ts";
+
+export const CLIENT_OPTIONS = {
+  url: { type: "string" },
+  config: { type: "string" },
+  ca: { type: "string" },
+  token: { type: "string" },
+} as const satisfies Options;
+
+export interface Target {
+  readonly urls: string[];
+  readonly fetch: HttpFetch;
+  readonly token?: string;
+}
+
+export function target(values: { url?: string; config?: string; ca?: string; token?: string }): Target {
+  let urls: string[];
+  let caPath = values.ca;
+  if (values.url) urls = [values.url.replace(/\/$/, "")];
+  else if (values.config) {
+    const r = loadClusterFileSync(values.config);
+    if (!r.ok) throw new UsageError(`cannot use cluster file: ${r.error.message}`);
+    urls = r.config.nodes.map((n) => n.api);
+    caPath ??= r.config.tls?.ca;
+  } else throw new UsageError("say where the cluster is: --url URL (any node's API) or --config FILE (the cluster file)");
+  const ca = caPath ? readFileSync(caPath, "utf8") : undefined;
+  return { urls, fetch: httpClient({ ca }), token: values.token ?? process.env.CAIRN_TOKEN };
+}
+
+export class ClientError extends Error {
+  override name = "ClientError";
+  constructor(message: string, readonly status: number) {
+    super(message);
+  }
+}
+
+/** Sends to the first node that answers; a connection error moves on to the next. */
+export async function request(t: Target, path: string, init: RequestInit = {}): Promise<Response> {
+  const headers = new Headers(init.headers);
+  if (t.token) headers.set("authorization", `Bearer ${t.token}`);
+  const errors: string[] = [];
+  for (const url of t.urls) {
+    try {
+      return await t.fetch(`${url}${path}`, { ...init, headers });
+    } catch (e) {
+      errors.push(`${url}: ${(e as Error).message}`);
+    }
+  }
+  throw new ClientError(`no node answered:\n  ${errors.join("\n  ")}`, 0);
+}
+
+/** Parses a JSON answer; a non-2xx answer becomes a ClientError with the server's message. */
+export async function json(res: Response): Promise<unknown> {
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    /* not JSON: keep the text */
+  }
+  if (!res.ok) {
+    const err = (body as { error?: { code?: string; message?: string } })?.error;
+    throw new ClientError(`HTTP ${res.status}${err?.code ? ` ${err.code}` : ""}: ${err?.message ?? text}`, res.status);
+  }
+  return body;
+}
+
+const print = (v: unknown) => console.log(typeof v === "string" ? v : JSON.stringify(v, null, 2));
+
+export async function status(argv: string[]): Promise<number> {
+  const { values } = parse(argv, CLIENT_OPTIONS, "cairn status (--url URL | --config FILE)");
+  print(await json(await request(target(values), "/status")));
+  return 0;
+}
+
+const KV_OPTIONS = { ...CLIENT_OPTIONS, "content-type": { type: "string" }, "if-match": { type: "string" }, stale: { type: "boolean", default: false } } as const;
+
+function keyPath(key: string | undefined, usage: string): string {
+  if (!key) throw new UsageError(usage);
+  return `/kv/${key.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+export async function put(argv: string[]): Promise<number> {
+  const usage = "cairn put KEY VALUE [--content-type T] [--if-match VERSION] (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, KV_OPTIONS, usage);
+  if (positionals.length !== 2) throw new UsageError(usage);
+  const headers: Record<string, string> = { "content-type": values["content-type"] ?? "text/plain; charset=utf-8" };
+  if (values["if-match"]) headers["if-match"] = values["if-match"];
+  print(await json(await request(target(values), keyPath(positionals[0], usage), { method: "PUT", body: positionals[1], headers })));
+  return 0;
+}
+
+export async function get(argv: string[]): Promise<number> {
+  const usage = "cairn get KEY [--stale] (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, KV_OPTIONS, usage);
+  const res = await request(target(values), keyPath(positionals[0], usage) + (values.stale ? "?consistency=stale" : ""));
+  if (!res.ok) await json(res);
+  process.stdout.write(new Uint8Array(await res.arrayBuffer()));
+  if (process.stdout.isTTY) process.stdout.write("\n");
+  return 0;
+}
+
+export async function del(argv: string[]): Promise<number> {
+  const usage = "cairn del KEY [--if-match VERSION] (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, KV_OPTIONS, usage);
+  const headers: Record<string, string> = values["if-match"] ? { "if-match": values["if-match"] } : {};
+  print(await json(await request(target(values), keyPath(positionals[0], usage), { method: "DELETE", headers })));
+  return 0;
+}
+
+const POST_OPTIONS = { ...CLIENT_OPTIONS, tag: { type: "string", multiple: true }, "idempotency-key": { type: "string" } } as const;
+
+export async function post(argv: string[]): Promise<number> {
+  const usage = "cairn post JSON [--tag T]... [--idempotency-key K] (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, POST_OPTIONS, usage);
+  if (positionals.length !== 1) throw new UsageError(usage);
+  let data: unknown;
+  try {
+    data = JSON.parse(positionals[0]!);
+  } catch (e) {
+    throw new UsageError(`JSON argument does not parse: ${(e as Error).message}`);
+  }
+  const headers: Record<string, string> = { "content-type": "application/json" };
+  if (values["idempotency-key"]) headers["idempotency-key"] = values["idempotency-key"];
+  const body = JSON.stringify({ data, tags: values.tag ?? [] });
+  print(await json(await request(target(values), "/changes", { method: "POST", body, headers })));
+  return 0;
+}
+
+const TAIL_OPTIONS = { ...CLIENT_OPTIONS, since: { type: "string", default: "0" }, tag: { type: "string", multiple: true }, follow: { type: "boolean", default: false }, limit: { type: "string", default: "100" } } as const;
+
+/** Prints committed changes as NDJSON; with --follow, long-polls for more until interrupted. */
+export async function tail(argv: string[]): Promise<number> {
+  const usage = "cairn tail [--since N] [--tag T]... [--follow] (--url URL | --config FILE)";
+  const { values } = parse(argv, TAIL_OPTIONS, usage);
+  const t = target(values);
+  let since = Number(values.since);
+  if (!Number.isInteger(since) || since < 0) throw new UsageError(`--since wants a change index, got "${values.since}"`);
+  for (;;) {
+    const q = new URLSearchParams({ since: String(since), limit: values.limit! });
+    for (const tag of values.tag ?? []) q.append("tag", tag);
+    if (values.follow) q.set("block", "30");
+    const page = (await json(await request(t, `/changes?${q}`))) as { changes: unknown[]; next: number; atEnd: boolean };
+    for (const c of page.changes) console.log(JSON.stringify(c));
+    since = page.next;
+    if (!values.follow && page.atEnd) return 0;
+  }
+}
+
+export async function leader(argv: string[]): Promise<number> {
+  const usage = "cairn leader transfer [--to ID] (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, to: { type: "string" } } as const, usage);
+  if (positionals[0] !== "transfer") throw new UsageError(usage);
+  const body = JSON.stringify(values.to ? { to: values.to } : {});
+  print(await json(await request(target(values), "/admin/leader", { method: "POST", body, headers: { "content-type": "application/json" } })));
+  return 0;
+}

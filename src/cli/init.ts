@@ -1,0 +1,76 @@
+/**
+ * `cairn init --nodes N --dir DIR`: a cluster file for N local nodes on free
+ * consecutive ports, a CA and one certificate and key per node.
+ */
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { basename, join, resolve } from "node:path";
+import { writeClusterTls } from "../transport/certs.ts";
+import { intOption, parse, UsageError } from "./args.ts";
+
+export const INIT_USAGE = `cairn init --nodes N --dir DIR [--host 127.0.0.1] [--base-port 7400] [--name NAME] [--force]
+
+Writes DIR/cluster.json with nodes n1..nN (peer and API ports on free
+consecutive ports from --base-port), a CA and a certificate and key per node
+under DIR/tls/, and records n1..nN as the founding list. Copy cairn, the
+cluster file and DIR/tls to each host, then run \`cairn serve\` there.`;
+
+const OPTIONS = {
+  nodes: { type: "string", default: "3" },
+  dir: { type: "string" },
+  host: { type: "string", default: "127.0.0.1" },
+  "base-port": { type: "string", default: "7400" },
+  name: { type: "string" },
+  force: { type: "boolean", default: false },
+} as const;
+
+function portFree(host: string, port: number): Promise<boolean> {
+  return new Promise((res) => {
+    const srv = createServer();
+    srv.once("error", () => res(false));
+    srv.listen(port, host, () => srv.close(() => res(true)));
+  });
+}
+
+/** The first run of `count` free consecutive ports at or above `base`. */
+export async function freeRun(host: string, base: number, count: number): Promise<number> {
+  for (let start = base; start + count <= 65535; ) {
+    let ok = true;
+    for (let p = start; p < start + count; p++) {
+      if (!(await portFree(host, p))) {
+        ok = false;
+        start = p + 1;
+        break;
+      }
+    }
+    if (ok) return start;
+  }
+  throw new UsageError(`no ${count} free consecutive ports on ${host} from ${base}: pick another --base-port`);
+}
+
+export async function init(argv: string[]): Promise<number> {
+  const { values } = parse(argv, OPTIONS, INIT_USAGE);
+  const n = intOption(values.nodes, "nodes", 3, { min: 1, max: 64 });
+  const base = intOption(values["base-port"], "base-port", 7400, { min: 1, max: 65535 });
+  if (!values.dir) throw new UsageError(`--dir DIR is required\n\n${INIT_USAGE}`);
+  const dir = resolve(values.dir);
+  const file = join(dir, "cluster.json");
+  if (existsSync(file) && !values.force) throw new UsageError(`${file} exists already: pass --force to overwrite it (and its certificates)`);
+  const host = values.host!;
+  const start = await freeRun(host, base, 2 * n);
+  const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
+  mkdirSync(dir, { recursive: true });
+  await writeClusterTls(join(dir, "tls"), ids, [host, "localhost", "127.0.0.1"]);
+  const hostPart = host.includes(":") ? `[${host}]` : host;
+  const cluster = {
+    cluster: values.name ?? basename(dir),
+    founders: ids,
+    nodes: ids.map((id, i) => ({ id, peer: `${hostPart}:${start + 2 * i}`, api: `https://${hostPart}:${start + 2 * i + 1}` })),
+    tls: { ca: "tls/ca.pem", cert: "tls/${id}.pem", key: "tls/${id}.key" },
+    raft: { heartbeatMs: 100, electionMs: 1000 },
+  };
+  writeFileSync(file, JSON.stringify(cluster, null, 2) + "\n");
+  console.log(`wrote ${file} (${n} nodes, ports ${start}-${start + 2 * n - 1}) and certificates in ${join(dir, "tls")}`);
+  console.log(`start each node with: cairn serve --config ${file} --id n1 --data ${join(dir, "data", "n1")}`);
+  return 0;
+}
