@@ -1,0 +1,105 @@
+/**
+ * The HTTP API (hono): the change feed, the key-value space, transactions
+ * and operations, over a NodeApi. Serve it with platform/http.ts serveHttp:
+ *   serveHttp({ hostname, port, fetch: createApp({...}).fetch })
+ *
+ * Every answer is JSON (except values, metrics, the SSE stream and the
+ * dashboard); every error is {"error": {"code", "message"}} with its status;
+ * every wait has a deadline.
+ */
+import { Hono } from "hono";
+import type { NodeApi } from "../node/api.ts";
+import type { Logger } from "../util/log.ts";
+import { registerChanges } from "./changes.ts";
+import { Slots, type ApiContext, type ApiLimits, type CheckpointProvider } from "./context.ts";
+import { authorize, type Tokens } from "./auth.ts";
+import { ApiError, errorResponse, toApiError } from "./errors.ts";
+import { registerKv } from "./kv.ts";
+import { HttpMetrics } from "./metrics.ts";
+import { registerOps } from "./ops.ts";
+import { allowOf, routeLabel, routeOf } from "./routes.ts";
+import { registerTxn } from "./txn.ts";
+
+export type { CheckpointProvider, CheckpointRef } from "./context.ts";
+export type { Tokens } from "./auth.ts";
+
+export interface ApiOptions {
+  readonly node: NodeApi;
+  readonly logger: Logger;
+  readonly version: string;
+  /** Request bodies above this get 413. Default 4 MiB. */
+  readonly bodyBytesMax?: number;
+  /** Bearer tokens by role; null or absent: no authentication. */
+  readonly tokens?: Tokens | null;
+  /** Newest checkpoint for 410 answers (src/checkpoint/ plugs in here). */
+  readonly checkpoints?: CheckpointProvider | null;
+  /** Abort at shutdown: long polls answer, streams end, so the server can close. */
+  readonly signal?: AbortSignal;
+  readonly limits?: Partial<Omit<ApiLimits, "bodyBytesMax">>;
+}
+
+export const BODY_BYTES_MAX_DEFAULT = 4 * 1024 * 1024;
+
+export const LIMITS_DEFAULT: Omit<ApiLimits, "bodyBytesMax"> = {
+  writeTimeoutMs: 10_000,
+  readTimeoutMs: 5_000,
+  transferTimeoutMs: 10_000,
+  blockSecMax: 60,
+  waitsMax: 1024,
+  sseKeepaliveMs: 15_000,
+  sseStallMs: 60_000,
+};
+
+export function createApp(opts: ApiOptions): Hono {
+  const log = opts.logger.with({ part: "api" });
+  const ctx: ApiContext = {
+    node: opts.node,
+    log,
+    limits: { ...LIMITS_DEFAULT, ...opts.limits, bodyBytesMax: opts.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT },
+    version: opts.version,
+    checkpoints: opts.checkpoints ?? null,
+    shutdown: opts.signal ?? new AbortController().signal,
+    waits: new Slots(opts.limits?.waitsMax ?? LIMITS_DEFAULT.waitsMax),
+  };
+  const metrics = new HttpMetrics();
+  const app = new Hono();
+
+  // Outermost: metrics see the final status, errors included (hono's onError
+  // has set c.res by the time next() returns).
+  app.use("*", async (c, next) => {
+    const start = performance.now();
+    metrics.begin();
+    try {
+      await next();
+    } finally {
+      metrics.end({ method: c.req.method, route: routeLabel(c.req.path), status: c.res.status, seconds: (performance.now() - start) / 1000 });
+    }
+  });
+
+  const tokens = opts.tokens;
+  if (tokens) {
+    app.use("*", async (c, next) => {
+      authorize(tokens, { method: c.req.method, path: c.req.path, authorization: c.req.header("authorization") ?? null });
+      await next();
+    });
+  }
+
+  registerChanges(app, ctx);
+  registerKv(app, ctx);
+  registerTxn(app, ctx);
+  registerOps(app, ctx, metrics);
+
+  app.onError((err, c) => errorResponse(toApiError(err, log, `${c.req.method} ${c.req.path}`)));
+  app.notFound((c) => {
+    const route = routeOf(c.req.path);
+    if (route && !route.methods.includes(c.req.method)) {
+      return errorResponse(
+        new ApiError(405, "method_not_allowed", `${c.req.method} is not allowed on ${route.template}: use ${route.methods.join(", ")}`, {
+          headers: { allow: allowOf(route) },
+        }),
+      );
+    }
+    return errorResponse(new ApiError(404, "not_found", `no route ${c.req.method} ${c.req.path}: the README lists the routes`));
+  });
+  return app;
+}

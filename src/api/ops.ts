@@ -1,0 +1,52 @@
+/**
+ * Operations routes: /status, /health, /ready, /metrics, /admin/leader, the
+ * checkpoint routes (501 until src/checkpoint/ lands) and the dashboard.
+ */
+import type { Hono } from "hono";
+import { z } from "zod";
+import { bounded, json, type ApiContext } from "./context.ts";
+import { DASHBOARD_HTML } from "./dashboard.ts";
+import { ApiError, badRequest } from "./errors.ts";
+import type { HttpMetrics } from "./metrics.ts";
+import { readJsonBody } from "./request.ts";
+import { zodMessage } from "./write.ts";
+
+const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
+
+function notYet(what: string): never {
+  throw new ApiError(501, "not_implemented", `${what} is not available in this version of cairn yet`);
+}
+
+export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): void {
+  app.get("/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }));
+
+  app.get("/status", () => json(ctx.node.status()));
+
+  app.get("/health", () => json({ ok: true, id: ctx.node.id, version: ctx.version }));
+
+  app.get("/ready", () => {
+    const r = ctx.node.readiness();
+    if (r.ready) return json({ ready: true, reason: r.reason });
+    throw new ApiError(503, "not_ready", `not ready: ${r.reason}`, { extra: { ready: false, reason: r.reason } });
+  });
+
+  app.get("/metrics", () => {
+    const node = ctx.node.metricsText();
+    const text = (node.endsWith("\n") || node === "" ? node : node + "\n") + metrics.text();
+    return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
+  });
+
+  app.post("/admin/leader", async (c) => {
+    const body = await readJsonBody(c.req.raw, ctx.limits.bodyBytesMax, { optional: true });
+    const parsed = transferSchema.safeParse(body ?? {});
+    if (!parsed.success) throw badRequest(`${zodMessage(parsed.error)}: send {} or {"to": "n2"}`);
+    const ms = ctx.limits.transferTimeoutMs;
+    const to = parsed.data.to;
+    const r = await bounded(ctx.node.transferLeader({ ...(to === undefined ? {} : { to }), timeoutMs: ms }), ms, "the leadership transfer");
+    return json({ from: r.from, to: r.to });
+  });
+
+  app.get("/checkpoints", () => notYet("listing checkpoints (GET /checkpoints)"));
+  app.get("/checkpoints/:id", () => notYet("downloading a checkpoint (GET /checkpoints/ID)"));
+  app.post("/admin/checkpoint", () => notYet("creating a checkpoint (POST /admin/checkpoint)"));
+}
