@@ -25,10 +25,33 @@ export class TestNode {
   raft: Raft;
   readonly applied: Entry[] = [];
   readonly readStates: ReadState[] = [];
+  private readonly seed: number;
+  private readonly opts: NodeOpts;
 
   constructor(readonly id: NodeId, opts: { storage: MemoryStorage; seed: number; raft?: NodeOpts }) {
     this.storage = opts.storage;
+    this.seed = opts.seed;
+    this.opts = opts.raft ?? {};
     this.raft = new Raft({ id, clusterId: CLUSTER, storage: this.storage, rng: new SeededRng(opts.seed), ...opts.raft });
+  }
+
+  /**
+   * A crash and restart: a new core over the same storage (everything a Ready
+   * handed out was persisted), resuming after the last applied entry.
+   */
+  restart(raft: NodeOpts = {}): void {
+    const last = this.applied[this.applied.length - 1];
+    const applied = Math.max(last?.index ?? 0, this.storage.snapshotMeta().index, this.opts.applied ?? 0);
+    const clusterId = this.raft.clusterId;
+    this.raft = new Raft({
+      id: this.id,
+      storage: this.storage,
+      rng: new SeededRng(this.seed + 7919),
+      ...this.opts,
+      clusterId,
+      applied,
+      ...raft,
+    });
   }
 
   /** Persist, then hand back messages, then apply, then advance (the Ready contract). */
