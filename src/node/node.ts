@@ -209,7 +209,7 @@ export class CairnNode implements NodeApi {
       for (const f of founders(this.config)) {
         if (f === this.id) continue;
         this.calls
-          .call(`probe of ${f}`, LIMITS.probeEveryMs * 3, (id) => this.transport.send(f, { t: "probe", id }))
+          .call(f, `probe of ${f}`, LIMITS.probeEveryMs * 3, (id) => this.transport.send(f, { t: "probe", id }))
           .then((v) => this.probeAnswers.set(f, v as ProbeAnswer))
           .catch(() => this.probeAnswers.delete(f));
       }
@@ -313,6 +313,8 @@ export class CairnNode implements NodeApi {
       const lead = rd.softState.leader;
       this.log.info(lead ? `leader is ${lead}${lead === this.id ? " (this node)" : ""}` : "no leader", { term: raft.term, role: rd.softState.role, index: raft.log.lastIndex() });
       if (lead !== NONE) this.waitingReason = "";
+      // Requests forwarded to a former leader may never be answered: fail them now (probes excepted).
+      this.calls.failExcept(lead, new NoLeaderError("the leader changed while the request was in flight; its outcome is unknown: retry with an Idempotency-Key"));
       for (const w of [...this.leaderWatchers]) w();
     }
   }
@@ -471,7 +473,7 @@ export class CairnNode implements NodeApi {
       if (!mayForward || raft.lead === NONE) throw new NoLeaderError();
       this.counters.forwarded++;
       const lead = raft.lead;
-      return (await this.calls.call(`the write forwarded to leader ${lead}`, timeoutMs, (id) =>
+      return (await this.calls.call(lead, `the write forwarded to leader ${lead}`, timeoutMs, (id) =>
         this.transport.send(lead, { t: "fwd", id, cmd: bytes, wait }),
       )) as ProposeOutcome;
     }
@@ -560,7 +562,7 @@ export class CairnNode implements NodeApi {
     if (raft.role !== "leader") {
       if (opts.forwarded) throw new NoLeaderError(`${this.id} is no longer the leader`);
       const lead = raft.lead;
-      return (await this.calls.call(`leadership transfer via ${lead}`, timeoutMs, (id) => this.transport.send(lead, { t: "xfer", id, to: opts.to ?? null }))) as { from: string; to: string };
+      return (await this.calls.call(lead, `leadership transfer via ${lead}`, timeoutMs, (id) => this.transport.send(lead, { t: "xfer", id, to: opts.to ?? null }))) as { from: string; to: string };
     }
     const to = opts.to ?? this.bestVoter();
     if (!to) throw new BadRequestError("there is no other voter to hand leadership to");

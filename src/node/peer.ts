@@ -40,12 +40,12 @@ export function toWireError(err: unknown): WireError {
 /** Open requests to peers, settled by their answers or by a deadline. */
 export class PeerCalls {
   private seq = 0;
-  private readonly open = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
+  private readonly open = new Map<number, { to: string; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
 
   constructor(private readonly sizeMax: number) {}
 
-  /** Sends with `send(id)`; resolves with the answer's value. */
-  call(what: string, timeoutMs: number, send: (id: number) => boolean): Promise<unknown> {
+  /** Sends to `to` with `send(id)`; resolves with the answer's value. */
+  call(to: string, what: string, timeoutMs: number, send: (id: number) => boolean): Promise<unknown> {
     if (this.open.size >= this.sizeMax) return Promise.reject(new TimeoutError(`${what} (too many requests to peers in flight)`, 0));
     const id = ++this.seq;
     return new Promise((resolve, reject) => {
@@ -53,7 +53,7 @@ export class PeerCalls {
         this.open.delete(id);
         reject(new TimeoutError(what, timeoutMs));
       }, timeoutMs);
-      this.open.set(id, { resolve, reject, timer });
+      this.open.set(id, { to, resolve, reject, timer });
       if (!send(id)) {
         clearTimeout(timer);
         this.open.delete(id);
@@ -69,6 +69,16 @@ export class PeerCalls {
     clearTimeout(c.timer);
     if (p.ok) c.resolve(p.value);
     else c.reject(new RemoteError(p.error));
+  }
+
+  /** Fails the open requests to every peer but `keep` (e.g. the old leader, after a leader change). */
+  failExcept(keep: string, err: Error): void {
+    for (const [id, c] of this.open) {
+      if (c.to === keep) continue;
+      this.open.delete(id);
+      clearTimeout(c.timer);
+      c.reject(err);
+    }
   }
 
   failAll(err: Error): void {
