@@ -41,5 +41,5 @@ export function routeLabel(path: string): string {
 
 /** The Allow header of a route: GET routes also answer HEAD. */
 export function allowOf(r: RouteDef): string {
-  return [...r.methods, ...(r.methods.includes("GET") ? ["HEAD"] : [])].join(", ");
+  return r.methods.flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m])).join(", ");
 }
