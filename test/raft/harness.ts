@@ -215,6 +215,16 @@ export class Network {
     }
   }
 
+  /** Ticks every node until some node leads (an election by timeout); returns its id. */
+  tickUntilLeader(limit = 200): NodeId {
+    for (let i = 0; i < limit; i++) {
+      const l = this.leader();
+      if (l !== undefined) return l;
+      this.tickAll();
+    }
+    throw new Error(`no leader after ${limit} ticks`);
+  }
+
   elect(id: NodeId): void {
     this.raft(id).campaign();
     this.settle();
