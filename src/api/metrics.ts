@@ -37,7 +37,8 @@ export class HttpMetrics {
     h.count++;
   }
 
-  text(): string {
+  /** `waiting`: long polls and SSE streams open now. */
+  text(waiting: number): string {
     const out: string[] = [
       "# HELP cairn_http_requests_total HTTP requests answered, by route, method and status.",
       "# TYPE cairn_http_requests_total counter",
@@ -57,6 +58,9 @@ export class HttpMetrics {
       "# HELP cairn_http_requests_in_flight HTTP requests being handled (streams count until their headers are sent).",
       "# TYPE cairn_http_requests_in_flight gauge",
       `cairn_http_requests_in_flight ${this.inflight}`,
+      "# HELP cairn_http_waiting Long polls and change streams open now.",
+      "# TYPE cairn_http_waiting gauge",
+      `cairn_http_waiting ${waiting}`,
     );
     return out.join("\n") + "\n";
   }

@@ -32,7 +32,7 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
 
   app.get("/metrics", () => {
     const node = ctx.node.metricsText();
-    const text = (node.endsWith("\n") || node === "" ? node : node + "\n") + metrics.text();
+    const text = (node.endsWith("\n") || node === "" ? node : node + "\n") + metrics.text(ctx.waits.inUse);
     return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
   });
 

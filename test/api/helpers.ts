@@ -12,6 +12,8 @@ export interface ApiHarness {
   readonly logs: string[];
   /** app.request with a path relative to the app. */
   req(path: string, init?: RequestInit): Promise<Response>;
+  /** Another app over the same node, with other options. */
+  appWith(opts: Partial<Omit<ApiOptions, "node" | "logger">>): ReturnType<typeof createApp>;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,7 @@ export async function singleNode(opts: Partial<Omit<ApiOptions, "node" | "logger
     app,
     logs,
     req: (path, init) => Promise.resolve(app.request(path, init)),
+    appWith: (more) => createApp({ node, logger, version: "test", ...opts, ...more }),
     close: () => cluster.close(),
   };
 }
@@ -41,4 +44,62 @@ export const jsonInit = (method: string, body: unknown, headers: Record<string, 
 // deno-lint-ignore no-explicit-any
 export async function bodyOf(res: Response): Promise<any> {
   return await res.json();
+}
+
+/** Reads SSE text from a response until `done(text)` holds or the deadline passes. */
+export async function readSseUntil(
+  reader: ReadableStreamDefaultReader<Uint8Array>,
+  done: (text: string) => boolean,
+  timeoutMs = 5000,
+  initial = "",
+): Promise<string> {
+  const decoder = new TextDecoder();
+  let text = initial;
+  const deadline = Date.now() + timeoutMs;
+  while (!done(text)) {
+    const left = deadline - Date.now();
+    if (left <= 0) throw new Error(`SSE: condition not met within ${timeoutMs} ms; got ${JSON.stringify(text)}`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const r = await Promise.race([
+      reader.read(),
+      new Promise<"timeout">((res) => (timer = setTimeout(() => res("timeout"), left))),
+    ]).finally(() => clearTimeout(timer));
+    if (r === "timeout") continue;
+    if (r.done) throw new Error(`SSE: stream ended; got ${JSON.stringify(text)}`);
+    text += decoder.decode(r.value, { stream: true });
+  }
+  return text;
+}
+
+export interface SseEvent {
+  event?: string;
+  id?: string;
+  data: string;
+}
+
+/** Parses complete SSE messages (comments dropped). */
+export function parseSse(text: string): SseEvent[] {
+  const out: SseEvent[] = [];
+  for (const block of text.split("\n\n").slice(0, -1)) {
+    const ev: SseEvent = { data: "" };
+    const data: string[] = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith(":") || line === "") continue;
+      const i = line.indexOf(":");
+      const field = line.slice(0, i);
+      const value = line.slice(i + 1).replace(/^ /, "");
+      if (field === "data") data.push(value);
+      else if (field === "event") ev.event = value;
+      else if (field === "id") ev.id = value;
+    }
+    ev.data = data.join("\n");
+    if (data.length > 0) out.push(ev);
+  }
+  return out;
+}
+
+/** The value of a gauge or counter line in Prometheus text. */
+export function metricValue(text: string, name: string): number | undefined {
+  const line = text.split("\n").find((l) => l.startsWith(name + " ") || l.startsWith(name + "{"));
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
 }
