@@ -1005,9 +1005,11 @@ export class Raft {
       this.event({ kind: "confRejected", index: e.index, reason: res.reason });
       return;
     }
+    // Only a member can be removed: a joiner replaying configurations from before it was added is not.
+    const wasMember = this.trk.progress.has(this.id);
     this.trk.setConf(res.conf, this.log.lastIndex());
     this.event({ kind: "confApplied", index: e.index, conf: res.conf });
-    if (!this.trk.progress.has(this.id) && !this.removedReported) {
+    if (wasMember && !this.trk.progress.has(this.id) && !this.removedReported) {
       this.removedReported = true;
       this.event({ kind: "removed", index: e.index });
     }
