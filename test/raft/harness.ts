@@ -12,6 +12,7 @@ import {
   type Message,
   type NodeId,
   type RaftConfig,
+  type RaftEvent,
   type ReadState,
 } from "../../src/raft/index.ts";
 import { applyConfChange } from "../../src/raft/confchange.ts";
@@ -25,6 +26,8 @@ export class TestNode {
   raft: Raft;
   readonly applied: Entry[] = [];
   readonly readStates: ReadState[] = [];
+  /** Every event the core reported in a Ready. */
+  readonly events: RaftEvent[] = [];
   private readonly seed: number;
   private readonly opts: NodeOpts;
 
@@ -64,6 +67,7 @@ export class TestNode {
     if (rd.confState) this.storage.setConfState(rd.confState);
     this.applied.push(...rd.committedEntries);
     this.readStates.push(...rd.readStates);
+    this.events.push(...rd.events);
     this.raft.advance(rd);
     return [...rd.messages];
   }
