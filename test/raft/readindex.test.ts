@@ -176,7 +176,7 @@ describe("lease reads (thesis §6.4.1)", () => {
     net.drop((m) => m.type === "timeoutNow");
     net.raft(l).transferLeadership(f[0]!);
     net.settle();
-    expect(net.dropped.map((m) => [m.type, m.to])).toEqual([["timeoutNow", f[0]]]);
+    expect(net.dropped.map((m) => [m.type, m.to])).toEqual([["timeoutNow", f[0]!]]);
     net.tickAll(12); // the transfer is abandoned after an election timeout
     expect(net.raft(l).role).toBe("leader");
     expect(net.raft(l).term).toBe(term);
