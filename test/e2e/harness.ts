@@ -4,10 +4,12 @@
  * loopback, real signals. Every process a test starts, close() stops.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { httpClient, type HttpFetch } from "../../src/platform/http.ts";
+import { createNodeCert, type CertAndKey } from "../../src/transport/certs.ts";
+import type { PeerTls } from "../../src/transport/context.ts";
 import { waitFor } from "../helpers/ports.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
@@ -41,9 +43,14 @@ interface Proc {
   exited: Promise<number | null>;
 }
 
+/** One parsed log line of a node (the JSON the Logger writes), or the raw text. */
+export type LogLine = { msg?: string; level?: string; [k: string]: unknown };
+
 export class E2ECluster {
   readonly procs = new Map<string, Proc>();
-  readonly fetch: HttpFetch;
+  /** The log lines of every run of each id, oldest run first (kept after the process exits). */
+  private readonly runs = new Map<string, string[][]>();
+  fetch: HttpFetch;
   private constructor(
     readonly dir: string,
     readonly file: string,
@@ -66,6 +73,12 @@ export class E2ECluster {
     return c;
   }
 
+  /** Trust another CA for this cluster's HTTPS API (after the test replaced the TLS files). */
+  trustCa(caPem: string): void {
+    this.fetch.close();
+    this.fetch = httpClient({ ca: caPem });
+  }
+
   readFile(): ClusterFile {
     return JSON.parse(readFileSync(this.file, "utf8")) as ClusterFile;
   }
@@ -74,10 +87,61 @@ export class E2ECluster {
     writeFileSync(this.file, JSON.stringify(f, null, 2));
   }
 
+  /** What an operator's tooling does: write a temporary file next to it, then rename it over. */
+  writeFileAtomic(f: ClusterFile | string): void {
+    const tmp = `${this.file}.tmp-${process.pid}`;
+    writeFileSync(tmp, typeof f === "string" ? f : JSON.stringify(f, null, 2));
+    renameSync(tmp, this.file);
+  }
+
+  /** Reads the file, lets `edit` change it, writes it back atomically; returns the new file. */
+  editFile(edit: (f: ClusterFile) => void): ClusterFile {
+    const f = this.readFile();
+    edit(f);
+    this.writeFileAtomic(f);
+    return f;
+  }
+
   api(id: string): string {
+    let f: ClusterFile | null = null;
+    try {
+      f = this.readFile();
+    } catch {
+      // A test may have broken the file on purpose: use the address last read.
+    }
+    const n = f?.nodes.find((x) => x.id === id);
+    if (n) this.knownApis.set(id, n.api);
+    const api = n?.api ?? this.knownApis.get(id);
+    if (!api) throw new Error(`no node ${id} in the cluster file`);
+    return api;
+  }
+
+  /** API URLs of nodes as last read from the file (nodes taken out of it, a broken file). */
+  private readonly knownApis = new Map<string, string>();
+
+  /** The peer address ("host:port") of `id` in the cluster file. */
+  peer(id: string): string {
     const n = this.readFile().nodes.find((x) => x.id === id);
     if (!n) throw new Error(`no node ${id} in the cluster file`);
-    return n.api;
+    return n.peer;
+  }
+
+  /** The cluster CA that `cairn init` wrote (certificate and key, PEM). */
+  ca(): CertAndKey {
+    return { cert: readFileSync(join(this.dir, "tls", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "tls", "ca.key"), "utf8") };
+  }
+
+  /** Node `id`'s TLS material as `cairn init` wrote it. */
+  nodeTls(id: string): PeerTls {
+    const read = (f: string) => readFileSync(join(this.dir, "tls", f), "utf8");
+    return { ca: read("ca.pem"), cert: read(`${id}.pem`), key: read(`${id}.key`) };
+  }
+
+  /** A fresh certificate for `id` signed by this cluster's CA (valid, but for an id the file may not list). */
+  async issueTls(id: string, hosts: string[] = ["127.0.0.1", "localhost"]): Promise<PeerTls> {
+    const ca = this.ca();
+    const node = await createNodeCert({ ca, nodeId: id, hosts, days: 1 });
+    return { ca: ca.cert, cert: node.cert, key: node.key };
   }
 
   dataDir(id: string): string {
@@ -99,6 +163,9 @@ export class E2ECluster {
     };
     child.stdout!.on("data", collect);
     child.stderr!.on("data", collect);
+    const runs = this.runs.get(id) ?? [];
+    runs.push(lines);
+    this.runs.set(id, runs);
     const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
     const p = { child, lines, exited };
     this.procs.set(id, p);
@@ -120,6 +187,70 @@ export class E2ECluster {
     return this.procs.get(id)?.lines ?? [];
   }
 
+  /** Every log line of `id`, from all its runs (earlier runs first), parsed. */
+  allLogs(id: string): LogLine[] {
+    const lines = (this.runs.get(id) ?? []).flat();
+    return lines.map((l) => {
+      try {
+        return JSON.parse(l) as LogLine;
+      } catch {
+        return { msg: l };
+      }
+    });
+  }
+
+  /** Waits until a log line of `id` (any run) satisfies `pred`; returns it. */
+  async waitForLog(id: string, what: string, pred: (l: LogLine) => boolean, timeoutMs = 20_000): Promise<LogLine> {
+    return await waitFor(`${id} to log ${what}`, () => this.allLogs(id).find(pred), timeoutMs, 25);
+  }
+
+  /** SIGTERM, then waits for the exit (SIGKILL after `timeoutMs`); returns the exit code. */
+  async stop(id: string, timeoutMs = 10_000): Promise<number | null> {
+    const p = this.procs.get(id);
+    if (!p) return null;
+    p.child.kill("SIGCONT");
+    p.child.kill("SIGTERM");
+    const timer = setTimeout(() => p.child.kill("SIGKILL"), timeoutMs);
+    const code = await p.exited;
+    clearTimeout(timer);
+    this.procs.delete(id);
+    return code;
+  }
+
+  /** The exit code of a process that is expected to exit by itself (it is forgotten then). */
+  async exitOf(id: string, timeoutMs = 20_000): Promise<number | null> {
+    const p = this.procs.get(id);
+    if (!p) throw new Error(`${id} is not running`);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const code = await Promise.race([
+      p.exited,
+      new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new Error(`${id} did not exit within ${timeoutMs} ms`)), timeoutMs))),
+    ]);
+    clearTimeout(timer);
+    this.procs.delete(id);
+    return code;
+  }
+  /** Log lines of `id` (parsed JSON; non-JSON lines as {msg: line}) whose msg contains `text`. */
+  logsMatching(id: string, text: string | RegExp): Record<string, unknown>[] {
+    const out: Record<string, unknown>[] = [];
+    for (const l of this.logs(id)) {
+      let o: Record<string, unknown>;
+      try {
+        o = JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        o = { msg: l };
+      }
+      const msg = typeof o.msg === "string" ? o.msg : "";
+      if (typeof text === "string" ? msg.includes(text) : text.test(msg)) out.push(o);
+    }
+    return out;
+  }
+
+  /** Waits until `id` has logged a line whose msg contains `text`; returns the first such line. */
+  async waitLog(id: string, text: string | RegExp, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+    return await waitFor(`${id} to log ${String(text)}`, () => this.logsMatching(id, text)[0], timeoutMs, 20);
+  }
+
   async get(id: string, path: string, init?: RequestInit): Promise<Response> {
     return await this.fetch(`${this.api(id)}${path}`, init);
   }
@@ -137,15 +268,15 @@ export class E2ECluster {
   }
 
   async status(id: string): Promise<any> {
-    return (await this.json(id, "/status")).body;
+    return (await this.json(id, "/status", { signal: AbortSignal.timeout(2000) })).body;
   }
 
-  /** The leader as every live node agrees on it. */
-  async leader(timeoutMs = 20_000): Promise<string> {
+  /** The leader as every live node (or every node of `among`) agrees on it. */
+  async leader(timeoutMs = 20_000, among?: string[]): Promise<string> {
     return await waitFor(
       "an agreed leader",
       async () => {
-        const ids = [...this.procs.keys()];
+        const ids = among ?? [...this.procs.keys()];
         const views = await Promise.all(ids.map((id) => this.status(id).catch(() => null)));
         const leaders = new Set(views.map((v) => v?.leader?.id ?? null));
         const l = [...leaders][0];
@@ -200,4 +331,178 @@ export class E2ECluster {
     this.fetch.close();
     rmSync(this.dir, { recursive: true, force: true });
   }
+}
+
+// ---------------------------------------------------------------- write load (membership and stepdown tests)
+
+export interface Ack {
+  readonly index: number;
+  readonly data: { w: string; c: number; s: number };
+  /** The node whose API answered. */
+  readonly via: string;
+  /** performance.now() when the answer arrived. */
+  readonly at: number;
+}
+
+export interface WriterOptions {
+  /** The nodes to write through, asked before each attempt and used in turn. */
+  readonly via: () => string[];
+  /** Concurrent clients, each a closed loop (one write in flight). Default 4. */
+  readonly clients?: number;
+  /** One HTTP attempt is abandoned after this long (a stopped process never answers). Default 3000. */
+  readonly attemptTimeoutMs?: number;
+  readonly name?: string;
+}
+
+/**
+ * A steady write load: `clients` closed loops, each posting {w, c, s} with an
+ * Idempotency-Key and retrying the SAME key (through the next node) until it
+ * is acknowledged, so every write ends acknowledged exactly once or is still
+ * unsettled when the writer stops.
+ */
+export class Writer {
+  readonly acks: Ack[] = [];
+  /** Failed attempts by status (or "error: ..." for a network failure). */
+  readonly failures = new Map<string, number>();
+  /** Writes whose outcome is unknown when stop() returned (JSON of their data). */
+  readonly unsettled = new Set<string>();
+  private stopping = false;
+  private readonly loops: Promise<void>[] = [];
+  private turn = 0;
+
+  constructor(
+    private readonly c: E2ECluster,
+    private readonly opts: WriterOptions,
+  ) {}
+
+  start(): this {
+    const n = this.opts.clients ?? 4;
+    for (let i = 0; i < n; i++) this.loops.push(this.loop(i));
+    return this;
+  }
+
+  /** Stops issuing new writes; lets each write in flight settle for up to `settleMs`. */
+  async stop(settleMs = 15_000): Promise<void> {
+    this.stopping = true;
+    const deadline = performance.now() + settleMs;
+    this.settleBy = deadline;
+    await Promise.all(this.loops);
+  }
+
+  private settleBy = Infinity;
+
+  private async loop(client: number): Promise<void> {
+    const name = this.opts.name ?? "w";
+    for (let s = 0; !this.stopping; s++) {
+      const data = { w: name, c: client, s };
+      const key = `${name}-${client}-${s}`;
+      if (!(await this.writeUntilAcked(data, key))) this.unsettled.add(JSON.stringify(data));
+    }
+  }
+
+  private async writeUntilAcked(data: Ack["data"], key: string): Promise<boolean> {
+    for (;;) {
+      if (performance.now() > this.settleBy) return false;
+      const ids = this.opts.via();
+      const id = ids[this.turn++ % Math.max(1, ids.length)];
+      if (id === undefined) {
+        await sleep(20);
+        continue;
+      }
+      const outcome = await this.attempt(id, data, key);
+      if (outcome === null) return true;
+      this.failures.set(outcome, (this.failures.get(outcome) ?? 0) + 1);
+      await sleep(5);
+    }
+  }
+
+  /** One POST; null when acknowledged, else why not. */
+  private async attempt(id: string, data: Ack["data"], key: string): Promise<string | null> {
+    try {
+      const r = await this.c.json(id, "/changes", {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify({ data, tags: ["load"] }),
+        signal: AbortSignal.timeout(this.opts.attemptTimeoutMs ?? 3000),
+      });
+      if (r.status !== 200 && r.status !== 201) return `${r.status} ${r.body?.error?.code ?? ""}`.trim();
+      this.acks.push({ index: r.body.index, data, via: id, at: performance.now() });
+      return null;
+    } catch (e) {
+      return `error: ${(e as Error).name}`;
+    }
+  }
+
+  count(): number {
+    return this.acks.length;
+  }
+
+  /** Resolves once `n` more writes than now have been acknowledged. */
+  async more(n: number, timeoutMs = 20_000): Promise<void> {
+    const target = this.acks.length + n;
+    await waitFor(`${n} more acknowledged writes (have ${this.acks.length})`, () => this.acks.length >= target, timeoutMs, 10);
+  }
+
+  /**
+   * The longest time without an acknowledged write, over the gaps between
+   * consecutive acknowledgements that overlap [from, to] (performance.now() times).
+   */
+  maxGapMs(from: number, to: number): number {
+    const times = this.acks.map((a) => a.at).sort((a, b) => a - b);
+    let worst = 0;
+    for (let i = 1; i < times.length; i++) {
+      const a = times[i - 1]!;
+      const b = times[i]!;
+      if (b >= from && a <= to) worst = Math.max(worst, b - a);
+    }
+    return worst;
+  }
+
+  summary(): string {
+    const f = [...this.failures].map(([k, v]) => `${k} x${v}`).join(", ");
+    return `${this.acks.length} acknowledged, ${this.unsettled.size} unsettled${f ? `; failed attempts: ${f}` : ""}`;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Every node of `ids` ends with the same feed (same indexes, same data, same
+ * order); every acknowledged write is in it exactly once at the index it was
+ * acknowledged with; every other load write is one whose outcome was unknown.
+ */
+export async function expectFeedsAgree(c: E2ECluster, ids: string[], w: Writer, timeoutMs = 30_000): Promise<{ length: number }> {
+  // Wait until every node has applied the same last change (the load has stopped).
+  await waitFor(
+    `the feeds of ${ids.join(", ")} to agree`,
+    async () => {
+      const lasts = await Promise.all(ids.map(async (id) => (await c.status(id)).feed.last as number));
+      return lasts.every((l) => l === lasts[0]) && lasts[0]! >= w.acks.length;
+    },
+    timeoutMs,
+    100,
+  );
+  const feeds = await Promise.all(ids.map((id) => c.feed(id)));
+  const first = feeds[0]!;
+  const byIndex = new Map(first.map((ch) => [ch.index, JSON.stringify(ch.data)]));
+  const problems: string[] = [];
+  feeds.forEach((f, i) => {
+    if (JSON.stringify(f.map((ch) => [ch.index, ch.data])) !== JSON.stringify(first.map((ch) => [ch.index, ch.data]))) {
+      problems.push(`${ids[i]}'s feed differs from ${ids[0]}'s (${f.length} vs ${first.length} changes)`);
+    }
+  });
+  const seen = new Map<string, number>();
+  for (const ch of first) seen.set(JSON.stringify(ch.data), (seen.get(JSON.stringify(ch.data)) ?? 0) + 1);
+  for (const [d, n] of seen) if (n > 1) problems.push(`${d} appears ${n} times`);
+  const acked = new Set<string>();
+  for (const a of w.acks) {
+    const d = JSON.stringify(a.data);
+    acked.add(d);
+    if (byIndex.get(a.index) !== d) problems.push(`acknowledged ${d} at index ${a.index} (via ${a.via}) but the feed has ${byIndex.get(a.index) ?? "nothing"} there`);
+  }
+  for (const d of seen.keys()) if (!acked.has(d) && !w.unsettled.has(d)) problems.push(`${d} is in the feed but was never written or was acknowledged elsewhere`);
+  if (problems.length > 0) throw new Error(`feeds disagree:\n  ${problems.slice(0, 20).join("\n  ")}`);
+  return { length: first.length };
 }
