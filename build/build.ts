@@ -15,7 +15,7 @@ const out = join(root, "dist");
 mkdirSync(out, { recursive: true });
 
 /** Worker entry points must be listed so the compiled binary contains them. */
-const WORKERS: string[] = [];
+const WORKERS = ["src/checkpoint/worker.ts"];
 
 function run(cmd: string, args: string[]): number {
   const r = spawnSync(cmd, args, { cwd: root, stdio: "inherit" });

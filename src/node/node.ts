@@ -8,6 +8,13 @@
  * macrotask: nothing can step the core between ready() and advance().
  */
 import { randomUUID } from "node:crypto";
+import { renameSync } from "node:fs";
+import { join } from "node:path";
+import { Checkpointer, DEFAULT_POLICY, workerRunner, type CheckpointPolicy } from "../checkpoint/checkpointer.ts";
+import { dbPath, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
+import { attachCheckpoint, copyCheckpointTables, detachCheckpoint } from "../checkpoint/restore.ts";
+import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoint/transfer.ts";
+import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
 import type { ClusterConfig } from "../discovery/load.ts";
 import { DiskFullError as DbDiskFullError } from "../platform/sqlite.ts";
 import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
@@ -50,6 +57,13 @@ export interface CairnNodeOptions {
   readonly synchronous?: "FULL" | "NORMAL";
   /** Where the peer transport listens; default the node's `peer` address in the file. */
   readonly peerListen?: { readonly host: string; readonly port: number };
+  readonly checkpoints?: Partial<CheckpointPolicy>;
+  /** How checkpoints are built; default a worker thread. */
+  readonly checkpointRunner?: (req: BuildRequest) => Promise<BuildResult>;
+  /** Change-feed retention: a change is trimmed only when it is beyond both limits and covered by a checkpoint. */
+  readonly retention?: { readonly keepEntries?: number; readonly keepAgeMs?: number };
+  /** Checkpoint transfer tuning (tests use small chunks). */
+  readonly transfer?: { readonly chunkBytes?: number; readonly windowChunks?: number; readonly stallMs?: number };
 }
 
 const LIMITS = {
@@ -63,6 +77,9 @@ const LIMITS = {
   convergeEveryMs: 250,
   probeEveryMs: 300,
   diskRetryMs: 1000,
+  trimEveryMs: 10_000,
+  retainEntries: 1_000_000,
+  retainAgeMs: 7 * 24 * 3600_000,
 };
 
 export class CairnNode implements NodeApi {
@@ -75,6 +92,11 @@ export class CairnNode implements NodeApi {
   private readonly proposeTimeoutMs: number;
   private readonly readTimeoutMs: number;
   private store!: RaftStore;
+  private checkpointer!: Checkpointer;
+  private receiver!: SnapshotReceiver;
+  private readonly senders = new Map<string, SnapshotSender>();
+  private xferSeq = 0;
+  private nextTrimAt = 0;
   private applier!: Applier;
   private transport!: PeerTransport<PeerPayload>;
   private raft: Raft | undefined;
@@ -120,6 +142,23 @@ export class CairnNode implements NodeApi {
     }
     if (storedId === null) this.store.setNodeId(this.id);
     this.applier = new Applier({ store: this.store, fsm: this.fsm });
+    this.checkpointer = new Checkpointer({
+      dataDir: this.opts.dataDir,
+      store: this.store,
+      log: this.log,
+      policy: { ...DEFAULT_POLICY, ...this.opts.checkpoints },
+      clusterId: () => this.store.clusterId(),
+      run: this.opts.checkpointRunner ?? workerRunner(),
+    });
+    this.receiver = new SnapshotReceiver({
+      dir: join(this.checkpointer.dir, "incoming"),
+      log: this.log,
+      send: (to, p) => this.transport.send(to, p),
+      onComplete: (_from, msg) => {
+        this.raft?.step(msg);
+        this.schedule();
+      },
+    });
     this.transport = new PeerTransport<PeerPayload>({
       nodeId: this.id,
       clusterId: this.store.clusterId(),
@@ -150,6 +189,8 @@ export class CairnNode implements NodeApi {
     }
     this.stopping = true;
     for (const t of this.timers) clearInterval(t);
+    for (const s of this.senders.values()) s.cancel("node stopping");
+    this.receiver?.close();
     const stopped = new StoppedError();
     this.proposals.failAll(stopped);
     this.reads.failAll(stopped);
@@ -266,10 +307,10 @@ export class CairnNode implements NodeApi {
 
   /** One Ready, in contract order. Returns false if the disk refused it (the core was rebuilt). */
   private handleReady(raft: Raft, rd: Ready): boolean {
-    assert(!rd.snapshot, "snapshot install arrives with checkpoints (not in this build)");
     let results: Map<number, unknown>;
     try {
-      this.store.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
+      if (rd.snapshot) this.persistWithSnapshot(rd);
+      else this.store.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
       this.settleAccepted();
       if (rd.clusterId !== undefined) this.transport.setClusterId(rd.clusterId);
       this.send(rd.messages);
@@ -289,8 +330,109 @@ export class CairnNode implements NodeApi {
 
   private send(msgs: readonly Message[]): void {
     for (const m of msgs) {
-      if (!this.transport.send(m.to, { t: "raft", m })) this.raft?.reportUnreachable(m.to);
+      if (m.type === "snap") this.sendCheckpoint(m);
+      else if (!this.transport.send(m.to, { t: "raft", m })) this.raft?.reportUnreachable(m.to);
     }
+  }
+
+  // ---------------------------------------------------------------- checkpoints
+
+  /** The core wants `m.to` to install a snapshot: stream the matching checkpoint file. */
+  private sendCheckpoint(m: Message): void {
+    const meta = m.snapshot!;
+    const man = this.checkpointer.list().find((c) => c.index === meta.index);
+    const report = (ok: boolean) =>
+      queueMicrotask(() => {
+        this.raft?.reportSnapshot(m.to, ok);
+        this.schedule();
+      });
+    if (!man) {
+      this.log.warn(`no checkpoint file for snapshot ${meta.index} to send to ${m.to}; a newer one replaced it`);
+      return report(false);
+    }
+    this.senders.get(m.to)?.cancel("replaced by a newer transfer");
+    const sender = new SnapshotSender({
+      xfer: `${this.id}-${++this.xferSeq}`,
+      to: m.to,
+      manifest: man,
+      path: dbPath(this.checkpointer.dir, man.id),
+      msg: m,
+      ...this.opts.transfer,
+      send: (p) => this.transport.send(m.to, p),
+      onDone: (ok, reason) => {
+        if (this.senders.get(m.to) === sender) this.senders.delete(m.to);
+        const ms = Math.round(performance.now() - sender.startedAt);
+        if (ok) this.log.info(`sent checkpoint ${man.id} (${man.bytes} bytes) to ${m.to} in ${ms} ms`, { index: man.index });
+        else this.log.warn(`checkpoint transfer to ${m.to} stopped: ${reason}`, { index: man.index });
+        report(ok);
+      },
+    });
+    this.senders.set(m.to, sender);
+    this.log.info(`${m.to} is behind the compacted log: sending checkpoint ${man.id}`, { index: man.index, term: this.raft?.term });
+    sender.start();
+  }
+
+  private onSnapPayload(from: string, p: SnapPayload): void {
+    if (p.t === "snapAck" || p.t === "snapDone") {
+      const s = this.senders.get(from);
+      if (!s) return;
+      if (p.t === "snapAck") s.onAck(p.offset);
+      else s.onDone(p.ok, p.reason || "receiver refused it");
+      return;
+    }
+    this.receiver.onPayload(from, p);
+  }
+
+  /** Installs a received checkpoint in the same transaction that resets the log to it. */
+  private persistWithSnapshot(rd: Ready): void {
+    const snap = rd.snapshot!;
+    const ready = this.receiver.take(snap.index);
+    assert(ready, () => `the core installs snapshot ${snap.index} but no verified checkpoint file is waiting for it`);
+    const db = this.store.db;
+    attachCheckpoint(db, ready.path);
+    try {
+      this.store.persist({ snapshot: snap, restore: copyCheckpointTables, hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
+    } finally {
+      detachCheckpoint(db);
+    }
+    const target = dbPath(this.checkpointer.dir, ready.manifest.id);
+    renameSync(ready.path, target);
+    fsyncDir(this.checkpointer.dir);
+    this.checkpointer.adopt(ready.manifest);
+    this.proposals.skippedThrough(snap.index);
+    this.feedWaiters.onFeed(this.fsm.feedState().last);
+    this.log.info(`installed checkpoint ${ready.manifest.id}: state machine now at index ${snap.index}`, { index: snap.index, term: snap.term });
+  }
+
+  /** Trims the feed: a change goes only when it is beyond both retention limits and a checkpoint covers it. */
+  private maybeTrimFeed(now: number): void {
+    if (now < this.nextTrimAt) return;
+    this.nextTrimAt = now + LIMITS.trimEveryMs;
+    const newest = this.checkpointer.newest();
+    if (!newest) return;
+    const st = this.fsm.feedState();
+    const keepEntries = this.opts.retention?.keepEntries ?? LIMITS.retainEntries;
+    const keepAgeMs = this.opts.retention?.keepAgeMs ?? LIMITS.retainAgeMs;
+    const byCount = st.last - keepEntries;
+    const byAge = this.fsm.lastIndexBefore(st.ts - keepAgeMs);
+    const cut = Math.min(byCount, byAge, newest.feedLast);
+    if (cut < st.first) return;
+    const r = this.fsm.trimFeed({ keepEntries: st.last - cut });
+    if (r.deleted > 0) this.log.info(`feed retention: trimmed ${r.deleted} changes; the feed now starts at ${r.first}`);
+  }
+
+  checkpoints(): Manifest[] {
+    return this.checkpointer.list();
+  }
+
+  checkpointFile(id: string): { manifest: Manifest; path: string } | null {
+    const m = this.checkpointer.list().find((c) => c.id === id);
+    return m ? { manifest: m, path: dbPath(this.checkpointer.dir, m.id) } : null;
+  }
+
+  async createCheckpoint(): Promise<Manifest | null> {
+    if (this.stopping) throw new StoppedError();
+    return await this.checkpointer.create();
   }
 
   private afterApply(rd: Ready, results: Map<number, unknown>): void {
@@ -315,6 +457,7 @@ export class CairnNode implements NodeApi {
       if (lead !== NONE) this.waitingReason = "";
       // Requests forwarded to a former leader may never be answered: fail them now (probes excepted).
       this.calls.failExcept(lead, new NoLeaderError("the leader changed while the request was in flight; its outcome is unknown: retry with an Idempotency-Key"));
+      if (lead !== this.id) for (const snd of this.senders.values()) snd.cancel("this node is no longer the leader");
       for (const w of [...this.leaderWatchers]) w();
     }
   }
@@ -376,6 +519,10 @@ export class CairnNode implements NodeApi {
       raft.stepDown(`event loop stalled ${Math.round(late)} ms`);
     }
     raft.tick();
+    if (!this.diskFull) {
+      this.checkpointer.maybeStart();
+      this.maybeTrimFeed(now);
+    }
     if (raft.role === "leader" && now >= this.nextConvergeAt && !this.diskFull) {
       this.nextConvergeAt = now + LIMITS.convergeEveryMs;
       this.converger.step(raft, this.config);
@@ -430,14 +577,16 @@ export class CairnNode implements NodeApi {
         return void this.answer(from, p.id, Promise.resolve(this.probeAnswer()));
       case "resp":
         return this.calls.answer(p);
+      default:
+        return this.onSnapPayload(from, p);
     }
   }
 
   private onRaftMessage(from: string, m: Message): void {
     const problem = messageProblem(m, this.id);
-    if (problem !== null || m.from !== from) {
+    if (problem !== null || m.from !== from || m.type === "snap") {
       this.counters.badPeerPayloads++;
-      this.log.warn(`ignored a malformed raft message from ${from}: ${problem ?? `claims to be from ${m.from}`}`);
+      this.log.warn(`ignored a malformed raft message from ${from}: ${problem ?? (m.type === "snap" ? "snapshots arrive only as checkpoint transfers" : `claims to be from ${m.from}`)}`);
       return;
     }
     const raft = this.raft;

@@ -4,6 +4,7 @@
  * the founding probe (is this node empty?). Every request has an id and an
  * answer; the asker keeps a bounded table of open requests with deadlines.
  */
+import type { SnapPayload } from "../checkpoint/transfer.ts";
 import type { Message } from "../raft/types.ts";
 import { assert } from "../util/assert.ts";
 import { NodeError, TimeoutError } from "./errors.ts";
@@ -14,7 +15,8 @@ export type PeerPayload =
   | { readonly t: "xfer"; readonly id: number; readonly to: string | null }
   | { readonly t: "probe"; readonly id: number }
   | { readonly t: "resp"; readonly id: number; readonly ok: true; readonly value: unknown }
-  | { readonly t: "resp"; readonly id: number; readonly ok: false; readonly error: WireError };
+  | { readonly t: "resp"; readonly id: number; readonly ok: false; readonly error: WireError }
+  | SnapPayload;
 
 export interface WireError {
   readonly code: string;
@@ -102,6 +104,11 @@ export function isPeerPayload(p: unknown): p is PeerPayload {
     case "probe":
     case "resp":
       return typeof (p as { id?: unknown }).id === "number";
+    case "snapOffer":
+    case "snapAck":
+    case "snapChunk":
+    case "snapDone":
+      return typeof (p as { xfer?: unknown }).xfer === "string";
     default:
       return false;
   }

@@ -74,6 +74,11 @@ export class CairnFsm implements Fsm {
   }
 
   /** The oldest retained feed index (last + 1 when the feed is empty). */
+  /** The newest change index with ts < `ts` (0 if none): for age-based retention. */
+  lastIndexBefore(ts: number): number {
+    return this.ready().feed.lastIndexBefore(ts);
+  }
+
   firstRetained(): number {
     return this.ready().feed.state().first;
   }

@@ -123,6 +123,11 @@ export class Feed {
   }
 
   /** Deletes the oldest changes by policy; the same call at the same state deletes the same ones. */
+  lastIndexBefore(ts: number): number {
+    const r = this.s.lastBeforeTs.get(ts);
+    return r ? int(r, "idx") : 0;
+  }
+
   trim(opts: TrimOptions): TrimResult {
     const st = this.state();
     let want = st.first - 1;

@@ -207,6 +207,12 @@ export class RaftStore implements LogStorage, AppliedState {
     });
   }
 
+  /** Bytes of entry data in the stored log (a scan: call it sparingly). */
+  logBytes(): number {
+    const row = this.db.prepare("SELECT COALESCE(SUM(length(data)), 0) AS n FROM raft_log").get();
+    return Number(row?.n ?? 0);
+  }
+
   // ---- applied state (written by the Applier, in its transaction) ----
 
   appliedIndex(): number {
@@ -246,6 +252,32 @@ export class RaftStore implements LogStorage, AppliedState {
 
   setClusterId(id: string): void {
     this.write(() => this.setMetaOnce("cluster_id", "cluster", id));
+  }
+
+  /** The name of the cluster (the cluster file's "cluster") this data belongs to; null if never recorded. */
+  clusterName(): string | null {
+    return this.getMeta("cluster_name");
+  }
+
+  /** Records the cluster name once (founding or joining); refuses to change a different one. */
+  setClusterName(name: string): void {
+    this.write(() => this.setMetaOnce("cluster_name", "cluster", name));
+  }
+
+  /** The log index of the configuration that removed this node from its cluster, or null. */
+  removedAt(): number | null {
+    const v = this.getMeta("removed_at");
+    return v === null ? null : Number(v);
+  }
+
+  /** Marks this data as that of a node removed from its cluster (it must not rejoin with it). */
+  setRemovedAt(index: number): void {
+    this.write(() => this.s.setMeta.run("removed_at", String(index)));
+  }
+
+  /** Forgets the removal (the node was added back and has applied that configuration). */
+  clearRemovedAt(): void {
+    this.write(() => this.db.prepare("DELETE FROM meta WHERE key = 'removed_at'").run());
   }
 
   /** Throws IdentityMismatchError when the file belongs to another node or cluster. */

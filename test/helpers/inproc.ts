@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseClusterText, type ClusterConfig } from "../../src/discovery/load.ts";
-import { CairnNode } from "../../src/node/node.ts";
+import { CairnNode, type CairnNodeOptions } from "../../src/node/node.ts";
 import { Logger, type LogLevel } from "../../src/util/log.ts";
 import { freePorts, waitFor } from "./ports.ts";
 
@@ -35,7 +35,10 @@ export async function clusterConfig(ids: string[], opts: { heartbeatMs?: number;
   return { text, config: r.config };
 }
 
-export async function inprocCluster(ids: string[], opts: { logLevel?: LogLevel; heartbeatMs?: number; electionMs?: number } = {}): Promise<InprocCluster> {
+export async function inprocCluster(
+  ids: string[],
+  opts: { logLevel?: LogLevel; heartbeatMs?: number; electionMs?: number; node?: Partial<CairnNodeOptions> } = {},
+): Promise<InprocCluster> {
   const dir = mkdtempSync(join(tmpdir(), "cairn-inproc-"));
   const { config } = await clusterConfig(ids, opts);
   const logs: string[] = [];
@@ -47,7 +50,7 @@ export async function inprocCluster(ids: string[], opts: { logLevel?: LogLevel; 
     nodes,
     logs,
     async start(id) {
-      const n = new CairnNode({ id, dataDir: join(dir, id), config, tls: "insecure", logger });
+      const n = new CairnNode({ id, dataDir: join(dir, id), config, tls: "insecure", logger, ...opts.node });
       await n.start();
       nodes.set(id, n);
       return n;

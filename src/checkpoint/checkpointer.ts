@@ -1,0 +1,179 @@
+/**
+ * The checkpointer: decides when to build a checkpoint (every K applied
+ * entries, every T ms, or when the log passes B bytes), has a worker thread
+ * build it, then records it: file renamed into place, manifest written last,
+ * the store's snapshot set to it, the log compacted, old checkpoints pruned.
+ * At most one build at a time; the Raft loop never waits for one.
+ */
+import { renameSync } from "node:fs";
+import type { RaftStore } from "../storage/store.ts";
+import type { Logger } from "../util/log.ts";
+import type { BuildRequest, BuildResult } from "./build.ts";
+import { checkpointDir, dbPath, ensureDir, fsyncDir, idFor, listCheckpoints, newestCheckpoint, pruneCheckpoints, writeManifest, type Manifest } from "./manifest.ts";
+
+export interface CheckpointPolicy {
+  /** Build when this many entries were applied since the newest checkpoint (0: never by count). */
+  readonly everyEntries: number;
+  /** Build when the newest checkpoint is older than this and entries were applied since (0: never by age). */
+  readonly everyMs: number;
+  /** Build when the stored log passes this many bytes (0: never by size). */
+  readonly logBytesMax: number;
+  /** Checkpoints kept on disk. */
+  readonly keep: number;
+  /** Entries kept in the log below the newest checkpoint, so slightly lagging followers need no checkpoint. */
+  readonly trailingEntries: number;
+}
+
+export const DEFAULT_POLICY: CheckpointPolicy = {
+  everyEntries: 10_000,
+  everyMs: 10 * 60_000,
+  logBytesMax: 256 << 20,
+  keep: 2,
+  trailingEntries: 1000,
+};
+
+export class CheckpointBuildError extends Error {
+  override name = "CheckpointBuildError";
+}
+
+export class Checkpointer {
+  readonly dir: string;
+  private building: Promise<Manifest | null> | null = null;
+  private lastBuiltAt = performance.now();
+  private seq = 0;
+
+  constructor(
+    private readonly opts: {
+      dataDir: string;
+      store: RaftStore;
+      log: Logger;
+      policy: CheckpointPolicy;
+      clusterId: () => string | null;
+      /** Runs the build off-thread; tests may pass buildCheckpointFile directly. */
+      run: (req: BuildRequest) => Promise<BuildResult>;
+    },
+  ) {
+    this.dir = checkpointDir(opts.dataDir);
+    ensureDir(this.dir);
+    const removed = pruneCheckpoints(this.dir, opts.policy.keep);
+    if (removed.length > 0) opts.log.info(`removed partial or old checkpoint files: ${removed.join(", ")}`);
+  }
+
+  get busy(): boolean {
+    return this.building !== null;
+  }
+
+  list(): Manifest[] {
+    return listCheckpoints(this.dir);
+  }
+
+  newest(): Manifest | null {
+    return newestCheckpoint(this.dir);
+  }
+
+  private bytesCache = { at: -Infinity, bytes: 0 };
+
+  /** The stored log's size, measured at most every few seconds (it is a table scan). */
+  private logBytes(): number {
+    const now = performance.now();
+    if (now - this.bytesCache.at > 5000) this.bytesCache = { at: now, bytes: this.opts.store.logBytes() };
+    return this.bytesCache.bytes;
+  }
+
+  /** Called on ticks: starts a build if the policy says so. */
+  maybeStart(): void {
+    if (this.building) return;
+    const p = this.opts.policy;
+    const store = this.opts.store;
+    const applied = store.appliedIndex();
+    const base = store.snapshotMeta().index;
+    if (applied <= base) return;
+    const byCount = p.everyEntries > 0 && applied - base >= p.everyEntries;
+    const byAge = p.everyMs > 0 && performance.now() - this.lastBuiltAt >= p.everyMs;
+    const byBytes = p.logBytesMax > 0 && this.logBytes() >= p.logBytesMax;
+    if (byCount || byAge || byBytes) void this.create().catch((e) => this.opts.log.error("checkpoint failed", { error: e }));
+  }
+
+  /** Builds a checkpoint now (or joins the one being built). Null when nothing new was applied. */
+  create(): Promise<Manifest | null> {
+    if (!this.building) {
+      this.building = this.build().finally(() => {
+        this.building = null;
+        this.lastBuiltAt = performance.now();
+      });
+    }
+    return this.building;
+  }
+
+  private async build(): Promise<Manifest | null> {
+    const store = this.opts.store;
+    const out = `${this.dir}/build-${process.pid}-${++this.seq}.db.tmp`;
+    const res = await this.opts.run({ dbPath: store.path, outPath: out });
+    const snap = store.snapshotMeta();
+    if (res.index <= snap.index) {
+      pruneCheckpoints(this.dir, this.opts.policy.keep);
+      return newestCheckpoint(this.dir);
+    }
+    const id = idFor(res.index);
+    renameSync(res.outPath, dbPath(this.dir, id));
+    fsyncDir(this.dir);
+    const m: Manifest = {
+      id,
+      index: res.index,
+      term: store.term(res.index),
+      conf: res.conf,
+      feedLast: res.feedLast,
+      bytes: res.bytes,
+      sha256: res.sha256,
+      clusterId: this.opts.clusterId(),
+      createdAt: new Date().toISOString(),
+      buildMs: res.buildMs,
+    };
+    // The manifest makes the checkpoint real: written after the file is complete.
+    writeManifest(this.dir, m);
+    this.record(m);
+    return m;
+  }
+
+  /** Points the store's snapshot at the checkpoint and compacts the log below it. */
+  private record(m: Manifest): void {
+    const store = this.opts.store;
+    if (m.index > store.snapshotMeta().index) store.createSnapshot(m.index, m.conf);
+    const upTo = Math.min(m.index, Math.max(0, m.index - this.opts.policy.trailingEntries));
+    if (upTo > store.firstIndex() - 1) store.compact(upTo);
+    const removed = pruneCheckpoints(this.dir, this.opts.policy.keep);
+    this.opts.log.info(`checkpoint ${m.id} at index ${m.index}: ${m.bytes} bytes in ${m.buildMs} ms; log compacted through ${upTo}`, {
+      index: m.index,
+      term: m.term,
+      removed,
+    });
+  }
+
+  /** Records a checkpoint that arrived from the leader and was installed (it is now this node's newest). */
+  adopt(m: Manifest): void {
+    writeManifest(this.dir, m);
+    pruneCheckpoints(this.dir, this.opts.policy.keep);
+  }
+}
+
+/** Runs builds in a worker thread, one worker per build (builds are minutes apart). */
+export function workerRunner(): (req: BuildRequest) => Promise<BuildResult> {
+  let seq = 0;
+  return (req) =>
+    new Promise((resolve, reject) => {
+      const w = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+      const id = ++seq;
+      w.onmessage = (e: MessageEvent) => {
+        const d = e.data as { id: number; ok: boolean; result?: BuildResult; error?: { message: string } };
+        if (d.id !== id) return;
+        w.terminate();
+        if (d.ok) resolve(d.result!);
+        else reject(new CheckpointBuildError(`checkpoint build failed: ${d.error?.message}`));
+      };
+      w.onerror = (e) => {
+        w.terminate();
+        reject(new CheckpointBuildError(`checkpoint worker crashed: ${(e as ErrorEvent).message}`));
+      };
+      w.postMessage({ id, req });
+    });
+}
