@@ -123,6 +123,9 @@ function queryPage(ctx: ApiContext, p: FeedParams): ChangePage {
   return page;
 }
 
+/** A feed wait that ends this much before its deadline without news was refused by the node. */
+const EARLY_MS = 5;
+
 /**
  * Waits for a first matching change until the block time ends, the client
  * goes away or the server shuts down; then answers what there is (maybe
@@ -137,7 +140,9 @@ async function longPoll(ctx: ApiContext, c: Context, p: FeedParams, first: Chang
     for (;;) {
       const leftMs = deadline - Date.now();
       if (leftMs <= 0 || signal.aborted) return page;
-      await bounded(ctx.node.waitForFeed(page.last, leftMs, signal), leftMs, "waiting for the feed");
+      const news = await bounded(ctx.node.waitForFeed(page.last, leftMs, signal), leftMs, "waiting for the feed");
+      // Refused at once (too many waiters, node stopping): answer now rather than spin.
+      if (!news && !signal.aborted && Date.now() < deadline - EARLY_MS) return page;
       page = queryPage(ctx, p);
       if (page.changes.length > 0) return page;
     }

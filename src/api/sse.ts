@@ -66,100 +66,119 @@ export interface ChangeStreamOptions {
 
 /** Reconnect delay suggested to EventSource clients. */
 const RETRY_MS = 1000;
+/** A feed wait that ends this much before its time without news was refused by the node. */
+const EARLY_MS = 5;
+
+/** What the stream sends next, and whether it ends after that. */
+type Step = { readonly text: string; readonly end: boolean } | null;
 
 export function changeStream(o: ChangeStreamOptions): ReadableStream<Uint8Array> {
-  const enc = new TextEncoder();
-  const stop = new AbortController();
-  let cursor = o.since;
-  let lastSentMs = Date.now();
-  let inPull = false;
-  let idleSinceMs = Date.now();
-  let closed = false;
-  let watchdog: ReturnType<typeof setInterval> | undefined;
-  let ctrl: ReadableStreamDefaultController<Uint8Array> | undefined;
-  // A pull under way sees the abort and closes; otherwise close here.
-  const onAbort = (): void => {
-    stop.abort();
-    if (inPull || closed) return;
-    finish();
+  const s = new ChangeStream(o);
+  return new ReadableStream<Uint8Array>(
+    { start: (c) => s.start(c), pull: (c) => s.pull(c), cancel: () => s.finish() },
+    { highWaterMark: 1 },
+  );
+}
+
+class ChangeStream {
+  private readonly enc = new TextEncoder();
+  private readonly stop = new AbortController();
+  private cursor: number | undefined;
+  private lastSentMs = Date.now();
+  private inPull = false;
+  private idleSinceMs = Date.now();
+  private closed = false;
+  private watchdog: ReturnType<typeof setInterval> | undefined;
+  private ctrl: ReadableStreamDefaultController<Uint8Array> | undefined;
+  private readonly onAbort = (): void => {
+    this.stop.abort();
+    // A pull under way sees the abort and closes; otherwise close here.
+    if (!this.inPull) this.close();
+  };
+
+  constructor(private readonly o: ChangeStreamOptions) {
+    this.cursor = o.since;
+    o.signal.addEventListener("abort", this.onAbort, { once: true });
+    if (o.signal.aborted) this.stop.abort();
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.ctrl = controller;
+    controller.enqueue(this.enc.encode(`${formatSseComment("cairn change stream")}retry: ${RETRY_MS}\n\n`));
+    const everyMs = Math.max(10, Math.min(this.o.keepaliveMs, this.o.stallMs / 2));
+    this.watchdog = setInterval(() => this.checkStall(), everyMs);
+  }
+
+  /** Drops a client that has left a page unread for stallMs. */
+  private checkStall(): void {
+    const c = this.ctrl;
+    const stalled = c !== undefined && !this.inPull && (c.desiredSize ?? 1) <= 0 && Date.now() - this.idleSinceMs > this.o.stallMs;
+    if (this.closed || !stalled) return;
+    this.o.log.warn("SSE client dropped: it read nothing for too long", { stallMs: this.o.stallMs, cursor: this.cursor });
+    this.finish();
+    c.error(new Error(`the client read nothing for ${this.o.stallMs} ms`));
+  }
+
+  async pull(controller: ReadableStreamDefaultController<Uint8Array>): Promise<void> {
+    this.inPull = true;
     try {
-      ctrl?.close();
+      const step = await this.next();
+      if (this.closed) return;
+      if (step !== null) {
+        controller.enqueue(this.enc.encode(step.text));
+        this.lastSentMs = Date.now();
+      }
+      if (step === null || step.end) this.close();
+    } catch (err) {
+      if (this.closed) return;
+      this.o.log.error("SSE stream failed", { err, cursor: this.cursor });
+      const data = JSON.stringify({ code: "internal", message: "the stream failed; reconnect with Last-Event-ID" });
+      controller.enqueue(this.enc.encode(formatSse({ event: "error", data })));
+      this.close();
+    } finally {
+      this.inPull = false;
+      this.idleSinceMs = Date.now();
+    }
+  }
+
+  /** The next changes, a keepalive, a `gone` event, or null to end. */
+  private async next(): Promise<Step> {
+    const o = this.o;
+    for (;;) {
+      if (this.stop.signal.aborted) return null;
+      const since = this.cursor === undefined ? {} : { since: this.cursor };
+      const page = o.node.fsm.listChanges({ ...since, tags: o.tags, limit: o.pageLimit });
+      if (this.cursor !== undefined && this.cursor < page.first - 1) {
+        return { text: formatSse({ event: "gone", data: JSON.stringify(o.gone(page.first - 1)) }), end: true };
+      }
+      this.cursor = page.next;
+      if (page.changes.length > 0) return { text: page.changes.map(formatChangeEvent).join(""), end: false };
+      const waitMs = o.keepaliveMs - (Date.now() - this.lastSentMs);
+      if (waitMs <= 0) return { text: formatSseComment("keepalive"), end: false };
+      const until = Date.now() + waitMs;
+      const news = await o.node.waitForFeed(page.last, waitMs, this.stop.signal);
+      // Refused at once (too many waiters, node stopping): end rather than spin; the client resumes.
+      if (!news && !this.stop.signal.aborted && Date.now() < until - EARLY_MS) return null;
+    }
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.finish();
+    try {
+      this.ctrl?.close();
     } catch {
       // already closed or errored by the runtime
     }
-  };
-  o.signal.addEventListener("abort", onAbort, { once: true });
-  if (o.signal.aborted) stop.abort();
+  }
 
-  const finish = (): void => {
-    if (closed) return;
-    closed = true;
-    clearInterval(watchdog);
-    stop.abort();
-    o.signal.removeEventListener("abort", onAbort);
-    o.onClose();
-  };
-
-  /** The next text to send, and whether the stream ends after it. */
-  const next = async (): Promise<{ text: string; end: boolean } | null> => {
-    for (;;) {
-      if (stop.signal.aborted) return null;
-      const page = o.node.fsm.listChanges({ ...(cursor === undefined ? {} : { since: cursor }), tags: o.tags, limit: o.pageLimit });
-      if (cursor !== undefined && cursor < page.first - 1) {
-        return { text: formatSse({ event: "gone", data: JSON.stringify(o.gone(page.first - 1)) }), end: true };
-      }
-      cursor = page.next;
-      if (page.changes.length > 0) return { text: page.changes.map(formatChangeEvent).join(""), end: false };
-      const quietMs = Date.now() - lastSentMs;
-      if (quietMs >= o.keepaliveMs) return { text: formatSseComment("keepalive"), end: false };
-      await o.node.waitForFeed(page.last, o.keepaliveMs - quietMs, stop.signal);
-    }
-  };
-
-  return new ReadableStream<Uint8Array>(
-    {
-      start(controller) {
-        ctrl = controller;
-        controller.enqueue(enc.encode(`${formatSseComment("cairn change stream")}retry: ${RETRY_MS}\n\n`));
-        watchdog = setInterval(() => {
-          const stalled = !inPull && (controller.desiredSize ?? 1) <= 0 && Date.now() - idleSinceMs > o.stallMs;
-          if (closed || !stalled) return;
-          o.log.warn("SSE client dropped: it read nothing for too long", { stallMs: o.stallMs, cursor });
-          finish();
-          controller.error(new Error(`the client read nothing for ${o.stallMs} ms`));
-        }, Math.max(10, Math.min(o.keepaliveMs, o.stallMs / 2)));
-      },
-      async pull(controller) {
-        inPull = true;
-        try {
-          const out = await next();
-          if (closed) return;
-          if (out === null) {
-            finish();
-            controller.close();
-            return;
-          }
-          controller.enqueue(enc.encode(out.text));
-          lastSentMs = Date.now();
-          if (out.end) {
-            finish();
-            controller.close();
-          }
-        } catch (err) {
-          if (closed) return;
-          o.log.error("SSE stream failed", { err, cursor });
-          controller.enqueue(enc.encode(formatSse({ event: "error", data: JSON.stringify({ code: "internal", message: "the stream failed; reconnect with Last-Event-ID" }) })));
-          finish();
-          controller.close();
-        } finally {
-          inPull = false;
-          idleSinceMs = Date.now();
-        }
-      },
-      cancel() {
-        finish();
-      },
-    },
-    { highWaterMark: 1 },
-  );
+  /** Releases everything once, however the stream ends. */
+  finish(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.watchdog);
+    this.stop.abort();
+    this.o.signal.removeEventListener("abort", this.onAbort);
+    this.o.onClose();
+  }
 }

@@ -125,6 +125,24 @@ describe("failures of the node", () => {
     expect(Date.now() - start).toBeLessThan(3000);
   });
 
+  test("a feed wait the node refuses at once ends the long poll and the stream instead of spinning", async () => {
+    let calls = 0;
+    const node = withOverrides(h.node, { waitForFeed: () => (calls++, Promise.resolve(false)) });
+    const app = createApp({ node, logger: memoryLogger().log, version: "t" });
+    const last = h.node.fsm.feedState().last;
+    const start = Date.now();
+    const res = await app.request(`/changes?since=${last}&block=5`);
+    expect(res.status).toBe(200);
+    expect((await bodyOf(res)).changes).toEqual([]);
+    expect(Date.now() - start).toBeLessThan(1000);
+    expect(calls).toBe(1);
+    const stream = await app.request(`/changes/stream?since=${last}`);
+    const reader = stream.body!.getReader();
+    let done = false;
+    while (!done) done = (await reader.read()).done;
+    expect(calls).toBe(2);
+  });
+
   test("an unexpected exception is 500 with an error id that the log has too", async () => {
     const { log, lines } = memoryLogger();
     const node = withOverrides(h.node, { status: () => { throw new RangeError("status exploded"); } });
