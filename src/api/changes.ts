@@ -86,6 +86,9 @@ export function registerChanges(app: Hono, ctx: ApiContext): void {
     await readPoint(ctx, consistencyParam(c.req.query("consistency")));
     const first = ctx.node.fsm.firstRetained();
     if (since !== undefined && since < first - 1) throw goneError(ctx, since, first);
+    const headers = { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" };
+    // HEAD gets the headers only: a stream nobody reads would hold a waiting slot.
+    if (c.req.method === "HEAD") return new Response(null, { headers });
     const release = ctx.waits.acquire("long polls and streams");
     const body = changeStream({
       node: ctx.node,
@@ -99,9 +102,7 @@ export function registerChanges(app: Hono, ctx: ApiContext): void {
       gone: (resumeFrom) => ({ ...goneBody(ctx, resumeFrom + 1), message: "this stream fell behind the retained feed" }),
       onClose: release,
     });
-    return new Response(body, {
-      headers: { "content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache", "x-accel-buffering": "no" },
-    });
+    return new Response(body, { headers });
   });
 
   app.get("/changes/:index", async (c) => {

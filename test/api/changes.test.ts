@@ -275,6 +275,14 @@ describe("GET /changes/stream", () => {
     await first.body!.cancel();
   });
 
+  test("HEAD on the stream answers the headers without opening a stream", async () => {
+    const app = h.appWith({});
+    const res = await app.request("/changes/stream", { method: "HEAD" });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("content-type")).toStartWith("text/event-stream");
+    expect(metricValue(await (await app.request("/metrics")).text(), "cairn_http_waiting")).toBe(0);
+  });
+
   test("the server's shutdown signal ends open streams", async () => {
     const shutdown = new AbortController();
     const app = h.appWith({ signal: shutdown.signal, limits: { sseKeepaliveMs: 60_000 } });
