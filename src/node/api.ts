@@ -40,6 +40,8 @@ export interface NodeStatus {
   };
   readonly feed: { readonly first: number; readonly last: number };
   readonly members: readonly MemberStatus[];
+  /** A membership change is half done (joint configuration): both old and new voters must agree. */
+  readonly joint: boolean;
   readonly version: string;
   readonly formatVersion: number;
   /** Why the node is not serving writes, if it is not (waiting to join, disk full, ...). */

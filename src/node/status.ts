@@ -68,6 +68,7 @@ export function buildStatus(s: StatusInput): NodeStatus {
     },
     feed: { first: feed.first, last: feed.last },
     members: members(s),
+    joint: (raft?.trk.conf.votersOutgoing.length ?? 0) > 0,
     version: s.version,
     formatVersion: s.store.formatVersion(),
     problems: s.problems,

@@ -1,7 +1,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { inprocCluster, type InprocCluster } from "../helpers/inproc.ts";
+import { inprocCluster, waitStableVoters, type InprocCluster } from "../helpers/inproc.ts";
 import { waitFor } from "../helpers/ports.ts";
 
 let c: InprocCluster | undefined;
@@ -16,7 +16,7 @@ test("a follower kept down while the log is compacted catches up from a checkpoi
   c = await inprocCluster(["n1", "n2", "n3"], { node: small });
   await Promise.all(["n1", "n2", "n3"].map((id) => c!.start(id)));
   const leader = await c.leader();
-  await waitFor("three voters", () => leader.status().members.filter((m) => m.role === "voter").length === 3, 15_000);
+  await waitStableVoters(leader, 3);
   const down = [...c.nodes.keys()].find((id) => id !== leader.id)!;
   await c.stop(down);
   for (let i = 0; i < 200; i++) {

@@ -70,3 +70,11 @@ export async function inprocCluster(
   };
   return c;
 }
+
+/** Waits until `node` leads a stable configuration of `voters` voters (not joint). */
+export async function waitStableVoters(node: CairnNode, voters: number, timeoutMs = 15_000): Promise<void> {
+  await waitFor(`${voters} voters, not joint`, () => {
+    const st = node.status();
+    return st.members.filter((m) => m.role === "voter").length === voters && !st.joint;
+  }, timeoutMs);
+}

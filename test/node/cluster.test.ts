@@ -1,5 +1,5 @@
 import { afterEach, expect, test } from "bun:test";
-import { inprocCluster, type InprocCluster } from "../helpers/inproc.ts";
+import { inprocCluster, waitStableVoters, type InprocCluster } from "../helpers/inproc.ts";
 import { waitFor } from "../helpers/ports.ts";
 
 let c: InprocCluster | undefined;
@@ -13,7 +13,7 @@ test("three empty nodes found one cluster: the first founder, then the others jo
   await Promise.all(["n1", "n2", "n3"].map((id) => c!.start(id)));
   const leader = await c.leader();
   expect(leader.id).toBe("n1");
-  await waitFor("three voters", () => leader.status().members.filter((m) => m.role === "voter").length === 3, 15_000);
+  await waitStableVoters(leader, 3);
   const out = await leader.propose({ op: "changes", items: [{ data: { hello: 1 }, tags: ["a"] }], ts: Date.now() });
   expect(out.kind).toBe("applied");
   for (const n of c.nodes.values()) {
@@ -28,7 +28,7 @@ test("a write to a follower is forwarded to the leader; a linearizable read on a
   c = await inprocCluster(["n1", "n2", "n3"]);
   await Promise.all(["n1", "n2", "n3"].map((id) => c!.start(id)));
   const leader = await c.leader();
-  await waitFor("three voters", () => leader.status().members.filter((m) => m.role === "voter").length === 3, 15_000);
+  await waitStableVoters(leader, 3);
   const follower = [...c.nodes.values()].find((n) => n !== leader)!;
   const out = await follower.propose({ op: "put", key: "k", value: new TextEncoder().encode("v"), contentType: "text/plain", ts: Date.now() });
   expect(out.kind).toBe("applied");
