@@ -293,7 +293,7 @@ export class E2ECluster {
       async () => {
         const l = await this.leader(timeoutMs);
         const st = await this.status(l);
-        return st.members.filter((m: { role: string }) => m.role === "voter").length === count;
+        return st.members.filter((m: { role: string }) => m.role === "voter").length === count && !st.joint;
       },
       timeoutMs,
       100,
