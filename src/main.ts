@@ -5,6 +5,7 @@
  */
 import { UsageError } from "./cli/args.ts";
 import { ClientError, del, get, leader, post, put, status, tail } from "./cli/client.ts";
+import { backup, checkpoint, dump, load, recover, restore } from "./cli/data.ts";
 import { INIT_USAGE, init } from "./cli/init.ts";
 import { SERVE_USAGE, serve } from "./cli/serve.ts";
 import { VERSION } from "./version.ts";
@@ -23,6 +24,12 @@ const COMMANDS: Record<string, Command> = {
   post: { run: post, summary: "append a change to the feed", usage: `cairn post JSON [--tag T]... [--idempotency-key K] ${CLIENT}` },
   tail: { run: tail, summary: "print the change feed (NDJSON), --follow to keep going", usage: `cairn tail [--since N] [--tag T]... [--follow] ${CLIENT}` },
   leader: { run: leader, summary: "leader transfer [--to ID]: move leadership", usage: `cairn leader transfer [--to ID] ${CLIENT}` },
+  checkpoint: { run: checkpoint, summary: "create | list | fetch ID --out FILE: a node's checkpoints", usage: `cairn checkpoint create|list|fetch ID --out FILE ${CLIENT}` },
+  backup: { run: backup, summary: "an online, consistent backup of a running node into FILE", usage: `cairn backup --out FILE ${CLIENT}` },
+  restore: { run: restore, summary: "a new data directory from a backup or checkpoint, as a new one-node cluster", usage: "cairn restore --from FILE --data DIR --id ID" },
+  dump: { run: dump, summary: "the feed and the keys as NDJSON (progress on stderr)", usage: `cairn dump --out FILE ${CLIENT}` },
+  load: { run: load, summary: "replay a dump into a cluster", usage: `cairn load --in FILE ${CLIENT}` },
+  recover: { run: recover, summary: "after a permanent loss of quorum: make this node a new one-node cluster", usage: "cairn recover --data DIR --id ID --yes" },
   version: { run: async () => (console.log(`cairn ${VERSION}`), 0), summary: "print the version", usage: "cairn version" },
 };
 

@@ -57,7 +57,7 @@ export function createApp(opts: ApiOptions): Hono {
     log,
     limits: { ...LIMITS_DEFAULT, ...opts.limits, bodyBytesMax: opts.bodyBytesMax ?? BODY_BYTES_MAX_DEFAULT },
     version: opts.version,
-    checkpoints: opts.checkpoints ?? null,
+    checkpoints: opts.checkpoints === undefined ? nodeCheckpoints(opts.node) : opts.checkpoints,
     shutdown: opts.signal ?? new AbortController().signal,
     waits: new Slots(opts.limits?.waitsMax ?? LIMITS_DEFAULT.waitsMax),
   };
@@ -102,4 +102,14 @@ export function createApp(opts: ApiOptions): Hono {
     return errorResponse(new ApiError(404, "not_found", `no route ${c.req.method} ${c.req.path}: the README lists the routes`));
   });
   return app;
+}
+
+/** The node's newest checkpoint as the 410 answer's pointer: load it, then resume the feed after its feedLast. */
+function nodeCheckpoints(node: NodeApi): CheckpointProvider {
+  return {
+    latest() {
+      const m = node.checkpoints()[0];
+      return m ? { id: m.id, index: m.feedLast, url: `/checkpoints/${m.id}` } : null;
+    },
+  };
 }

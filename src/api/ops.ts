@@ -1,10 +1,11 @@
 /**
  * Operations routes: /status, /health, /ready, /metrics, /admin/leader, the
- * checkpoint routes (501 until src/checkpoint/ lands) and the dashboard.
+ * checkpoint routes and the dashboard.
  */
 import type { Hono } from "hono";
 import { z } from "zod";
 import { bounded, json, type ApiContext } from "./context.ts";
+import { fileStream } from "../platform/files.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import type { HttpMetrics } from "./metrics.ts";
@@ -12,10 +13,6 @@ import { readJsonBody } from "./request.ts";
 import { zodMessage } from "./write.ts";
 
 const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
-
-function notYet(what: string): never {
-  throw new ApiError(501, "not_implemented", `${what} is not available in this version of cairn yet`);
-}
 
 export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): void {
   app.get("/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }));
@@ -46,7 +43,27 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
     return json({ from: r.from, to: r.to });
   });
 
-  app.get("/checkpoints", () => notYet("listing checkpoints (GET /checkpoints)"));
-  app.get("/checkpoints/:id", () => notYet("downloading a checkpoint (GET /checkpoints/ID)"));
-  app.post("/admin/checkpoint", () => notYet("creating a checkpoint (POST /admin/checkpoint)"));
+  app.get("/checkpoints", () => json({ checkpoints: ctx.node.checkpoints() }));
+
+  app.get("/checkpoints/:id", (c) => {
+    const f = ctx.node.checkpointFile(c.req.param("id"));
+    if (!f) throw new ApiError(404, "not_found", `no checkpoint ${c.req.param("id")} on this node; GET /checkpoints lists them`);
+    const m = f.manifest;
+    return new Response(fileStream(f.path), {
+      headers: {
+        "content-type": "application/vnd.sqlite3",
+        "content-length": String(m.bytes),
+        "content-disposition": `attachment; filename="${m.id}.db"`,
+        "x-checksum-sha256": m.sha256,
+        "x-checkpoint-index": String(m.index),
+        "x-checkpoint-feed-last": String(m.feedLast),
+        etag: `"${m.sha256}"`,
+      },
+    });
+  });
+
+  app.post("/admin/checkpoint", async () => {
+    const m = await ctx.node.createCheckpoint();
+    return json({ checkpoint: m });
+  });
 }

@@ -3,15 +3,18 @@
  * node, the peer transport, the HTTP API, and the cluster-file watcher. On
  * SIGTERM/SIGINT a leader hands leadership over before it exits.
  */
-import { readFileSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
 import { createApp } from "../api/app.ts";
+import { SelfNotFoundError } from "../discovery/errors.ts";
 import { loadClusterFileSync, type ClusterConfig, type ClusterNode } from "../discovery/load.ts";
-import { findSelf } from "../discovery/self.ts";
+import { findSelf, type SelfMatch } from "../discovery/self.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
+import { DataDirRefusedError, dataDirFacts, describeData, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
 import { serveHttp } from "../platform/http.ts";
 import { onTerminate } from "../platform/process.ts";
+import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
@@ -31,6 +34,10 @@ Runs this host's node of the cluster described by FILE (cluster.json).
   --tokens FILE      JSON {"read": [...], "write": [...], "admin": [...]} of API bearer tokens
   --log-level LEVEL  debug | info | warn | error (default info)
   --sync MODE        SQLite synchronous: FULL (default) or NORMAL
+
+A node the file does not list (yet) waits for the file to list it. A data
+directory of another node or cluster, or of a node removed from the cluster,
+is refused at start with a message that says what to do.
 
 SIGTERM or SIGINT stops the node; a leader first hands leadership over.`;
 
@@ -83,22 +90,27 @@ export async function serve(argv: string[]): Promise<number> {
   if (readOnly !== "safe" && readOnly !== "lease") throw new UsageError(`--read-only must be safe or lease, got "${readOnly}"`);
   const sync = values.sync;
   if (sync !== "FULL" && sync !== "NORMAL") throw new UsageError(`--sync must be FULL or NORMAL, got "${sync}"`);
-  const config = loadConfig(values.config);
   const root = new Logger({ level });
-  let self;
-  try {
-    self = findSelf(config, { id: values.id });
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
+  const term = termination();
+  const found = await locateSelf({ config: loadConfig(values.config), id: values.id, data: values.data, log: root, terminated: term.signalled });
+  if (found === "stopped") return 0;
+  if (found === "refused") return 1;
+  const { self, config } = found;
   const log = root.with({ node: self.node.id });
   log.info(`this node is ${self.node.id} (${self.detail})`);
   const tls = readTls(self.node, values.insecure!);
-  const dataDir = resolve(values.data ?? `cairn-data/${self.node.id}`);
+  const dataDir = dataDirOf(self.node.id, values.data);
   const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync });
-  await node.start();
+  try {
+    await node.start();
+  } catch (e) {
+    if (!(e instanceof DataDirRefusedError)) throw e;
+    log.error(e.message, { dataDir });
+    return 1;
+  }
   const api = new URL(self.node.api);
-  const app = createApp({ node, logger: log, version: VERSION, tokens: readTokens(values.tokens) });
+  const shutdown = new AbortController();
+  const app = createApp({ node, logger: log, version: VERSION, tokens: readTokens(values.tokens), signal: shutdown.signal });
   const server = await serveHttp({
     hostname: api.hostname.replace(/^\[|\]$/g, ""),
     port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
@@ -115,13 +127,85 @@ export async function serve(argv: string[]): Promise<number> {
       node.updateConfig(c);
     },
   });
-  return await new Promise<number>((done) => {
-    onTerminate(async (sig) => {
-      log.info(`${sig}: stopping`);
+  const sig = await term.signalled;
+  log.info(`${sig}: stopping`);
+  watcher.close();
+  await node.stop({ transfer: true });
+  await server.close();
+  return 0;
+}
+
+/** The first SIGTERM / SIGINT, as a promise (one handler for the whole life of serve). */
+function termination(): { signalled: Promise<string> } {
+  let fire: (sig: string) => void = () => {};
+  const signalled = new Promise<string>((res) => (fire = res));
+  onTerminate((sig) => fire(sig));
+  return { signalled };
+}
+
+function dataDirOf(id: string, data: string | undefined): string {
+  return resolve(data ?? `cairn-data/${id}`);
+}
+
+/** What an existing data directory holds, without creating one; null if there is none. */
+function peekDataDir(dir: string): DataDirFacts | null {
+  if (!existsSync(join(dir, DB_FILE_NAME))) return null;
+  const store = RaftStore.open({ dir });
+  try {
+    return dataDirFacts(store, dir);
+  } finally {
+    store.close();
+  }
+}
+
+/**
+ * Which entry of the file this node is. A node the file does not list waits
+ * (watching the file) until it does, unless its data says it was removed from
+ * the cluster: that never changes, so it stops with the reason ("refused").
+ * "stopped" when a signal comes while waiting.
+ */
+async function locateSelf(o: {
+  config: ClusterConfig;
+  id: string | undefined;
+  data: string | undefined;
+  log: Logger;
+  terminated: Promise<string>;
+}): Promise<{ self: SelfMatch; config: ClusterConfig } | "stopped" | "refused"> {
+  const first = trySelf(o.config, o.id);
+  if (!(first instanceof Error)) return { self: first, config: o.config };
+  const facts = o.id === undefined ? null : peekDataDir(dataDirOf(o.id, o.data));
+  const log = o.id === undefined ? o.log : o.log.with({ node: o.id });
+  if (facts?.removedAt != null && o.id !== undefined) {
+    log.error(`${removedError(facts, o.id).message}; it is not in the cluster file ${o.config.path} either: this node does not take part`);
+    return "refused";
+  }
+  log.warn(`${first.message}; ${facts ? `${describeData(facts)}; ` : ""}this node does not take part until the file lists it (waiting for the file to change)`);
+  return await new Promise((resolvePick) => {
+    const watcher = watchClusterFile({
+      path: o.config.path,
+      logger: log,
+      initial: o.config,
+      onChange: (c) => {
+        const r = trySelf(c, o.id);
+        if (r instanceof Error) return log.info(`still not in the cluster file: ${r.message}`);
+        watcher.close();
+        resolvePick({ self: r, config: c });
+      },
+    });
+    void o.terminated.then((sig) => {
+      log.info(`${sig}: stopping (this node had not started)`);
       watcher.close();
-      await node.stop({ transfer: true });
-      await server.close();
-      done(0);
+      resolvePick("stopped");
     });
   });
+}
+
+/** findSelf, with "not in the file" as a value (something to wait on) and ambiguity as a usage error. */
+function trySelf(config: ClusterConfig, id: string | undefined): SelfMatch | SelfNotFoundError {
+  try {
+    return findSelf(config, { id });
+  } catch (e) {
+    if (e instanceof SelfNotFoundError) return e;
+    throw new UsageError((e as Error).message);
+  }
 }

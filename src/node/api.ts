@@ -2,6 +2,7 @@
  * What the HTTP API (and embedders) may ask of a running node. CairnNode
  * implements it; the API layer depends only on this.
  */
+import type { Manifest } from "../checkpoint/manifest.ts";
 import type { Command, CommandResult, Replayed } from "../statemachine/commands.ts";
 import type { CairnFsm } from "../statemachine/cairn.ts";
 
@@ -77,4 +78,10 @@ export interface NodeApi {
   transferLeader(opts?: { to?: string; timeoutMs?: number }): Promise<{ readonly from: string; readonly to: string }>;
   /** Prometheus text exposition of the node's metrics. */
   metricsText(): string;
+  /** This node's complete checkpoints, newest first. */
+  checkpoints(): Manifest[];
+  /** A checkpoint's file, or null if there is no such checkpoint here. */
+  checkpointFile(id: string): { readonly manifest: Manifest; readonly path: string } | null;
+  /** Builds a checkpoint of the applied state now (null when nothing was ever applied). */
+  createCheckpoint(): Promise<Manifest | null>;
 }

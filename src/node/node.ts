@@ -17,6 +17,7 @@ import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoin
 import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
 import type { ClusterConfig } from "../discovery/load.ts";
 import { DiskFullError as DbDiskFullError } from "../platform/sqlite.ts";
+import { allMembers } from "../raft/confchange.ts";
 import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
 import { Raft, type ReadOnlyMode } from "../raft/raft.ts";
 import { SeededRng } from "../raft/rng.ts";
@@ -24,7 +25,6 @@ import { NONE, type Message, type Ready } from "../raft/types.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier } from "../statemachine/fsm.ts";
-import { IdentityMismatchError } from "../storage/errors.ts";
 import { RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { PeerTransport } from "../transport/transport.ts";
@@ -34,6 +34,7 @@ import { VERSION } from "../version.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
 import { BadRequestError, DiskFullError, NodeError, NoLeaderError, StoppedError, TimeoutError } from "./errors.ts";
+import { dataDirFacts, dataDirProblem } from "./datadir.ts";
 import { Converger } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
@@ -135,12 +136,7 @@ export class CairnNode implements NodeApi {
 
   async start(): Promise<void> {
     this.store = RaftStore.open({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
-    const storedId = this.store.nodeId();
-    if (storedId !== null && storedId !== this.id) {
-      this.store.close();
-      throw new IdentityMismatchError(this.store.path, "node", storedId, this.id);
-    }
-    if (storedId === null) this.store.setNodeId(this.id);
+    this.claimDataDir();
     this.applier = new Applier({ store: this.store, fsm: this.fsm });
     this.checkpointer = new Checkpointer({
       dataDir: this.opts.dataDir,
@@ -201,8 +197,38 @@ export class CairnNode implements NodeApi {
     this.log.info("node stopped");
   }
 
+  /** Refuses another node's or cluster's data, or a removed node's (DataDirRefusedError); records who this data is for. */
+  private claimDataDir(): void {
+    let facts = dataDirFacts(this.store, this.opts.dataDir);
+    if (facts.removedAt !== null && allMembers(this.store.confState()).includes(this.id)) {
+      // Removed once, then added back (with an empty directory) and caught up past that: the mark is stale.
+      this.store.clearRemovedAt();
+      facts = { ...facts, removedAt: null };
+    }
+    const problem = dataDirProblem(facts, { id: this.id, cluster: this.config.cluster, configPath: this.config.path });
+    if (problem) {
+      this.store.close();
+      throw problem;
+    }
+    if (facts.nodeId === null) this.store.setNodeId(this.id);
+    // Data from before the cluster name was recorded takes the name of the file it runs with.
+    if (facts.clusterName === null && facts.clusterId !== null) this.store.setClusterName(this.config.cluster);
+  }
+
+  /** Founding or joining: from now on this data belongs to the cluster the file names. */
+  private recordClusterName(): void {
+    if (this.store.clusterName() === null) this.store.setClusterName(this.config.cluster);
+  }
+
   /** A new version of the cluster file: addresses take effect at once, membership converges. */
   updateConfig(config: ClusterConfig): void {
+    if (config.cluster !== this.config.cluster) {
+      this.log.warn(
+        `cluster file ${config.path} now names cluster ${JSON.stringify(config.cluster)}, but this node belongs to cluster ${JSON.stringify(this.config.cluster)}: ` +
+          `ignored, the last good version stays in force; copy this cluster's file, or put its name back`,
+      );
+      return;
+    }
     this.config = config;
     this.transport.setPeers(this.peerAddresses());
     this.nextConvergeAt = 0;
@@ -272,6 +298,7 @@ export class CairnNode implements NodeApi {
     const e1 = foundingEntry(this.id);
     this.store.persist({ entries: [e1], hardState: { term: 1, vote: NONE, commit: 1 }, clusterId });
     this.applier.apply([e1], { voters: [this.id], votersOutgoing: [], learners: [], learnersNext: [] });
+    this.recordClusterName();
     this.log.info(`founded cluster "${this.config.cluster}" with id ${clusterId}; the other nodes join one by one`, { clusterId, term: 1, index: 1 });
     this.waitingReason = "";
     this.startRaft(clusterId);
@@ -467,17 +494,28 @@ export class CairnNode implements NodeApi {
     switch (ev.kind) {
       case "removed":
         this.removed = true;
-        this.log.warn(`this node was removed from the cluster at index ${ev.index}: it no longer takes part; its data stays in ${this.opts.dataDir}`, f);
+        this.store.setRemovedAt(ev.index); // so that it never rejoins with this data by accident
+        this.log.warn(
+          `this node was removed from the cluster at index ${ev.index}: it no longer takes part; its data stays in ${this.opts.dataDir} ` +
+            `and will not be used to rejoin (to add this node back, list it in the cluster file and start it with an empty data directory)`,
+          f,
+        );
         return;
       case "clusterMismatch":
         this.log.warn(`refused a message from ${ev.from} of cluster ${ev.theirs}: this node belongs to cluster ${ev.ours}`, f);
         return;
       case "clusterAdopted":
+        this.recordClusterName();
         this.log.info(`joined cluster ${ev.clusterId} (first contact from ${ev.from})`, f);
         return;
       case "confApplied":
         this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.nextConvergeAt = 0;
+        if (this.removed && allMembers(ev.conf).includes(this.id)) {
+          // Added back while its history replays (a wiped node re-added under the same id).
+          this.removed = false;
+          this.store.clearRemovedAt();
+        }
         return;
       default:
         this.log.info(`raft: ${ev.kind}`, { ...f, ...ev });
@@ -711,7 +749,14 @@ export class CairnNode implements NodeApi {
     if (raft.role !== "leader") {
       if (opts.forwarded) throw new NoLeaderError(`${this.id} is no longer the leader`);
       const lead = raft.lead;
-      return (await this.calls.call(lead, `leadership transfer via ${lead}`, timeoutMs, (id) => this.transport.send(lead, { t: "xfer", id, to: opts.to ?? null }))) as { from: string; to: string };
+      try {
+        return (await this.calls.call(lead, `leadership transfer via ${lead}`, timeoutMs, (id) => this.transport.send(lead, { t: "xfer", id, to: opts.to ?? null }))) as { from: string; to: string };
+      } catch (e) {
+        // The transfer's success changes the leader, which fails the open request: report the change.
+        const now = this.raft?.lead ?? NONE;
+        if (e instanceof NoLeaderError && now !== NONE && now !== lead) return { from: lead, to: now };
+        throw e;
+      }
     }
     const to = opts.to ?? this.bestVoter();
     if (!to) throw new BadRequestError("there is no other voter to hand leadership to");

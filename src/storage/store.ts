@@ -280,6 +280,15 @@ export class RaftStore implements LogStorage, AppliedState {
     this.write(() => this.db.prepare("DELETE FROM meta WHERE key = 'removed_at'").run());
   }
 
+  /**
+   * `cairn recover` only: gives this data a new cluster ID, so members of the
+   * old cluster are refused from now on (fencing).
+   */
+  replaceClusterId(id: string): void {
+    assert(id !== "", "empty cluster id");
+    this.write(() => this.s.setMeta.run("cluster_id", id));
+  }
+
   /** Throws IdentityMismatchError when the file belongs to another node or cluster. */
   checkIdentity(expected: { nodeId?: string; clusterId?: string }): void {
     const node = this.nodeId();

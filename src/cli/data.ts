@@ -1,0 +1,261 @@
+/**
+ * The data tools: checkpoint create/list/fetch, backup (online, from a
+ * running node), restore (into a new data directory, as a new single-node
+ * cluster), dump/load (NDJSON of the feed and the keys) and recover (after a
+ * permanent loss of quorum).
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { createReadStream, createWriteStream, existsSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { createInterface } from "node:readline";
+import { copyCheckpointTables, attachCheckpoint, detachCheckpoint } from "../checkpoint/restore.ts";
+import { openDatabase } from "../platform/sqlite.ts";
+import { CairnFsm } from "../statemachine/cairn.ts";
+import { Applier } from "../statemachine/fsm.ts";
+import { RaftStore } from "../storage/store.ts";
+import { CLIENT_OPTIONS, ClientError, json, request, target, type Target } from "./client.ts";
+import { parse, UsageError } from "./args.ts";
+import { Progress } from "./progress.ts";
+
+const print = (v: unknown) => console.log(JSON.stringify(v, null, 2));
+
+interface ManifestLike {
+  id: string;
+  index: number;
+  term: number;
+  feedLast: number;
+  bytes: number;
+  sha256: string;
+}
+
+export async function checkpoint(argv: string[]): Promise<number> {
+  const usage = "cairn checkpoint create|list|fetch ID --out FILE (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
+  const t = target(values);
+  switch (positionals[0]) {
+    case "create":
+      print(await json(await request(t, "/admin/checkpoint", { method: "POST" })));
+      return 0;
+    case "list":
+      print(await json(await request(t, "/checkpoints")));
+      return 0;
+    case "fetch": {
+      if (!positionals[1] || !values.out) throw new UsageError(usage);
+      const m = await download(t, positionals[1], values.out);
+      console.error(`fetched ${m.id} (${m.bytes} bytes, sha256 ${m.sha256}) to ${values.out}`);
+      return 0;
+    }
+    default:
+      throw new UsageError(usage);
+  }
+}
+
+/** Downloads a checkpoint to `out`, verifying its SHA-256 before the file appears under that name. */
+async function download(t: Target, id: string, out: string): Promise<ManifestLike> {
+  const res = await request(t, `/checkpoints/${encodeURIComponent(id)}`);
+  if (!res.ok || !res.body) await json(res);
+  const expected = res.headers.get("x-checksum-sha256");
+  const tmp = `${out}.part`;
+  const h = createHash("sha256");
+  const file = createWriteStream(tmp);
+  const p = new Progress("downloaded", "bytes");
+  const reader = res.body!.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    h.update(value);
+    p.add(value.byteLength);
+    if (!file.write(value)) await new Promise((r) => file.once("drain", r));
+  }
+  await new Promise<void>((r, j) => file.end((e?: Error | null) => (e ? j(e) : r())));
+  p.done();
+  const actual = h.digest("hex");
+  if (expected && expected !== actual) {
+    rmSync(tmp, { force: true });
+    throw new ClientError(`checkpoint ${id} failed verification: sha256 ${actual}, the server said ${expected}`, 0);
+  }
+  renameSync(tmp, out);
+  return { id, index: Number(res.headers.get("x-checkpoint-index") ?? 0), term: 0, feedLast: 0, bytes: Number(res.headers.get("content-length") ?? 0), sha256: actual };
+}
+
+export async function backup(argv: string[]): Promise<number> {
+  const usage = "cairn backup (--url URL | --config FILE) --out FILE";
+  const { values } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
+  if (!values.out) throw new UsageError(usage);
+  const t = target(values);
+  // A fresh checkpoint makes the backup as new as the node's applied state.
+  const made = (await json(await request(t, "/admin/checkpoint", { method: "POST" }))) as { checkpoint: ManifestLike | null };
+  const m = made.checkpoint;
+  if (!m) throw new ClientError("the node has nothing applied yet: nothing to back up", 0);
+  await download(t, m.id, values.out);
+  console.error(`backup of ${m.id} (index ${m.index}) written to ${values.out}`);
+  return 0;
+}
+
+function emptyDataDir(dir: string): void {
+  if (existsSync(dir) && readdirSync(dir).length > 0) throw new UsageError(`${dir} is not empty: restore only into a new, empty data directory`);
+}
+
+export async function restore(argv: string[]): Promise<number> {
+  const usage = "cairn restore --from FILE --data DIR --id ID";
+  const { values } = parse(argv, { from: { type: "string" }, data: { type: "string" }, id: { type: "string" } } as const, usage);
+  if (!values.from || !values.data || !values.id) throw new UsageError(usage);
+  emptyDataDir(values.data);
+  const src = openDatabase(values.from);
+  const st = src.prepare("SELECT applied_index, conf FROM raft_state WHERE id = 1").get();
+  src.close();
+  if (!st) throw new UsageError(`${values.from} is not a cairn checkpoint (no raft_state)`);
+  const index = Number(st.applied_index);
+  const store = RaftStore.open({ dir: values.data });
+  try {
+    new Applier({ store, fsm: new CairnFsm() });
+    attachCheckpoint(store.db, values.from);
+    const conf = { voters: [values.id], votersOutgoing: [], learners: [], learnersNext: [] };
+    try {
+      store.installSnapshot({ index, term: 1, conf }, copyCheckpointTables);
+    } finally {
+      detachCheckpoint(store.db);
+    }
+    store.persist({ entries: [], hardState: { term: 1, vote: "", commit: index }, clusterId: randomUUID() });
+    store.setNodeId(values.id);
+    console.error(`restored ${values.from} (state at index ${index}) into ${values.data} as a new one-node cluster ${store.clusterId()} with voter ${values.id}`);
+    console.error(`start it with: cairn serve --config FILE --id ${values.id} --data ${values.data}; nodes added to the file join it`);
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
+export async function recover(argv: string[]): Promise<number> {
+  const usage = "cairn recover --data DIR --id ID [--yes]";
+  const { values } = parse(argv, { data: { type: "string" }, id: { type: "string" }, yes: { type: "boolean", default: false } } as const, usage);
+  if (!values.data || !values.id) throw new UsageError(usage);
+  if (!existsSync(values.data)) throw new UsageError(`${values.data} does not exist`);
+  if (!values.yes) {
+    throw new UsageError(
+      `recover makes ${values.data} the only voter of a NEW cluster (new cluster ID): the old members are fenced out and must be wiped to rejoin.\nOnly do this when a quorum is lost for good, with the node stopped. Re-run with --yes to go ahead.`,
+    );
+  }
+  const store = RaftStore.open({ dir: values.data });
+  try {
+    const stored = store.nodeId();
+    if (stored !== null && stored !== values.id) throw new UsageError(`${values.data} belongs to node ${stored}, not ${values.id}`);
+    const applier = new Applier({ store, fsm: new CairnFsm() });
+    // Everything this node knew to be committed is applied first, then kept.
+    const commit = Math.min(store.hardState().commit, store.lastIndex());
+    const applied = store.appliedIndex();
+    if (commit > applied) applier.apply(store.entries(applied + 1, commit + 1, Number.MAX_SAFE_INTEGER), undefined);
+    const index = store.appliedIndex();
+    const term = index >= store.firstIndex() - 1 ? store.term(index) : store.snapshotMeta().term;
+    const oldCluster = store.clusterId();
+    const newCluster = randomUUID();
+    const conf = { voters: [values.id], votersOutgoing: [], learners: [], learnersNext: [] };
+    store.installSnapshot({ index, term, conf });
+    store.persist({ entries: [], hardState: { term: store.hardState().term + 1, vote: "", commit: index } });
+    store.replaceClusterId(newCluster);
+    console.error(`recovered: ${values.data} is now the single voter of cluster ${newCluster} (was ${oldCluster}), state at index ${index}`);
+    console.error("start it with cairn serve; edit the cluster file to list the surviving hosts; old members must be wiped (empty data directory) to rejoin");
+  } finally {
+    store.close();
+  }
+  return 0;
+}
+
+export async function dump(argv: string[]): Promise<number> {
+  const usage = "cairn dump (--url URL | --config FILE) --out FILE";
+  const { values } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
+  if (!values.out) throw new UsageError(usage);
+  const t = target(values);
+  const out = createWriteStream(values.out);
+  const write = async (o: unknown) => {
+    if (!out.write(JSON.stringify(o) + "\n")) await new Promise((r) => out.once("drain", r));
+  };
+  const st = (await json(await request(t, "/status"))) as { cluster: string; feed: { first: number; last: number } };
+  await write({ type: "header", format: "cairn-dump/1", cluster: st.cluster, feedFirst: st.feed.first, feedLast: st.feed.last, at: new Date().toISOString() });
+  const p = new Progress("dumped", "records");
+  for (let since = st.feed.first - 1; ; ) {
+    const page = (await json(await request(t, `/changes?since=${since}&limit=1000`))) as { changes: { index: number }[]; next: number; atEnd: boolean };
+    for (const c of page.changes) await write({ type: "change", ...c });
+    p.add(page.changes.length);
+    since = page.next;
+    if (page.atEnd) break;
+  }
+  for (let after = ""; ; ) {
+    const page = (await json(await request(t, `/kv?prefix=&limit=1000${after ? `&after=${encodeURIComponent(after)}` : ""}`))) as { items: { key: string }[]; next?: string | null; more?: boolean };
+    for (const it of page.items) await write({ type: "kv", ...it });
+    p.add(page.items.length);
+    const last = page.items[page.items.length - 1]?.key;
+    if (!last || page.more === false || page.items.length === 0) break;
+    after = last;
+  }
+  await new Promise<void>((r) => out.end(r));
+  p.done();
+  return 0;
+}
+
+type DumpRecord =
+  | { type: "header" }
+  | { type: "change"; data: unknown; tags: string[] }
+  | { type: "kv"; key: string; contentType: string; value?: unknown; text?: string; base64?: string; version: number };
+
+function kvBody(r: { contentType: string; value?: unknown; text?: string; base64?: string }): Blob | string {
+  if (r.base64 !== undefined) return new Blob([Uint8Array.from(atob(r.base64), (ch) => ch.charCodeAt(0))]);
+  if (r.text !== undefined) return r.text;
+  return JSON.stringify(r.value);
+}
+
+/**
+ * Replays a dump in order: plain changes are posted in batches; key-value
+ * changes (tag "kv") are replayed as the writes they record, so the target's
+ * feed and keys come out the same. Keys whose writes are older than the
+ * dump's feed are then set from the key section.
+ */
+export async function load(argv: string[]): Promise<number> {
+  const usage = "cairn load (--url URL | --config FILE) --in FILE";
+  const { values } = parse(argv, { ...CLIENT_OPTIONS, in: { type: "string" } } as const, usage);
+  if (!values.in) throw new UsageError(usage);
+  const t = target(values);
+  const rl = createInterface({ input: createReadStream(values.in), crlfDelay: Infinity });
+  const p = new Progress("loaded", "records");
+  let batch: { data: unknown; tags: string[] }[] = [];
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await json(await request(t, "/changes", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(batch) }));
+    p.add(batch.length);
+    batch = [];
+  };
+  const written = new Set<string>();
+  let line = 0;
+  for await (const text of rl) {
+    line++;
+    if (!text.trim()) continue;
+    let r: DumpRecord;
+    try {
+      r = JSON.parse(text) as DumpRecord;
+    } catch (e) {
+      throw new UsageError(`${values.in}:${line}: not JSON: ${(e as Error).message}`);
+    }
+    if (r.type === "change") {
+      const d = r.data as { op?: string; key?: string; contentType?: string } | null;
+      if (r.tags.includes("kv") && d && typeof d.key === "string" && (d.op === "put" || d.op === "del")) {
+        await flush();
+        const path = `/kv/${d.key.split("/").map(encodeURIComponent).join("/")}`;
+        if (d.op === "put") await json(await request(t, path, { method: "PUT", headers: { "content-type": d.contentType ?? "application/octet-stream" }, body: kvBody(d as never) }));
+        else await request(t, path, { method: "DELETE" });
+        written.add(d.key);
+        p.add(1);
+      } else {
+        batch.push({ data: r.data, tags: r.tags });
+        if (batch.length >= 500) await flush();
+      }
+    } else if (r.type === "kv") {
+      await flush();
+      if (written.has(r.key)) continue;
+      const path = `/kv/${r.key.split("/").map(encodeURIComponent).join("/")}`;
+      await json(await request(t, path, { method: "PUT", headers: { "content-type": r.contentType }, body: kvBody(r) }));
+      p.add(1);
+    }
+  }
+  await flush();
+  p.done();
+  return 0;
+}
