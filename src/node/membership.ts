@@ -13,14 +13,26 @@ import type { Logger } from "../util/log.ts";
 export class Converger {
   private lastReason = "";
 
-  constructor(private readonly opts: { log: Logger; catchUpLagMax: number }) {}
+  constructor(
+    private readonly opts: {
+      log: Logger;
+      catchUpLagMax: number;
+      /** A member counts as active only if it answered within this many ticks. */
+      contactTicksMax: number;
+    },
+  ) {}
 
   /** Plans and starts the next step; returns it (for tests and status). */
   step(raft: Raft, config: ClusterConfig): PlanStep {
     const st = raft.status();
     if (st.role !== "leader") return { kind: "none" };
     const progress = new Map<string, PeerProgress>();
-    for (const [id, p] of st.progress) progress.set(id, { match: p.match, recentActive: p.recentActive || id === st.id });
+    for (const [id, p] of st.progress) {
+      // The core marks a new member "recently active" before it ever answered (so it can be
+      // sent a snapshot at once); promotion needs a real answer: a recent contact and a match.
+      const heard = p.ticksSinceContact >= 0 && p.ticksSinceContact <= this.opts.contactTicksMax && p.match > 0;
+      progress.set(id, { match: p.match, recentActive: id === st.id || heard });
+    }
     const step = planNextStep({
       nodes: config.nodes,
       conf: st.conf,

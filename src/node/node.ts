@@ -129,7 +129,11 @@ export class CairnNode implements NodeApi {
     this.proposeTimeoutMs = opts.proposeTimeoutMs ?? 10_000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 5_000;
     this.reads = new ReadRounds({ nodeId: opts.id, roundsMax: LIMITS.readRoundsMax, waitersMax: LIMITS.readersPerRoundMax });
-    this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax });
+    this.converger = new Converger({
+      log: this.log,
+      catchUpLagMax: LIMITS.catchUpLagMax,
+      contactTicksMax: Math.max(2, Math.round(opts.config.raft.electionMs / this.tickMs)),
+    });
   }
 
   // ---------------------------------------------------------------- lifecycle

@@ -275,7 +275,7 @@ test("a node of another real cluster listed in the file is refused by ID, never 
  * Remove the .todo once promotion requires a reply from the learner (for example match >= the index of
  * the addLearner entry, or a contact time in the progress, not the tracker's initial recentActive).
  */
-test.todo("a node in the file that never answers stays a learner; the voters stay three", async () => {
+test("a node in the file that never answers stays a learner; the voters stay three", async () => {
   c = await startThree();
   await expectServing(c);
   const leader = await c.leader();
