@@ -9,6 +9,7 @@ import { describe, expect, test } from "bun:test";
 import { CLUSTER, Network, msg } from "./harness.ts";
 
 describe("cluster ID", () => {
+  // Not in the paper (DESIGN.md: the cluster ID is carried on every peer message); it guards every RPC of Figure 2 (§5).
   test("every message carries the cluster ID", () => {
     const net = new Network(["n1", "n2", "n3"], { learners: ["n4"] });
     net.elect("n1");
@@ -38,6 +39,7 @@ describe("cluster ID", () => {
     n2.advance(rd);
   });
 
+  // DESIGN.md cluster ID; without it the foreign term would depose the leader (§5.1).
   test("a leader ignores answers from another cluster", () => {
     const net = new Network(["n1", "n2", "n3"]);
     net.elect("n1");
@@ -46,6 +48,7 @@ describe("cluster ID", () => {
     expect(net.raft("n1").term).toBe(2);
   });
 
+  // DESIGN.md cluster ID: a joiner learns it from its leader (the leader contacts new servers, thesis §4.2.1).
   test("a node with clusterId null adopts the leader's ID from its first append and hands it out to persist", () => {
     const net = new Network(["n1", "n2", "n3"]);
     net.elect("n1");
@@ -73,6 +76,7 @@ describe("cluster ID", () => {
     expect(n4.events.filter((e) => e.kind === "clusterAdopted")).toEqual([]);
   });
 
+  // DESIGN.md cluster ID: only a leader (§5.3 AppendEntries) or a candidate (§5.2 RequestVote) may introduce it.
   test("a node with clusterId null does not adopt an ID from an answer, only from a leader or a candidate", () => {
     const net = new Network(["n1", "n2", "n3"]);
     const n4 = net.addEmpty("n4");
@@ -88,6 +92,7 @@ describe("cluster ID", () => {
     expect(n4.raft.clusterId).toBe(CLUSTER);
   });
 
+  // DESIGN.md cluster ID: the foreign higher term is not adopted (§5.1 applies within one cluster only).
   test("once adopted, another cluster's leader is refused", () => {
     const net = new Network(["n1", "n2", "n3"]);
     const n4 = net.addEmpty("n4");
@@ -99,6 +104,7 @@ describe("cluster ID", () => {
     expect(n4.raft.lead).toBe("n1");
   });
 
+  // DESIGN.md cluster ID: an empty ID is never adopted, so no foreign term reaches §5.1 handling.
   test("a message without a cluster ID is refused even by a node that has none yet", () => {
     const net = new Network(["n1", "n2", "n3"]);
     const n4 = net.addEmpty("n4");
@@ -107,6 +113,7 @@ describe("cluster ID", () => {
     expect(n4.raft.term).toBe(0);
   });
 
+  // DESIGN.md "a limit on everything": mismatch reports are bounded per Ready (not a protocol rule; the messages are dropped before §5.1 handling).
   test("a flood of mismatches is capped at eventsMax per Ready, with a count of what was dropped", () => {
     const net = new Network(["n1", "n2", "n3"], { nodeRaft: { n2: { eventsMax: 5 } } });
     const n2 = net.raft("n2");

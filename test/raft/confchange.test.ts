@@ -26,6 +26,7 @@ const learner = (node: string): ConfChangeSingle => ({ type: "addLearner", node 
 const remove = (node: string): ConfChangeSingle => ({ type: "remove", node });
 
 describe("init (§6)", () => {
+  // §6: the first configuration; a server is a voter or a learner (thesis §4.2.1), never both.
   test("init sets the first configuration, voters winning over learners", () => {
     expect(ok(EMPTY_CONF, { op: "init", changes: [add("b"), add("a"), learner("c"), learner("a")] })).toEqual({
       voters: ["a", "b"],
@@ -34,6 +35,7 @@ describe("init (§6)", () => {
       learnersNext: [],
     });
   });
+  // §6: a configuration is only ever changed from the current one; init is for a new cluster.
   test("init is refused on a configured cluster, without voters, or with a removal", () => {
     expect(refused(base, { op: "init", changes: [add("a")] })).toContain("already");
     expect(refused(EMPTY_CONF, { op: "init", changes: [learner("a")] })).toContain("without voters");
@@ -77,6 +79,7 @@ describe("joint consensus (thesis §4.3)", () => {
     expect(refused(ok(base, enter(add("n5"))), { op: "leave", changes: [add("n6")] })).toContain("no changes");
   });
 
+  // thesis §4.3: in C_old,new a server votes if it is in either half.
   test("allMembers, isVoter and confEquals", () => {
     const c = ok(base, enter(learner("n2"), add("n5")));
     expect(allMembers(c)).toEqual(["n1", "n2", "n3", "n4", "n5"]);

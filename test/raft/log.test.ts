@@ -35,6 +35,7 @@ function persist(log: RaftLog, storage: MemoryStorage): void {
 const termsOf = (log: RaftLog) => log.slice(log.firstIndex(), log.lastIndex() + 1, big).map((e) => e.term);
 
 describe("RaftLog", () => {
+  // §5.3 / Figure 2: log[] is read across what is on stable storage and what is not yet.
   test("entries span storage and the unstable tail; term() answers for both", () => {
     const { log } = logWith([1, 1, 2, 2, 3], 3);
     expect([log.firstIndex(), log.lastIndex(), log.lastTerm()]).toEqual([1, 5, 3]);
@@ -43,6 +44,7 @@ describe("RaftLog", () => {
     expect(log.unstableEntries().map((e) => e.index)).toEqual([4, 5]);
   });
 
+  // thesis §10.2.2: batches are bounded; an entry larger than the limit still goes alone.
   test("slice() honours maxBytes across the storage/unstable boundary, but returns at least one entry", () => {
     const { log } = logWith([1, 1, 1, 1, 1, 1], 3);
     // Each entry counts 1 + 24 bytes.
@@ -103,6 +105,7 @@ describe("RaftLog", () => {
     expect(termsOf(log)).toEqual([1, 1, 2]);
   });
 
+  // Figure 2 (§5): commitIndex and lastApplied increase monotonically, lastApplied <= commitIndex.
   test("commitTo never goes back and never beyond the last index; appliedTo stays within [applied, committed]", () => {
     const { log } = logWith([1, 1, 1]);
     log.commitTo(2);
@@ -124,6 +127,7 @@ describe("RaftLog", () => {
     expect(log.committed).toBe(4);
   });
 
+  // §5.3: an entry replaced by a conflicting append must not be reported stable (Figure 2: persist before responding).
   test("stableTo ignores an acknowledgement for an entry that was replaced meanwhile", () => {
     const { log } = logWith([1, 1], 1);
     log.append(ents(2, [2])); // replaces unstable 2/1 with 2/2

@@ -34,6 +34,7 @@ describe("Inflights (thesis §10.2.2)", () => {
     expect(w.count).toBe(0);
   });
 
+  // thesis §10.2.2: pipelined appends are tracked in log order.
   test("appends must be added in increasing order, and the window must be positive", () => {
     const w = new Inflights(4);
     w.add(5);

@@ -41,6 +41,7 @@ describe("majorities (§5.2, §5.3)", () => {
     );
   });
 
+  // thesis §4.3: outside a joint configuration only C_new decides; the empty outgoing half must not block.
   test("an empty voter set commits everything and wins every vote (so an empty outgoing half is neutral)", () => {
     expect(majorityCommitted(set(), () => 0)).toBe(Number.MAX_SAFE_INTEGER);
     expect(majorityVote(set(), votes({}))).toBe("won");

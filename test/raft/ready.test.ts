@@ -34,6 +34,7 @@ describe("the Ready contract", () => {
     ["ready", (net) => net.raft("n1").ready()],
   ];
   for (const [name, call] of calls) {
+    // Figure 2 (§5): persistent state is on stable storage before responding; the Ready contract enforces the order.
     test(`ready() then ${name}() before advance() fails an assertion`, () => {
       const net = leaderNet();
       const target = name === "campaign" ? "n2" : "n1";
@@ -45,6 +46,7 @@ describe("the Ready contract", () => {
     });
   }
 
+  // Figure 2 (§5): advance() acknowledges a persisted Ready; one without a Ready is a driver bug.
   test("advance() without an outstanding ready() fails an assertion", () => {
     const net = leaderNet();
     const rd = net.raft("n1").ready();
@@ -92,6 +94,7 @@ describe("the Ready contract", () => {
     r.advance(rd2);
   });
 
+  // Figure 2: entries are applied in log order; thesis §10.2.2: batches are bounded.
   test("committed entries in one Ready are capped at readyCommittedBytesMax; the rest come in the next", () => {
     const n = new TestNode("n2", { storage: bootstrapStorage(["n1", "n2", "n3"]), seed: 1, raft: { applied: 1, readyCommittedBytesMax: 300 } });
     const ents: Entry[] = [2, 3, 4, 5, 6].map((index) => ({ index, term: 2, kind: "normal", data: new Uint8Array(100) }));
@@ -109,6 +112,7 @@ describe("the Ready contract", () => {
 });
 
 describe("typed errors", () => {
+  // §8: clients are redirected to the leader (the error names it).
   test("propose on a follower throws NotLeaderError naming the leader", () => {
     const net = leaderNet();
     let err: unknown;
@@ -121,6 +125,7 @@ describe("typed errors", () => {
     expect((err as NotLeaderError).leader).toBe("n1");
   });
 
+  // §8: with no leader known the client retries later.
   test("propose with no leader known throws NotLeaderError with an empty leader", () => {
     const net = new Network(["n1", "n2", "n3"]);
     let err: unknown;
@@ -133,6 +138,7 @@ describe("typed errors", () => {
     expect((err as NotLeaderError).leader).toBe("");
   });
 
+  // thesis §3.10: proposals are refused during a transfer; the reason says why.
   test("ProposalDroppedError carries its reason", () => {
     const net = leaderNet();
     net.isolate("n3");

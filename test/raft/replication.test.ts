@@ -285,6 +285,7 @@ describe("batching, pipelining and probing (thesis §10.2.2)", () => {
     expect(net.raft("n2").log.committed).toBe(9);
   });
 
+  // thesis §10.2.2 flow control: the leader bounds what it accepts ahead of commit.
   test("a proposal over uncommittedBytesMax is refused with ProposalDroppedError until entries commit", () => {
     const net = new Network(["n1", "n2", "n3"], { raft: { uncommittedBytesMax: 250 } });
     net.elect("n1");
