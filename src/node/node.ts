@@ -35,7 +35,7 @@ import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from ".
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
 import { BadRequestError, DiskFullError, NodeError, NoLeaderError, StoppedError, TimeoutError } from "./errors.ts";
 import { dataDirFacts, dataDirProblem } from "./datadir.ts";
-import { Converger } from "./membership.ts";
+import { Converger, RemovalCheck, type ProbeReply } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
 import { buildStatus } from "./status.ts";
@@ -106,6 +106,9 @@ export class CairnNode implements NodeApi {
   private readonly feedWaiters = new FeedWaiters(LIMITS.feedWaitersMax);
   private readonly calls = new PeerCalls(LIMITS.peerCallsMax);
   private readonly converger: Converger;
+  private readonly removalCheck: RemovalCheck;
+  /** The last peer address of every node any version of the file listed (members the file dropped keep theirs until they are out). */
+  private readonly lastAddress = new Map<string, string>();
   private accepted: { index: number; resolve: () => void }[] = [];
   private leaderWatchers = new Set<() => void>();
   private readonly probeAnswers = new Map<string, ProbeAnswer>();
@@ -133,6 +136,20 @@ export class CairnNode implements NodeApi {
       log: this.log,
       catchUpLagMax: LIMITS.catchUpLagMax,
       contactTicksMax: Math.max(2, Math.round(opts.config.raft.electionMs / this.tickMs)),
+    });
+    this.removalCheck = new RemovalCheck({
+      everyMs: opts.config.raft.electionMs,
+      ask: (peer) => this.calls.call(peer, `membership check with ${peer}`, opts.config.raft.electionMs, (id) => this.transport.send(peer, { t: "probe", id })),
+      view: () => ({
+        self: this.id,
+        clusterId: this.store.clusterId(),
+        members: this.raft ? allMembers(this.raft.trk.conf) : [],
+        leader: this.raft?.role === "leader",
+        removed: this.removed || this.stopping,
+        silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
+        lastIndex: this.store.lastIndex(),
+      }),
+      onRemoved: (e) => this.markRemoved(e.applied, `learned from ${e.from}, whose configuration at index ${e.applied} does not list this node`),
     });
   }
 
@@ -219,6 +236,18 @@ export class CairnNode implements NodeApi {
     if (facts.clusterName === null && facts.clusterId !== null) this.store.setClusterName(this.config.cluster);
   }
 
+  /** This node is out of the cluster: it stops taking part, and its data is marked so it never rejoins by accident. */
+  private markRemoved(index: number, how: string): void {
+    if (this.removed || this.stopping) return;
+    this.removed = true;
+    this.store.setRemovedAt(index);
+    this.log.warn(
+      `this node was removed from the cluster at index ${index} (${how}): it no longer takes part; its data stays in ${this.opts.dataDir} ` +
+        `and will not be used to rejoin (to add this node back, list it in the cluster file and start it with an empty data directory)`,
+      { term: this.raft?.term },
+    );
+  }
+
   /** Founding or joining: from now on this data belongs to the cluster the file names. */
   private recordClusterName(): void {
     if (this.store.clusterName() === null) this.store.setClusterName(this.config.cluster);
@@ -245,7 +274,15 @@ export class CairnNode implements NodeApi {
   }
 
   private peerAddresses(): Map<string, string> {
-    return new Map(this.config.nodes.filter((n) => n.id !== this.id).map((n) => [n.id, n.peer]));
+    for (const n of this.config.nodes) this.lastAddress.set(n.id, n.peer);
+    const out = new Map(this.config.nodes.filter((n) => n.id !== this.id).map((n) => [n.id, n.peer]));
+    // A node taken out of the file is still a member until the leader has removed it: it must
+    // keep receiving the log (the removal itself included), so it keeps its last address till then.
+    for (const id of this.raft ? allMembers(this.raft.trk.conf) : []) {
+      const addr = this.lastAddress.get(id);
+      if (id !== this.id && !out.has(id) && addr !== undefined) out.set(id, addr);
+    }
+    return out;
   }
 
   private startRaft(clusterId: string | null): void {
@@ -261,6 +298,8 @@ export class CairnNode implements NodeApi {
       electionTicks: Math.max(electionTicks, heartbeatTicks + 1),
       heartbeatTicks,
       readOnly: this.opts.readOnly ?? "safe",
+      // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
+      emptyNodeVotes: false,
     });
     if (clusterId !== null) this.transport.setClusterId(clusterId);
     this.schedule();
@@ -497,13 +536,7 @@ export class CairnNode implements NodeApi {
     const f = { term: raft.term };
     switch (ev.kind) {
       case "removed":
-        this.removed = true;
-        this.store.setRemovedAt(ev.index); // so that it never rejoins with this data by accident
-        this.log.warn(
-          `this node was removed from the cluster at index ${ev.index}: it no longer takes part; its data stays in ${this.opts.dataDir} ` +
-            `and will not be used to rejoin (to add this node back, list it in the cluster file and start it with an empty data directory)`,
-          f,
-        );
+        this.markRemoved(ev.index, "it applied the configuration without it");
         return;
       case "clusterMismatch":
         this.log.warn(`refused a message from ${ev.from} of cluster ${ev.theirs}: this node belongs to cluster ${ev.ours}`, f);
@@ -515,10 +548,12 @@ export class CairnNode implements NodeApi {
       case "confApplied":
         this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.nextConvergeAt = 0;
+        this.transport.setPeers(this.peerAddresses()); // drops the addresses of members now out
         if (this.removed && allMembers(ev.conf).includes(this.id)) {
           // Added back while its history replays (a wiped node re-added under the same id).
           this.removed = false;
           this.store.clearRemovedAt();
+          this.log.info(`this node is a member again (configuration at index ${ev.index}): the earlier removal was history`, { ...f, index: ev.index });
         }
         return;
       default:
@@ -560,7 +595,8 @@ export class CairnNode implements NodeApi {
       this.log.warn(`event loop stalled for ${Math.round(late)} ms (threshold ${this.stallMs} ms): stepping down rather than serving stale leadership`, { term: raft.term });
       raft.stepDown(`event loop stalled ${Math.round(late)} ms`);
     }
-    raft.tick();
+    if (!this.removed) raft.tick(); // a removed node takes no part, not even in elections
+    this.removalCheck.tick(now);
     if (!this.diskFull) {
       this.checkpointer.maybeStart();
       this.maybeTrimFeed(now);
@@ -646,9 +682,10 @@ export class CairnNode implements NodeApi {
     }
   }
 
-  private probeAnswer(): ProbeAnswer {
+  private probeAnswer(): ProbeReply {
     const empty = this.store.clusterId() === null && this.store.lastIndex() === 0;
-    return { empty, clusterId: this.store.clusterId() };
+    const members = this.raft ? allMembers(this.raft.trk.conf) : [];
+    return { empty, clusterId: this.store.clusterId(), applied: this.store.appliedIndex(), members };
   }
 
   // ---------------------------------------------------------------- NodeApi

@@ -74,6 +74,13 @@ export interface RaftConfig {
   readonly readyCommittedBytesMax?: number;
   readonly pendingReadsMax?: number;
   readonly eventsMax?: number;
+  /**
+   * false: a node with an empty log (never written, or wiped) refuses to vote.
+   * A wiped voter has forgotten its log and its vote, so its vote could elect
+   * a candidate missing committed entries; it votes again once a leader has
+   * sent it data. cairn sets false; the default true suits direct voter adds.
+   */
+  readonly emptyNodeVotes?: boolean;
   readonly unsafe?: UnsafeBugs;
 }
 
@@ -129,6 +136,7 @@ export class Raft {
   readonly trk: Tracker;
 
   private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "unsafe">>;
+
   private readonly unsafe: UnsafeBugs;
   private readonly rng: Rng;
   private msgs: Message[] = [];
@@ -183,6 +191,7 @@ export class Raft {
       readyCommittedBytesMax: config.readyCommittedBytesMax ?? DEFAULTS.readyCommittedBytesMax,
       pendingReadsMax: config.pendingReadsMax ?? DEFAULTS.pendingReadsMax,
       eventsMax: config.eventsMax ?? DEFAULTS.eventsMax,
+      emptyNodeVotes: config.emptyNodeVotes ?? true,
     };
     assert(this.cfg.heartbeatTicks > 0, "heartbeatTicks must be positive");
     assert(this.cfg.electionTicks > this.cfg.heartbeatTicks, () => `electionTicks (${this.cfg.electionTicks}) must exceed heartbeatTicks (${this.cfg.heartbeatTicks})`);
@@ -635,6 +644,11 @@ export class Raft {
       (this.vote === NONE && this.lead === NONE) ||
       (m.type === "preVote" && m.term > this.term);
     const logOk = this.unsafe.voteWithoutLogCheck || this.log.isUpToDate(m.index, m.logTerm);
+    const empty = this.log.lastIndex() === 0 && this.log.snapshot().index === 0;
+    if (empty && !this.cfg.emptyNodeVotes) {
+      this.send({ type: respType, to: m.from, reject: true });
+      return;
+    }
     const commit = { commit: this.log.committed, commitTerm: this.log.termOr0(this.log.committed) };
     if (canVote && logOk) {
       // A granted vote carries the candidate's term (for preVote, the future term).

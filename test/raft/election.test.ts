@@ -258,3 +258,20 @@ describe("votes (§5.2, §5.4.1)", () => {
     expect(net.node("n2").appliedData()).toEqual(["x"]);
   });
 });
+
+// Not in the paper: a wiped voter forgot its log and its vote (§5.2 assumes stable storage), so with
+// emptyNodeVotes: false it must not help elect a candidate that may lack committed entries.
+test("with emptyNodeVotes false a node with an empty log refuses to vote (stable storage lost, §5.2)", () => {
+  const net = new Network(["a", "b", "c"]);
+  net.elect("a");
+  net.propose("a", "x");
+  const wiped = net.addEmpty("z", { emptyNodeVotes: false });
+  wiped.raft.step({ type: "vote", from: "b", to: "z", term: 5, cluster: "test-cluster", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
+  const rd = wiped.raft.ready();
+  const resp = rd.messages.find((m) => m.type === "voteResp");
+  expect(resp?.reject).toBe(true);
+  wiped.raft.advance(rd);
+  const open = net.addEmpty("y", { emptyNodeVotes: true });
+  open.raft.step({ type: "vote", from: "b", to: "y", term: 5, cluster: "test-cluster", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
+  expect(open.raft.ready().messages.find((m) => m.type === "voteResp")?.reject).toBe(false);
+});

@@ -186,6 +186,7 @@ export class Simulator {
   private readonly msgBytesMax: number;
   /** Probability that the network loses a message at delivery. */
   private readonly lossRate: number;
+  private readonly emptyNodeVotes: boolean;
   private leaderFault: { id: NodeId; term: number; at: number } | undefined;
 
   constructor(private readonly opts: SimOptions) {
@@ -197,6 +198,9 @@ export class Simulator {
     // 1 byte means one entry per append: old-term entries then travel apart from the new leader's no-op.
     this.msgBytesMax = harsh ? 1 : this.rng.pick([1, 160, 4096]);
     this.lossRate = harsh ? 0.25 : this.rng.pick([0, 0.02, 0.1, 0.25]);
+    // cairn's setting (false) on half the seeds: then members join as learners and are
+    // promoted only once they hold data, as cairn's planner does.
+    this.emptyNodeVotes = this.rng.chance(0.5);
     const founders = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     this.universe = [...founders];
     this.nextJoiner = opts.nodes + 1;
@@ -266,6 +270,7 @@ export class Simulator {
       msgBytesMax: this.msgBytesMax,
       inflightMax: 8,
       unsafe: this.opts.bugs,
+      emptyNodeVotes: this.emptyNodeVotes,
     });
     node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
   }
@@ -373,7 +378,7 @@ export class Simulator {
     if (!l) return;
     const conf = l.raft!.trk.conf;
     const members = allMembers(conf);
-    const change = this.pickChange(members, conf.voters);
+    const change = this.pickChange(members, conf.voters, l.raft!);
     if (!change) return;
     try {
       l.raft!.proposeConfChange({ op: "enter", changes: [change] });
@@ -385,15 +390,16 @@ export class Simulator {
     }
   }
 
-  private pickChange(members: NodeId[], voters: readonly NodeId[]): ConfChangeSingle | undefined {
+  private pickChange(members: NodeId[], voters: readonly NodeId[], leader: Raft): ConfChangeSingle | undefined {
     const max = this.opts.nodes + 2;
     const r = this.rng.next();
     if (r < 0.4 && members.length < max) {
       // Ids are never reused: a removed node never comes back with its old data.
       const node = `n${this.nextJoiner++}`;
-      return { type: this.rng.chance(0.5) ? "addLearner" : "addVoter", node };
+      return { type: this.emptyNodeVotes && this.rng.chance(0.5) ? "addVoter" : "addLearner", node };
     }
-    const learners = members.filter((m) => !voters.includes(m));
+    const progress = leader.status().progress;
+    const learners = members.filter((m) => !voters.includes(m) && (this.emptyNodeVotes || (progress.get(m)?.match ?? 0) > 0));
     if (r < 0.6 && learners.length > 0) return { type: "addVoter", node: this.rng.pick(learners) };
     if (voters.length <= 2 && r < 0.9) return undefined;
     return { type: r < 0.75 ? "addLearner" : "remove", node: this.rng.pick(members) };
