@@ -1,0 +1,208 @@
+/**
+ * Write throughput, latency and failover of a 3-node cluster of dist/cairn:
+ *
+ *   bun run bench/write.ts [--clients 64] [--warmup 3] [--duration 20]
+ *                          [--failovers 5] [--etcd auto|yes|no] [--out bench/RESULTS.md]
+ *
+ * 1. Starts three `cairn serve` processes of the built binary in a temp dir
+ *    (TLS from `cairn init`, the default timings heartbeatMs 100 and
+ *    electionMs 1000, SQLite synchronous FULL).
+ * 2. `--clients` closed-loop clients (keep-alive fetch, one request in flight
+ *    each) POST /changes with a small JSON change, first through the leader,
+ *    then through a follower (forwarded to the leader), each for `--warmup`
+ *    seconds unmeasured and `--duration` seconds measured: writes/s and
+ *    p50/p90/p99/max latency of the acknowledged writes (201 = committed on a
+ *    majority and applied).
+ * 3. `--failovers` times: kill -9 of the leader, then the time until the
+ *    first successful write through a survivor (probers retry every few ms),
+ *    then the old leader restarts and catches up before the next round.
+ * 4. The same for a 3-member etcd when `etcd` is installed (see etcd.ts).
+ *
+ * Writes its section of bench/RESULTS.md (other sections are kept) and prints it.
+ */
+import { parseArgs } from "node:util";
+import { spawnSync } from "node:child_process";
+import { loadavg } from "node:os";
+import { join } from "node:path";
+import { BINARY, E2ECluster, ROOT, ensureBinary } from "../test/e2e/harness.ts";
+import { waitFor } from "../test/helpers/ports.ts";
+import { etcdVersion, startEtcd } from "./etcd.ts";
+import { machine, median, runFailovers, runLoad, writeSection, type LoadResult, type System } from "./lib.ts";
+
+const { values: args } = parseArgs({
+  options: {
+    clients: { type: "string", default: "64" },
+    warmup: { type: "string", default: "3" },
+    duration: { type: "string", default: "20" },
+    failovers: { type: "string", default: "5" },
+    etcd: { type: "string", default: "auto" },
+    out: { type: "string", default: join(ROOT, "bench", "RESULTS.md") },
+  },
+});
+
+function whole(name: string, v: string | undefined, min: number): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be a whole number of at least ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+const clients = whole("clients", args.clients, 1);
+const warmupMs = whole("warmup", args.warmup, 0) * 1000;
+const durationMs = whole("duration", args.duration, 1) * 1000;
+const failovers = whole("failovers", args.failovers, 0);
+if (!["auto", "yes", "no"].includes(args.etcd!)) throw new Error(`--etcd must be auto, yes or no, got ${args.etcd}`);
+
+const log = (s: string) => console.error(`[bench] ${s}`);
+
+async function startCairn(): Promise<System> {
+  ensureBinary();
+  const c = await E2ECluster.init(3, (f) => {
+    f.raft = { heartbeatMs: 100, electionMs: 1000 };
+  });
+  const ids = ["n1", "n2", "n3"];
+  for (const id of ids) c.start(id);
+  await c.waitVoters(3, 60_000);
+  const apis = new Map(ids.map((id) => [id, c.api(id)]));
+  return {
+    name: "cairn",
+    ids,
+    fetch: c.fetch,
+    leader: () => c.leader(30_000),
+    write: (id, client, seq) => ({
+      url: `${apis.get(id)}/changes`,
+      init: {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ data: { c: client, s: seq, v: "bench-payload" }, tags: ["bench"] }),
+      },
+    }),
+    ok: (s) => s === 201,
+    kill: (id) => c.signal(id, "SIGKILL"),
+    restart: async (id) => {
+      c.start(id);
+    },
+    waitHealthy: async () => {
+      await waitFor("cairn healthy and caught up", async () => {
+        if (c.procs.size !== ids.length) return false;
+        const st = await Promise.all(ids.map((id) => c.status(id).catch(() => null)));
+        const leader = st[0]?.leader?.id;
+        if (!leader || st.some((s) => s?.leader?.id !== leader)) return false;
+        const commit = st.find((s) => s.id === leader)!.index.commit;
+        return st.every((s) => s.index.applied === commit);
+      }, 60_000, 100);
+    },
+    close: () => c.close(),
+  };
+}
+
+interface Run {
+  loads: LoadResult[];
+  failovers: number[];
+}
+
+async function bench(sys: System): Promise<Run> {
+  const loads: LoadResult[] = [];
+  await sys.waitHealthy();
+  const leader = await sys.leader();
+  const follower = sys.ids.find((id) => id !== leader)!;
+  for (const [via, label] of [[leader, "leader"], [follower, "follower"]] as const) {
+    log(`${sys.name}: ${clients} clients through the ${label} (${via}): ${warmupMs / 1000} s warm-up, ${durationMs / 1000} s measured`);
+    const r = await runLoad(sys, via, label, { clients, warmupMs, durationMs });
+    log(`${sys.name} via ${label}: ${Math.round(r.rate)} writes/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, errors ${JSON.stringify(r.errors)}`);
+    loads.push(r);
+    await sys.waitHealthy();
+    if ((await sys.leader()) !== leader) log(`${sys.name}: WARNING: the leader changed during the load (${leader} -> ${await sys.leader()})`);
+  }
+  const fo = await runFailovers(sys, failovers, log);
+  return { loads, failovers: fo };
+}
+
+const loadAverage = () => loadavg().map((x) => x.toFixed(2)).join(" / ");
+
+const ms = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
+
+function loadTable(runs: Run[]): string {
+  const rows = runs.flatMap((r) => r.loads).map((l) => {
+    const errs = Object.entries(l.errors).map(([k, v]) => `${k}: ${v}`).join(", ") || "0";
+    return `| ${l.system} | ${l.via} | ${l.clients} | ${l.seconds} | ${l.writes} | **${Math.round(l.rate)}** | ${ms(l.p50)} | ${ms(l.p90)} | **${ms(l.p99)}** | ${ms(l.max)} | ${errs} |`;
+  });
+  return [
+    "| system | writes through | clients | seconds | writes | writes/s | p50 ms | p90 ms | p99 ms | max ms | errors |",
+    "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ...rows,
+  ].join("\n");
+}
+
+function failoverTable(runs: Run[]): string {
+  const n = Math.max(0, ...runs.map((r) => r.failovers.length));
+  const head = `| system | ${Array.from({ length: n }, (_, i) => `run ${i + 1}`).join(" | ")} | median |`;
+  const sep = `|---|${"---:|".repeat(n + 1)}`;
+  const rows = runs.filter((r) => r.failovers.length > 0).map((r) => `| ${r.loads[0]!.system} | ${r.failovers.map((x) => `${Math.round(x)}`).join(" | ")} | **${Math.round(median(r.failovers))}** |`);
+  return [head, sep, ...rows].join("\n");
+}
+
+async function main(): Promise<void> {
+  const cairnVersion = spawnSync(BINARY, ["version"], { encoding: "utf8" }).stdout?.trim() ?? "?";
+  const etcdV = etcdVersion();
+  const withEtcd = args.etcd === "yes" || (args.etcd === "auto" && etcdV !== null);
+  if (args.etcd === "yes" && etcdV === null) throw new Error("--etcd yes, but etcd is not on PATH (apt-get install -y etcd-server)");
+  const loadAtStart = loadAverage();
+  const runs: Run[] = [];
+  const systems: [string, () => Promise<System>][] = [["cairn", startCairn]];
+  if (withEtcd) systems.push(["etcd", startEtcd]);
+  for (const [name, start] of systems) {
+    log(`starting ${name}`);
+    const sys = await start();
+    try {
+      runs.push(await bench(sys));
+    } finally {
+      await sys.close();
+    }
+  }
+  const facts = machine({ cairn: `${cairnVersion} (dist/cairn, bun build --compile)`, etcd: etcdV ? `${etcdV} (Debian etcd-server)` : "not installed: no side-by-side run",
+    "load average (1/5/15 min)": `${loadAtStart} at the start, ${loadAverage()} at the end (other work on the machine competes for its CPUs)`,
+  });
+  const command = `bun run bench/write.ts --clients ${clients} --warmup ${warmupMs / 1000} --duration ${durationMs / 1000} --failovers ${failovers} --etcd ${args.etcd}`;
+  const body = `Written by \`bench/write.ts\`. Command (from the repository root, after \`npm run build\`):
+
+\`\`\`sh
+${command}
+\`\`\`
+
+Each system is 3 nodes on this one machine (loopback), with mutual TLS between
+nodes and HTTPS for clients (CA and certificates from \`cairn init\`),
+heartbeat 100 ms, election timeout 1000 ms, every write fsynced on a majority
+before the answer (cairn: SQLite WAL, \`synchronous=FULL\`; etcd: its default
+WAL fsync). The clients run on the same machine and share its CPUs with the
+three nodes.
+
+### Writes: ${clients} concurrent clients, small JSON
+
+cairn: \`POST /changes\` with \`{"data": {"c", "s", "v"}, "tags": ["bench"]}\`,
+answered 201 once committed and applied.${withEtcd ? ` etcd: \`POST /v3/kv/put\` through its
+HTTP/JSON gateway with a key per write and the same JSON as the value.` : ""}
+Each client is a closed loop (one request in flight, keep-alive connection).
+"follower": every write goes to a follower, which forwards it to the leader.
+Latency is from sending the request to reading the whole answer; only writes
+completing in the measured window count.
+
+${loadTable(runs)}
+
+### Failover: kill -9 of the leader to the first successful write (ms)
+
+The leader is killed with SIGKILL; four probers (two per survivor) write
+every few milliseconds (each attempt bounded at 2 s) until one succeeds.
+Then the old leader restarts and catches up before the next run.
+
+${failoverTable(runs)}
+
+### Machine
+
+${Object.entries(facts).map(([k, v]) => `- ${k}: ${v}`).join("\n")}
+`;
+  writeSection(args.out!, "Writes and failover (bench/write.ts)", body);
+  console.log(body);
+  log(`wrote the section "Writes and failover (bench/write.ts)" of ${args.out}`);
+}
+
+await main();
