@@ -40,7 +40,8 @@
  *    given, the other follows it: electionMs = max(1000, 10 × heartbeatMs),
  *    heartbeatMs = min(100, max(10, electionMs / 10)).
  *  - `founders` (written by `cairn init`): the ids that may bootstrap the
- *    cluster together; non-empty, no duplicates, each an id in `nodes`.
+ *    cluster together; non-empty, no duplicates. An id need not be in
+ *    `nodes`: removing a founding node later is deleting its entry.
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";

@@ -164,19 +164,19 @@ function idCase(file: ClusterFile, prevAt: string, id: string): string {
   return prevId !== undefined && prevId !== id ? ` ${show(prevId)}; ids are compared ignoring case` : "";
 }
 
+/**
+ * Founders need not be ids in `nodes`: the list only matters while the
+ * cluster is founded, and a cluster outlives it (removing a founding node is
+ * deleting its entry, nothing more). Before founding, a founder the file does
+ * not list is one that cannot be reached, so nobody founds: the safe side.
+ */
 function founderProblems(file: ClusterFile): string[] {
   if (!file.founders) return [];
   const out: string[] = [];
-  const ids = new Set(file.nodes.map((n) => n.id));
   const seen = new Seen();
   file.founders.forEach((f, i) => {
     const prev = seen.check(f, `founders[${i}]`);
     if (prev) out.push(`founders[${i}]: duplicate ${show(f)} (also ${prev})`);
-    else if (!ids.has(f)) {
-      out.push(
-        `founders[${i}]: ${show(f)} is not an id in nodes; founders lists the nodes that bootstrap the cluster together, so add the node or remove the id from founders`,
-      );
-    }
   });
   return out;
 }

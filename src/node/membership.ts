@@ -84,3 +84,78 @@ export class Converger {
     }
   }
 }
+
+/**
+ * What a node answers a "probe": the founding check's fields, plus (from this
+ * version on) its applied index and the members of its applied configuration,
+ * which a node cut off from the leader uses to learn that it was removed.
+ */
+export interface ProbeReply {
+  readonly empty: boolean;
+  readonly clusterId: string | null;
+  readonly applied?: number;
+  readonly members?: readonly string[];
+}
+
+export interface MemberView {
+  readonly self: string;
+  readonly clusterId: string | null;
+  /** Members of this node's applied configuration. */
+  readonly members: readonly string[];
+  readonly leader: boolean;
+  readonly removed: boolean;
+  /** ms since a message from the leader (Infinity if none yet). */
+  readonly silentMs: number;
+  readonly lastIndex: number;
+}
+
+/**
+ * A removed node is never told: the configuration that takes it out is
+ * committed by the others, and the leader stops replicating to it. So a
+ * member that has not heard from a leader for `everyMs` asks its peers
+ * (at most once per `everyMs`). A peer of the same cluster whose applied
+ * configuration does not list this node, at an applied index at or past
+ * everything this node has in its log, settles it: the configuration that
+ * removed this node is committed.
+ */
+export class RemovalCheck {
+  private nextAt = 0;
+
+  constructor(
+    private readonly opts: {
+      everyMs: number;
+      ask: (peer: string) => Promise<unknown>;
+      view: () => MemberView;
+      onRemoved: (e: { from: string; applied: number }) => void;
+    },
+  ) {}
+
+  tick(now: number): void {
+    const v = this.opts.view();
+    if (v.removed || v.leader || v.clusterId === null || !v.members.includes(v.self)) return;
+    if (v.silentMs < this.opts.everyMs || now < this.nextAt) return;
+    this.nextAt = now + this.opts.everyMs;
+    for (const peer of v.members) {
+      if (peer === v.self) continue;
+      this.opts
+        .ask(peer)
+        .then((a) => {
+          const applied = removalProof(a, this.opts.view());
+          if (applied !== null) this.opts.onRemoved({ from: peer, applied });
+        })
+        .catch(() => {
+          // Unreachable or busy: asked again after everyMs.
+        });
+    }
+  }
+}
+
+/** The peer's applied index if its answer proves this node was removed, else null. */
+export function removalProof(answer: unknown, v: MemberView): number | null {
+  if (typeof answer !== "object" || answer === null) return null;
+  const a = answer as ProbeReply;
+  if (v.removed || v.clusterId === null || a.clusterId !== v.clusterId) return null;
+  if (!Array.isArray(a.members) || a.members.length === 0 || typeof a.applied !== "number") return null;
+  if (a.members.includes(v.self) || a.applied < v.lastIndex) return null;
+  return a.applied;
+}

@@ -76,6 +76,7 @@ const LIMITS = {
   readyRoundsPerTurn: 64,
   catchUpLagMax: 64,
   convergeEveryMs: 250,
+  formerPeersMax: 256,
   probeEveryMs: 300,
   diskRetryMs: 1000,
   trimEveryMs: 10_000,
@@ -241,6 +242,8 @@ export class CairnNode implements NodeApi {
     if (this.removed || this.stopping) return;
     this.removed = true;
     this.store.setRemovedAt(index);
+    const committed = this.raft?.log.committed ?? 0;
+    if (committed > index) how += `; catching up to index ${committed}, a later configuration may add it back`;
     this.log.warn(
       `this node was removed from the cluster at index ${index} (${how}): it no longer takes part; its data stays in ${this.opts.dataDir} ` +
         `and will not be used to rejoin (to add this node back, list it in the cluster file and start it with an empty data directory)`,
@@ -273,15 +276,24 @@ export class CairnNode implements NodeApi {
     return { host: me.peerHost, port: me.peerPort };
   }
 
+  /**
+   * The file's addresses, plus the last known address of nodes the file no
+   * longer lists: such a node is a member until the leader has removed it and
+   * must keep receiving the log till then, and once removed it must still get
+   * the answer that tells it so (RemovalCheck). Nothing is dialled until
+   * there is something to send.
+   */
   private peerAddresses(): Map<string, string> {
-    for (const n of this.config.nodes) this.lastAddress.set(n.id, n.peer);
-    const out = new Map(this.config.nodes.filter((n) => n.id !== this.id).map((n) => [n.id, n.peer]));
-    // A node taken out of the file is still a member until the leader has removed it: it must
-    // keep receiving the log (the removal itself included), so it keeps its last address till then.
-    for (const id of this.raft ? allMembers(this.raft.trk.conf) : []) {
-      const addr = this.lastAddress.get(id);
-      if (id !== this.id && !out.has(id) && addr !== undefined) out.set(id, addr);
+    for (const n of this.config.nodes) {
+      this.lastAddress.delete(n.id); // newest last: the oldest former peers are forgotten first
+      this.lastAddress.set(n.id, n.peer);
     }
+    for (const id of this.lastAddress.keys()) {
+      if (this.lastAddress.size <= LIMITS.formerPeersMax) break;
+      this.lastAddress.delete(id);
+    }
+    const out = new Map(this.config.nodes.filter((n) => n.id !== this.id).map((n) => [n.id, n.peer]));
+    for (const [id, addr] of this.lastAddress) if (id !== this.id && !out.has(id)) out.set(id, addr);
     return out;
   }
 
@@ -548,7 +560,6 @@ export class CairnNode implements NodeApi {
       case "confApplied":
         this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.nextConvergeAt = 0;
-        this.transport.setPeers(this.peerAddresses()); // drops the addresses of members now out
         if (this.removed && allMembers(ev.conf).includes(this.id)) {
           // Added back while its history replays (a wiped node re-added under the same id).
           this.removed = false;

@@ -4,7 +4,7 @@
  * loopback, real signals. Every process a test starts, close() stops.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { httpClient, type HttpFetch } from "../../src/platform/http.ts";
@@ -197,6 +197,17 @@ export class E2ECluster {
         return { msg: l };
       }
     });
+  }
+
+  /** The raw log lines of the latest run of `id` (also after it exited). */
+  lastRunLogs(id: string): string[] {
+    return this.runs.get(id)?.at(-1) ?? [];
+  }
+
+  /** Writes every run's log lines of every node to `dir`/ID.log (for a failed test: E2E_LOGS=dir). */
+  dumpLogs(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    for (const [id, runs] of this.runs) writeFileSync(join(dir, `${id}.log`), runs.map((r) => r.join("\n")).join("\n--- restart ---\n") + "\n");
   }
 
   /** Waits until a log line of `id` (any run) satisfies `pred`; returns it. */
