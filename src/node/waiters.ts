@@ -80,6 +80,7 @@ export class ReadRounds {
   private next: ReadRound | null = null;
   private readonly sent = new Map<string, ReadRound>();
   private seq = 0;
+  private readonly boot = crypto.randomUUID().slice(0, 8);
 
   constructor(private readonly opts: { nodeId: string; roundsMax: number; waitersMax: number }) {}
 
@@ -90,7 +91,8 @@ export class ReadRounds {
   wait(timeoutMs: number): Promise<void> {
     if (!this.next) {
       if (this.sent.size >= this.opts.roundsMax) return Promise.reject(new TimeoutError("a linearizable read (too many read rounds in flight)", 0));
-      this.next = { ctx: `${this.opts.nodeId}:${++this.seq}`, waiters: [], index: null };
+      // The boot nonce keeps ctx values unique across restarts: a late ack for an old round must not count for a new one.
+      this.next = { ctx: `${this.opts.nodeId}:${this.boot}:${++this.seq}`, waiters: [], index: null };
     }
     const round = this.next;
     if (round.waiters.length >= this.opts.waitersMax) return Promise.reject(new TimeoutError("a linearizable read (too many reads waiting)", 0));

@@ -589,7 +589,9 @@ export class Raft {
     if (this.clusterId === m.cluster) return true;
     // A node added as a voter before it heard from the leader must be able to vote, or a
     // joint configuration that needs it could never elect anyone.
-    const adoptable = m.type === "app" || m.type === "heartbeat" || m.type === "snap" || m.type === "vote" || m.type === "preVote";
+    // (Only where empty nodes vote at all: otherwise a stray candidate could claim a fresh node.)
+    const fromCandidate = (m.type === "vote" || m.type === "preVote") && this.cfg.emptyNodeVotes;
+    const adoptable = m.type === "app" || m.type === "heartbeat" || m.type === "snap" || fromCandidate;
     if (this.clusterId === null && m.cluster !== "" && adoptable) {
       this.clusterId = m.cluster;
       this.newClusterId = m.cluster;

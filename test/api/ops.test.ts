@@ -69,12 +69,26 @@ describe("operations", () => {
     expect(bad.status).toBe(400);
   });
 
-  test("the checkpoint routes answer 501 for now", async () => {
-    for (const [method, path] of [["GET", "/checkpoints"], ["GET", "/checkpoints/abc"], ["POST", "/admin/checkpoint"]] as const) {
-      const res = await h.req(path, { method });
-      expect(res.status).toBe(501);
-      expect((await bodyOf(res)).error.code).toBe("not_implemented");
-    }
+  test("POST /admin/checkpoint builds one; GET /checkpoints lists it; GET /checkpoints/ID downloads it with its SHA-256", async () => {
+    const put = await h.req("/kv/ck", { method: "PUT", body: "v", headers: { "content-type": "text/plain" } });
+    expect(put.status).toBeLessThan(300);
+    const made = await bodyOf(await h.req("/admin/checkpoint", { method: "POST" }));
+    const { id, sha256, bytes: size } = made.checkpoint as { id: string; sha256: string; bytes: number };
+    expect(id).toMatch(/^ckpt-\d{12}$/);
+    expect(sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(made.checkpoint.index).toBeGreaterThan(0);
+    const list = await bodyOf(await h.req("/checkpoints"));
+    expect(list.checkpoints[0].id).toBe(id);
+    const file = await h.req(`/checkpoints/${id}`);
+    expect(file.status).toBe(200);
+    expect(file.headers.get("x-checksum-sha256")).toBe(sha256);
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    expect(bytes.byteLength).toBe(size);
+    expect(new Bun.CryptoHasher("sha256").update(bytes).digest("hex")).toBe(sha256);
+    expect(new TextDecoder().decode(bytes.subarray(0, 15))).toBe("SQLite format 3");
+    const missing = await h.req("/checkpoints/ckpt-999999999999");
+    expect(missing.status).toBe(404);
+    expect((await bodyOf(missing)).error.code).toBe("not_found");
   });
 
   test("GET / is a self-contained HTML dashboard that polls /status", async () => {

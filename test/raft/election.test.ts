@@ -3,7 +3,7 @@
  * (§5.2), one vote per term, and the election restriction (§5.4.1).
  */
 import { describe, expect, test } from "bun:test";
-import type { Entry, Message, NodeId } from "../../src/raft/index.ts";
+import { MemoryStorage, type Entry, type Message, type NodeId } from "../../src/raft/index.ts";
 import { Network, TestNode, bootstrapStorage, msg } from "./harness.ts";
 
 /** A single core on its own, with the bootstrap config of `voters` and optionally more log. */
@@ -262,16 +262,23 @@ describe("votes (§5.2, §5.4.1)", () => {
 // Not in the paper: a wiped voter forgot its log and its vote (§5.2 assumes stable storage), so with
 // emptyNodeVotes: false it must not help elect a candidate that may lack committed entries.
 test("with emptyNodeVotes false a node with an empty log refuses to vote (stable storage lost, §5.2)", () => {
-  const net = new Network(["a", "b", "c"]);
-  net.elect("a");
-  net.propose("a", "x");
-  const wiped = net.addEmpty("z", { emptyNodeVotes: false });
-  wiped.raft.step({ type: "vote", from: "b", to: "z", term: 5, cluster: "test-cluster", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
-  const rd = wiped.raft.ready();
-  const resp = rd.messages.find((m) => m.type === "voteResp");
-  expect(resp?.reject).toBe(true);
-  wiped.raft.advance(rd);
-  const open = net.addEmpty("y", { emptyNodeVotes: true });
-  open.raft.step({ type: "vote", from: "b", to: "y", term: 5, cluster: "test-cluster", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
+  const vote = (to: string) => ({ type: "vote" as const, from: "b", to, term: 5, cluster: "test-cluster", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
+  const wiped = new TestNode("z", { storage: new MemoryStorage(), seed: 9, raft: { emptyNodeVotes: false } });
+  wiped.raft.step(vote("z"));
+  expect(wiped.raft.ready().messages.find((m) => m.type === "voteResp")?.reject).toBe(true);
+  const open = new TestNode("y", { storage: new MemoryStorage(), seed: 9, raft: { emptyNodeVotes: true } });
+  open.raft.step(vote("y"));
   expect(open.raft.ready().messages.find((m) => m.type === "voteResp")?.reject).toBe(false);
+});
+
+// DESIGN.md (cluster ID): a fresh node that refuses to vote must not let a candidate claim it for its cluster either.
+test("with emptyNodeVotes false a fresh node adopts a cluster ID only from a leader, never from a candidate", () => {
+  const fresh = new TestNode("z", { storage: new MemoryStorage(), seed: 9, raft: { emptyNodeVotes: false, clusterId: null } });
+  fresh.raft.step({ type: "vote", from: "b", to: "z", term: 5, cluster: "stray", index: 9, logTerm: 3, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
+  expect(fresh.raft.clusterId).toBeNull();
+  const rd = fresh.raft.ready();
+  expect(rd.events.some((e) => e.kind === "clusterMismatch")).toBe(true);
+  fresh.raft.advance(rd);
+  fresh.raft.step({ type: "heartbeat", from: "a", to: "z", term: 6, cluster: "real", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "" });
+  expect(fresh.raft.clusterId).toBe("real");
 });
