@@ -17,7 +17,12 @@ import type { Manifest } from "./manifest.ts";
 
 export type SnapPayload =
   | { readonly t: "snapOffer"; readonly xfer: string; readonly manifest: Manifest; readonly msg: Message }
-  | { readonly t: "snapAck"; readonly xfer: string; readonly offset: number }
+  /**
+   * The receiver has every byte below `offset`. Acks are cumulative; with
+   * `resend` the sender must go back to `offset` (the answer to an offer, a
+   * refused chunk, a gap).
+   */
+  | { readonly t: "snapAck"; readonly xfer: string; readonly offset: number; readonly resend?: boolean }
   | { readonly t: "snapChunk"; readonly xfer: string; readonly offset: number; readonly data: Uint8Array; readonly sha256: string }
   | { readonly t: "snapDone"; readonly xfer: string; readonly ok: boolean; readonly reason: string };
 
@@ -58,12 +63,24 @@ export class SnapshotSender {
     this.o.send({ t: "snapOffer", xfer: this.o.xfer, manifest: this.o.manifest, msg: this.o.msg });
   }
 
-  onAck(offset: number): void {
-    if (this.done) return;
+  /** An answer from the receiver; answers about another transfer (an older one) are ignored. */
+  onPayload(p: SnapPayload): void {
+    if (p.xfer !== this.o.xfer) return;
+    if (p.t === "snapAck") this.onAck(p.offset, p.resend === true);
+    else if (p.t === "snapDone") this.onDone(p.ok, p.ok ? "" : p.reason || "the receiver refused it");
+  }
+
+  onAck(offset: number, resend = false): void {
+    if (this.done || !Number.isSafeInteger(offset) || offset < 0 || offset > this.o.manifest.bytes) return;
     this.arm();
-    // The receiver says where it is: rewind to there (a rejected chunk, a resumed transfer).
-    this.acked = offset;
-    if (offset < this.next) this.next = offset;
+    // Acks are cumulative: an ack behind what was sent is normal (chunks in
+    // flight) and must not cause a resend. Only an explicit request (the
+    // answer to the offer, a refused chunk) moves `next`, in either direction.
+    this.acked = Math.max(this.acked, offset);
+    if (resend) {
+      this.acked = offset;
+      this.next = offset;
+    } else if (offset > this.next) this.next = offset;
     this.pump();
   }
 
@@ -128,6 +145,10 @@ export interface ReadyCheckpoint {
 export class SnapshotReceiver {
   private cur: Incoming | null = null;
   private readonly ready = new Map<number, ReadyCheckpoint>();
+  /** The offset a resend was last asked from in the current transfer (one request per gap). */
+  private resendAskedAt = -1;
+  /** The last unknown transfer a refusal was sent for (one refusal per transfer). */
+  private refusedXfer = "";
   readonly dir: string;
   rejectedChunks = 0;
 
@@ -142,6 +163,8 @@ export class SnapshotReceiver {
   ) {
     this.dir = o.dir;
     mkdirSync(o.dir, { recursive: true });
+    // A verified file that was not installed before a restart is tracked nowhere: it would only take space.
+    for (const f of readdirSync(o.dir)) if (f.endsWith(".ready")) rmSync(join(o.dir, f), { force: true });
   }
 
   /** The verified file for a snapshot the core decided to install. */
@@ -173,23 +196,37 @@ export class SnapshotReceiver {
     } else {
       this.cur = { ...this.cur, xfer: p.xfer, from, msg: p.msg };
     }
-    this.ack();
+    this.resendAskedAt = this.cur.offset;
+    this.ack(true);
     if (this.cur.offset === m.bytes) this.complete();
   }
 
   private onChunk(from: string, p: Extract<SnapPayload, { t: "snapChunk" }>): void {
     const c = this.cur;
-    if (!c || c.xfer !== p.xfer || c.from !== from) return;
-    if (p.offset !== c.offset) return this.ack();
-    if (!(p.data instanceof Uint8Array) || p.offset + p.data.byteLength > c.manifest.bytes || sha(p.data) !== p.sha256) {
+    if (!c || c.xfer !== p.xfer || c.from !== from) return this.refuseUnknown(from, p.xfer);
+    // Behind: a chunk sent again after a rewind, already written. Ahead: a gap; ask once per gap.
+    if (p.offset !== c.offset) return p.offset > c.offset && this.resendAskedAt !== c.offset ? this.askResend() : undefined;
+    if (!(p.data instanceof Uint8Array) || p.offset + p.data.byteLength > c.manifest.bytes || p.data.byteLength === 0 || sha(p.data) !== p.sha256) {
       this.rejectedChunks++;
       this.o.log.warn(`rejected a corrupted checkpoint chunk from ${from} at byte ${p.offset}: checksum mismatch; asking again`);
-      return this.ack();
+      return this.askResend();
     }
     writeSync(c.fd, p.data, 0, p.data.byteLength, p.offset);
     c.offset += p.data.byteLength;
     if (c.offset === c.manifest.bytes) this.complete();
-    else this.ack();
+    else this.ack(false);
+  }
+
+  private askResend(): void {
+    this.resendAskedAt = this.cur?.offset ?? -1;
+    this.ack(true);
+  }
+
+  /** Chunks of a transfer this receiver does not know (it restarted, or dropped it): the sender should stop and offer again. */
+  private refuseUnknown(from: string, xfer: string): void {
+    if (typeof xfer !== "string" || xfer === this.refusedXfer) return;
+    this.refusedXfer = xfer;
+    this.o.send(from, { t: "snapDone", xfer, ok: false, reason: "the receiver has no such transfer (it restarted or dropped it): offer it again" });
   }
 
   private complete(): void {
@@ -213,9 +250,9 @@ export class SnapshotReceiver {
     this.o.onComplete(c.from, c.msg, ready);
   }
 
-  private ack(): void {
+  private ack(resend: boolean): void {
     const c = this.cur;
-    if (c) this.o.send(c.from, { t: "snapAck", xfer: c.xfer, offset: c.offset });
+    if (c) this.o.send(c.from, { t: "snapAck", xfer: c.xfer, offset: c.offset, ...(resend ? { resend } : {}) });
   }
 
   private abandon(reason: string): void {

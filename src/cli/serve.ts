@@ -19,6 +19,7 @@ import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import { parse, UsageError } from "./args.ts";
+import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
 export const SERVE_USAGE = `cairn serve --config FILE [--id ID] [--data DIR] [options]
 
@@ -35,6 +36,8 @@ Runs this host's node of the cluster described by FILE (cluster.json).
   --log-level LEVEL  debug | info | warn | error (default info)
   --sync MODE        SQLite synchronous: FULL (default) or NORMAL
 
+${CHECKPOINT_USAGE}
+
 A node the file does not list (yet) waits for the file to list it. A data
 directory of another node or cluster, or of a node removed from the cluster,
 is refused at start with a message that says what to do.
@@ -50,6 +53,7 @@ const OPTIONS = {
   tokens: { type: "string" },
   "log-level": { type: "string", default: "info" },
   sync: { type: "string", default: "FULL" },
+  ...CHECKPOINT_OPTIONS,
 } as const;
 
 function loadConfig(path: string | undefined): ClusterConfig {
@@ -90,6 +94,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (readOnly !== "safe" && readOnly !== "lease") throw new UsageError(`--read-only must be safe or lease, got "${readOnly}"`);
   const sync = values.sync;
   if (sync !== "FULL" && sync !== "NORMAL") throw new UsageError(`--sync must be FULL or NORMAL, got "${sync}"`);
+  const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
   const found = await locateSelf({ config: loadConfig(values.config), id: values.id, data: values.data, log: root, terminated: term.signalled });
@@ -100,7 +105,7 @@ export async function serve(argv: string[]): Promise<number> {
   log.info(`this node is ${self.node.id} (${self.detail})`);
   const tls = readTls(self.node, values.insecure!);
   const dataDir = dataDirOf(self.node.id, values.data);
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync });
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, ...ckpt });
   try {
     await node.start();
   } catch (e) {

@@ -457,9 +457,7 @@ export class CairnNode implements NodeApi {
   private onSnapPayload(from: string, p: SnapPayload): void {
     if (p.t === "snapAck" || p.t === "snapDone") {
       const s = this.senders.get(from);
-      if (!s) return;
-      if (p.t === "snapAck") s.onAck(p.offset);
-      else s.onDone(p.ok, p.reason || "receiver refused it");
+      s?.onPayload(p); // checks that the answer is about this transfer, not an older one
       return;
     }
     this.receiver.onPayload(from, p);
