@@ -126,27 +126,36 @@ export async function writeUntilOk(sys: System, id: string, ms = 30_000): Promis
 }
 
 /**
- * From kill -9 of `leader` (at t0) to the first successful write: probers
- * write through the survivors in parallel (two each, every attempt bounded),
- * and the first success ends the measurement.
+ * From kill -9 of the leader (at t0) to the first successful write. Open-loop
+ * probing: every PROBE_EVERY_MS a new write goes to each survivor, whatever
+ * earlier attempts are still waiting (a write forwarded to the dead leader
+ * may hang until the server gives up on it), so the answer is within
+ * PROBE_EVERY_MS of the first moment a fresh write can succeed, for any
+ * system. Attempts still open at the end are aborted.
  */
+const PROBE_EVERY_MS = 20;
+const PROBE_TIMEOUT_MS = 10_000;
+
 async function firstWriteAfter(sys: System, survivors: string[], t0: number, deadlineMs: number): Promise<number> {
   let done: number | undefined;
-  const prober = async (id: string, n: number): Promise<void> => {
-    for (let seq = 0; done === undefined; seq++) {
-      if (performance.now() - t0 > deadlineMs) return;
-      const { url, init } = sys.write(id, 10_000 + n, seq);
-      try {
-        const r = await sys.fetch(url, { ...init, signal: AbortSignal.timeout(2000) });
-        await r.arrayBuffer();
-        if (sys.ok(r.status)) done ??= performance.now() - t0;
-      } catch {
-        /* not yet */
-      }
-      if (done === undefined) await sleep(5);
+  const stop = new AbortController();
+  const attempts: Promise<void>[] = [];
+  const attempt = async (id: string, seq: number): Promise<void> => {
+    const { url, init } = sys.write(id, 10_000, seq);
+    try {
+      const r = await sys.fetch(url, { ...init, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(PROBE_TIMEOUT_MS)]) });
+      await r.arrayBuffer();
+      if (sys.ok(r.status)) done ??= performance.now() - t0;
+    } catch {
+      /* not yet */
     }
   };
-  await Promise.all(survivors.flatMap((id, i) => [prober(id, 2 * i), prober(id, 2 * i + 1)]));
+  for (let seq = 0; done === undefined && performance.now() - t0 < deadlineMs; seq++) {
+    for (const id of survivors) attempts.push(attempt(id, seq));
+    await sleep(PROBE_EVERY_MS);
+  }
+  stop.abort();
+  await Promise.all(attempts);
   if (done === undefined) throw new Error(`${sys.name}: no successful write within ${deadlineMs} ms of killing the leader`);
   return done;
 }
