@@ -113,16 +113,32 @@ export async function serve(argv: string[]): Promise<number> {
     log.error(e.message, { dataDir });
     return 1;
   }
-  const api = new URL(self.node.api);
   const shutdown = new AbortController();
   const app = createApp({ node, logger: log, version: VERSION, tokens: readTokens(values.tokens), signal: shutdown.signal });
-  const server = await serveHttp({
-    hostname: api.hostname.replace(/^\[|\]$/g, ""),
-    port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
-    fetch: app.fetch,
-    tls: api.protocol === "https:" && tls !== "insecure" ? { cert: tls.cert, key: tls.key } : undefined,
-  });
-  log.info(`API listening on ${self.node.api}`);
+  const listenApi = (url: string) => {
+    const api = new URL(url);
+    return serveHttp({
+      hostname: api.hostname.replace(/^\[|\]$/g, ""),
+      port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
+      fetch: app.fetch,
+      tls: api.protocol === "https:" && tls !== "insecure" ? { cert: tls.cert, key: tls.key } : undefined,
+    });
+  };
+  let server = await listenApi(self.node.api);
+  let apiUrl = self.node.api;
+  log.info(`API listening on ${apiUrl}`);
+  /** This node's API address changed in the file: serve there from now on, no restart. */
+  const followApi = async (url: string) => {
+    try {
+      const next = await listenApi(url);
+      const old = server;
+      log.info(`this node's API address changed in the cluster file: now listening on ${url} (was ${apiUrl})`);
+      [server, apiUrl] = [next, url];
+      void old.close();
+    } catch (e) {
+      log.error(`this node's API address changed in the cluster file to ${url}, but it cannot listen there (${(e as Error).message}); still on ${apiUrl}`);
+    }
+  };
   const watcher = watchClusterFile({
     path: config.path,
     logger: log,
@@ -130,6 +146,8 @@ export async function serve(argv: string[]): Promise<number> {
     onChange: (c) => {
       log.info("cluster file changed: applying it");
       node.updateConfig(c);
+      const me = c.nodes.find((n) => n.id === self.node.id);
+      if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
     },
   });
   const sig = await term.signalled;

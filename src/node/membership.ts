@@ -17,7 +17,10 @@ export class Converger {
     private readonly opts: {
       log: Logger;
       catchUpLagMax: number;
-      /** A member counts as active only if it answered within this many ticks. */
+      /**
+       * A member counts as active only if it answered within this many ticks. Keep it to a few
+       * heartbeats: the planner's quorum checks are only as fresh as this.
+       */
       contactTicksMax: number;
     },
   ) {}

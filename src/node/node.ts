@@ -15,7 +15,7 @@ import { dbPath, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
 import { attachCheckpoint, copyCheckpointTables, detachCheckpoint } from "../checkpoint/restore.ts";
 import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoint/transfer.ts";
 import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
-import type { ClusterConfig } from "../discovery/load.ts";
+import type { ClusterConfig, ClusterNode } from "../discovery/load.ts";
 import { DiskFullError as DbDiskFullError } from "../platform/sqlite.ts";
 import { allMembers } from "../raft/confchange.ts";
 import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
@@ -136,7 +136,9 @@ export class CairnNode implements NodeApi {
     this.converger = new Converger({
       log: this.log,
       catchUpLagMax: LIMITS.catchUpLagMax,
-      contactTicksMax: Math.max(2, Math.round(opts.config.raft.electionMs / this.tickMs)),
+      // Three heartbeat rounds: a voter that died just before a removal is planned must not count as
+      // active (a removal relying on it would leave a configuration without a working majority).
+      contactTicksMax: Math.max(2, Math.round((3 * opts.config.raft.heartbeatMs) / this.tickMs) + 1),
     });
     this.removalCheck = new RemovalCheck({
       everyMs: opts.config.raft.electionMs,
@@ -265,9 +267,25 @@ export class CairnNode implements NodeApi {
       );
       return;
     }
+    const before = this.config.nodes.find((n) => n.id === this.id);
     this.config = config;
     this.transport.setPeers(this.peerAddresses());
     this.nextConvergeAt = 0;
+    this.followOwnAddress(before);
+  }
+
+  /** This node's own peer address changed in the file: listen there from now on, no restart. */
+  private followOwnAddress(before: ClusterNode | undefined): void {
+    const me = this.config.nodes.find((n) => n.id === this.id);
+    if (!me || !before || this.opts.peerListen || (me.peerHost === before.peerHost && me.peerPort === before.peerPort)) return;
+    this.transport.moveListener({ host: me.peerHost, port: me.peerPort }).then(
+      () => this.log.info(`this node's peer address changed in the cluster file: now listening on ${me.peer} (was ${before.peer})`),
+      (e: unknown) =>
+        this.log.error(
+          `this node's peer address changed in the cluster file to ${me.peer}, but it cannot listen there (${(e as Error).message}); ` +
+            `still listening on ${before.peer}: free the port or fix the file`,
+        ),
+    );
   }
 
   private selfListen(): { host: string; port: number } {

@@ -145,10 +145,12 @@ export class PeerTransport<P = unknown> {
   /** Every socket this transport made or accepted, with a promise of its "close" event. */
   private readonly sockets = new Map<net.Socket, Promise<void>>();
   private closing: Promise<void> | undefined;
+  private listenAt: { readonly host: string; readonly port: number };
 
   constructor(private readonly opts: PeerTransportOptions<P>) {
     const limits = resolveLimits(opts);
     this.cluster = opts.clusterId;
+    this.listenAt = opts.listen;
     this.log = opts.logger.with({ component: "transport" });
     const limiter = new LogLimiter({ intervalMs: limits.logIntervalMs, burst: LOG_BURST, keysMax: 4096 });
     this.ctx = {
@@ -169,21 +171,47 @@ export class PeerTransport<P = unknown> {
     if (this.server !== undefined || this.closing !== undefined) throw new Error("PeerTransport.listen() called twice or after close()");
     const server = this.createServer();
     this.server = server;
+    try {
+      return await this.bind(server, this.listenAt);
+    } catch (e) {
+      this.server = undefined; // listen() may be retried
+      throw e;
+    }
+  }
+
+  /**
+   * Moves the listener to another address (this node's entry in the cluster
+   * file changed): listens there first, then stops accepting on the old one.
+   * Connections already made stay until their peers re-dial the new address.
+   * If the new address cannot be bound, throws and keeps the old listener.
+   */
+  async moveListener(at: { readonly host: string; readonly port: number }): Promise<number> {
+    if (this.closing !== undefined || this.server === undefined) throw new Error("PeerTransport.moveListener() before listen() or after close()");
+    const server = this.createServer();
+    const port = await this.bind(server, at);
+    const old = this.server;
+    this.server = server;
+    this.listenAt = at;
+    if (this.closing !== undefined) server.close();
+    old.close();
+    return port;
+  }
+
+  private async bind(server: net.Server, at: { readonly host: string; readonly port: number }): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => {
-        this.server = undefined; // listen() may be retried
-        reject(new Error(`cannot listen for peers on ${this.opts.listen.host}:${this.opts.listen.port}: ${errorMessage(e)}; is the port in use?`));
+        reject(new Error(`cannot listen for peers on ${at.host}:${at.port}: ${errorMessage(e)}; is the port in use?`));
       };
       server.once("error", onError);
-      server.listen(this.opts.listen.port, this.opts.listen.host, () => {
+      server.listen(at.port, at.host, () => {
         server.off("error", onError);
         resolve();
       });
     });
     server.on("error", (e) => this.log.error("peer listener error", { error: errorMessage(e) }));
     const address = server.address();
-    const port = typeof address === "object" && address !== null ? address.port : this.opts.listen.port;
-    this.log.info("listening for peers", { host: this.opts.listen.host, port, tls: this.opts.tls !== "insecure" });
+    const port = typeof address === "object" && address !== null ? address.port : at.port;
+    this.log.info("listening for peers", { host: at.host, port, tls: this.opts.tls !== "insecure" });
     return port;
   }
 

@@ -7,8 +7,9 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { rmSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
-import { waitFor } from "../helpers/ports.ts";
+import { freePort, waitFor } from "../helpers/ports.ts";
 import { E2ECluster, expectFeedsAgree, type ClusterFileNode, type LogLine, Writer } from "./harness.ts";
 
 let c: E2ECluster | undefined;
@@ -146,3 +147,177 @@ test("remove the leader through the file: it hands leadership over first, then i
   console.log(`remove leader ${old} (handed to ${to}): ${w.summary()}`);
   await expectFeedsAgree(cl, ["n1", "n2", "n3"], w);
 }, 120_000);
+
+/** Lines about configurations and membership steps logged by `ids` (a change of membership shows here). */
+function confLines(cl: E2ECluster, ids: string[]): string[] {
+  return ids.flatMap((id) => cl.allLogs(id).map((l) => l.msg ?? "").filter((m) => m.startsWith("configuration at index") || /^membership: (addLearner|promote|remove|demote) /.test(m)));
+}
+
+test("move a follower to a new peer port through the file: no restart, no membership change, replication goes on to it", async () => {
+  const { cl } = await initListing(3, 3);
+  c = cl;
+  for (const id of ["n1", "n2", "n3"]) cl.start(id);
+  await cl.waitVoters(3);
+  const leader = await cl.leader();
+  const f = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  const pids = new Map([...cl.procs].map(([id, p]) => [id, p.child.pid]));
+  w = new Writer(cl, { via: () => ["n1", "n2", "n3"], clients: 4 }).start();
+  await w.more(20);
+  const confBefore = confLines(cl, ["n1", "n2", "n3"]).length;
+  const oldPeer = cl.peer(f);
+  const port = await freePort();
+  cl.editFile((file) => (file.nodes.find((n) => n.id === f)!.peer = `127.0.0.1:${port}`));
+
+  await cl.waitForLog(f, "that it listens on the new port", msg(new RegExp(`now listening on 127\\.0\\.0\\.1:${port}`)));
+  // The leader dials the new address...
+  await cl.waitForLog(leader, `a connection to ${f} at the new port`, (l) => l.msg === "connected to peer" && l.peer === f && l.address === `127.0.0.1:${port}`);
+  // ...nothing listens on the old one any more...
+  expect(await refused(oldPeer)).toBe(true);
+  // ...and the follower keeps applying what the leader commits from now on.
+  const target = (await cl.status(leader)).index.commit + 20;
+  await w.more(40);
+  await waitFor(`${f} applying past ${target}`, async () => (await cl.status(f)).index.applied >= target, 20_000);
+  await w.stop();
+
+  expect(confLines(cl, ["n1", "n2", "n3"]).length).toBe(confBefore); // no membership change
+  for (const [id, pid] of pids) expect(cl.procs.get(id)?.child.pid).toBe(pid); // no restart
+  expect(await voters(cl, ["n1", "n2", "n3"])).toEqual(["n1", "n2", "n3"]);
+  console.log(`move ${f} ${oldPeer} -> 127.0.0.1:${port}: ${w.summary()}`);
+  await expectFeedsAgree(cl, ["n1", "n2", "n3"], w);
+}, 90_000);
+
+/** True if a TCP connection to host:port is refused (nothing listens there). */
+async function refused(hostPort: string): Promise<boolean> {
+  const [host, port] = [hostPort.slice(0, hostPort.lastIndexOf(":")), Number(hostPort.slice(hostPort.lastIndexOf(":") + 1))];
+  return await new Promise((res) => {
+    const s = connect({ host, port });
+    s.once("connect", () => {
+      s.destroy();
+      res(false);
+    });
+    s.once("error", () => res(true));
+  });
+}
+
+test("start from a file with one node, then add two: the first founds alone, the others join through the file", async () => {
+  const { cl, spare } = await initListing(3, 1);
+  c = cl;
+  cl.start("n1");
+  await waitMembers(cl, ["n1"], ["n1"]);
+  w = new Writer(cl, { via: () => [...cl.procs.keys()], clients: 4 }).start();
+  await w.more(20);
+  cl.editFile((f) => f.nodes.push(spare.get("n2")!, spare.get("n3")!));
+  cl.start("n2");
+  cl.start("n3");
+  await waitMembers(cl, ["n1", "n2", "n3"], ["n1", "n2", "n3"]);
+  await w.more(20);
+  await w.stop();
+  const s = steps(cl, ["n1", "n2", "n3"]);
+  for (const want of ["addLearner n2", "addLearner n3", "promote n2", "promote n3"]) expect(s.some((m) => m.startsWith(`membership: ${want} `))).toBe(true);
+  console.log(`one node, then two more: ${w.summary()}`);
+  await expectFeedsAgree(cl, ["n1", "n2", "n3"], w);
+}, 90_000);
+
+test("a broken cluster file (bad JSON, a duplicate id, a missing field, another cluster's name) changes nothing and is reported once on every node", async () => {
+  const { cl } = await initListing(3, 3);
+  c = cl;
+  for (const id of ["n1", "n2", "n3"]) cl.start(id);
+  await cl.waitVoters(3);
+  w = new Writer(cl, { via: () => ["n1", "n2", "n3"], clients: 4 }).start();
+  await w.more(20);
+  const good = cl.readFile();
+  const leader = await cl.leader();
+  const term = (await cl.status(leader)).term;
+  const confBefore = confLines(cl, ["n1", "n2", "n3"]).length;
+  const text = JSON.stringify(good, null, 2);
+  const dup = structuredClone(good);
+  dup.nodes[2]!.id = dup.nodes[0]!.id;
+  const missing = structuredClone(good) as unknown as { nodes: Record<string, unknown>[] };
+  delete missing.nodes[1]!.api;
+  const other = { ...structuredClone(good), cluster: "another-cluster" };
+  const cases: { name: string; body: string; says: RegExp }[] = [
+    { name: "bad JSON", body: text.replace('"nodes": [', '"nodes": [,'), says: /cluster file \S+: .*line \d+/ },
+    { name: "a duplicate id", body: JSON.stringify(dup), says: /nodes\[2\]\.id: duplicate id "n1" \(also nodes\[0\]\)/ },
+    { name: "a missing field", body: JSON.stringify(missing), says: /nodes\[1\]\.api: missing; expected an http/ },
+    { name: "another cluster's name", body: JSON.stringify(other), says: /now names cluster "another-cluster", but this node belongs to cluster/ },
+  ];
+  for (const k of cases) {
+    cl.writeFileAtomic(k.body);
+    for (const id of ["n1", "n2", "n3"]) await cl.waitForLog(id, `a line about ${k.name}`, msg(k.says), 10_000);
+    await w.more(10);
+  }
+  // Back to the good file (same content as before the mistakes): nothing to apply.
+  cl.writeFileAtomic(text);
+  await w.more(20);
+  await w.stop();
+  for (const id of ["n1", "n2", "n3"]) {
+    for (const k of cases) {
+      const lines = cl.allLogs(id).filter(msg(k.says));
+      expect(lines.length).toBe(1); // one line each, on every node
+      expect(lines[0]!.level).toBe("warn");
+      if (k.name !== "another cluster's name") expect(lines[0]!.msg).toContain("ignored, the last good version stays in force");
+    }
+  }
+  expect(confLines(cl, ["n1", "n2", "n3"]).length).toBe(confBefore);
+  expect((await cl.status(leader)).term).toBe(term);
+  expect(await voters(cl, ["n1", "n2", "n3"])).toEqual(["n1", "n2", "n3"]);
+  console.log(`broken files: ${w.summary()}`);
+  await expectFeedsAgree(cl, ["n1", "n2", "n3"], w);
+}, 90_000);
+
+test("removing two of three voters (the leader among them) in one edit goes one safe step at a time", async () => {
+  const { cl } = await initListing(3, 3);
+  c = cl;
+  for (const id of ["n1", "n2", "n3"]) cl.start(id);
+  await cl.waitVoters(3);
+  const leader = await cl.leader();
+  const keep = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  const other = ["n1", "n2", "n3"].find((id) => id !== leader && id !== keep)!;
+  w = new Writer(cl, { via: () => [keep], clients: 4 }).start();
+  await w.more(20);
+  cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id === keep)));
+  await waitMembers(cl, [keep], [keep], 30_000);
+  await w.more(20);
+  await w.stop();
+  const s = steps(cl, ["n1", "n2", "n3"]);
+  console.log(`remove two of three (${leader} leading, keeping ${keep}): ${w.summary()}\n  steps: ${s.join(" | ")}`);
+  // One at a time: the follower first, then the leader hands over to the one that stays, which removes it.
+  const order = s.filter((m) => /^membership: (remove|this leader)/.test(m));
+  expect(order[0]).toStartWith(`membership: remove ${other} `);
+  expect(order[1]).toStartWith(`membership: this leader leaves the cluster: handing leadership to ${keep} first`);
+  expect(order[2]).toStartWith(`membership: remove ${leader} `);
+  await expectFeedsAgree(cl, [keep], w);
+}, 90_000);
+
+test("a removal that would leave no working majority is refused with the reason, and goes ahead once the file allows it", async () => {
+  const { cl } = await initListing(3, 3);
+  c = cl;
+  for (const id of ["n1", "n2", "n3"]) cl.start(id);
+  await cl.waitVoters(3);
+  const leader = await cl.leader();
+  const [a, dead] = ["n1", "n2", "n3"].filter((id) => id !== leader) as [string, string];
+  w = new Writer(cl, { via: () => [leader], clients: 2 }).start();
+  await w.more(10);
+  await cl.signal(dead, "SIGKILL");
+  await w.more(10);
+  // The operator sees the node down (no contact for an election timeout), then edits the file.
+  await waitFor(`${leader} to see ${dead} silent`, async () => {
+    const m = (await cl.status(leader)).members.find((x: { id: string }) => x.id === dead);
+    return m && (m.lastContactMs === null || m.lastContactMs > 500);
+  });
+  cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id !== a)));
+  const refusal = await cl.waitForLog(leader, "the refusal", msg(new RegExp(`^membership: refuse: removing ${a} would leave voters`)));
+  expect(refusal.msg).toContain(`bring ${dead} back, or take it out of the cluster file if gone for good`);
+  await w.more(10);
+  expect(await voters(cl, [leader, a])).toEqual(["n1", "n2", "n3"]); // nothing changed
+  // The operator takes the dead node out too: it goes first (that raises fault tolerance), then the other.
+  cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id !== dead)));
+  await waitMembers(cl, [leader], [leader], 30_000);
+  await w.more(10);
+  await w.stop();
+  const order = steps(cl, [leader]).filter((m) => m.startsWith("membership: remove"));
+  expect(order[0]).toStartWith(`membership: remove ${dead} `);
+  expect(order[1]).toStartWith(`membership: remove ${a} `);
+  console.log(`refused removal: ${refusal.msg}\n  ${w.summary()}`);
+  await expectFeedsAgree(cl, [leader], w);
+}, 90_000);
