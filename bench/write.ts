@@ -23,6 +23,7 @@
  */
 import { parseArgs } from "node:util";
 import { spawnSync } from "node:child_process";
+import { statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { BINARY, E2ECluster, ROOT, ensureBinary } from "../test/e2e/harness.ts";
@@ -143,7 +144,8 @@ function failoverTable(runs: Run[]): string {
 }
 
 async function main(): Promise<void> {
-  const cairnVersion = spawnSync(BINARY, ["version"], { encoding: "utf8" }).stdout?.trim() ?? "?";
+  ensureBinary();
+  const cairnVersion = `${spawnSync(BINARY, ["version"], { encoding: "utf8" }).stdout?.trim() ?? "?"}, built ${statSync(BINARY).mtime.toISOString()}`;
   const etcdV = etcdVersion();
   const withEtcd = args.etcd === "yes" || (args.etcd === "auto" && etcdV !== null);
   if (args.etcd === "yes" && etcdV === null) throw new Error("--etcd yes, but etcd is not on PATH (apt-get install -y etcd-server)");
