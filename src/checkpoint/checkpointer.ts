@@ -5,7 +5,7 @@
  * the store's snapshot set to it, the log compacted, old checkpoints pruned.
  * At most one build at a time; the Raft loop never waits for one.
  */
-import { renameSync } from "node:fs";
+import { renameSync, rmSync } from "node:fs";
 import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildRequest, BuildResult } from "./build.ts";
@@ -41,6 +41,9 @@ export class Checkpointer {
   private building: Promise<Manifest | null> | null = null;
   private lastBuiltAt = performance.now();
   private seq = 0;
+  /** After a failed build, the policy waits until then (backing off) rather than retrying on every tick. */
+  private retryAt = 0;
+  private failures = 0;
 
   constructor(
     private readonly opts: {
@@ -82,7 +85,7 @@ export class Checkpointer {
 
   /** Called on ticks: starts a build if the policy says so. */
   maybeStart(): void {
-    if (this.building) return;
+    if (this.building || performance.now() < this.retryAt) return;
     const p = this.opts.policy;
     const store = this.opts.store;
     const applied = store.appliedIndex();
@@ -97,7 +100,18 @@ export class Checkpointer {
   /** Builds a checkpoint now (or joins the one being built). Null when nothing new was applied. */
   create(): Promise<Manifest | null> {
     if (!this.building) {
-      this.building = this.build().finally(() => {
+      this.building = this.build().then(
+        (m) => {
+          this.failures = 0;
+          return m;
+        },
+        (e: unknown) => {
+          this.failures++;
+          this.retryAt = performance.now() + Math.min(300_000, 1000 * 2 ** Math.min(this.failures, 9));
+          throw e;
+        },
+      );
+      this.building = this.building.finally(() => {
         this.building = null;
         this.lastBuiltAt = performance.now();
       });
@@ -108,7 +122,13 @@ export class Checkpointer {
   private async build(): Promise<Manifest | null> {
     const store = this.opts.store;
     const out = `${this.dir}/build-${process.pid}-${++this.seq}.db.tmp`;
-    const res = await this.opts.run({ dbPath: store.path, outPath: out });
+    let res: BuildResult;
+    try {
+      res = await this.opts.run({ dbPath: store.path, outPath: out });
+    } catch (e) {
+      for (const f of [out, `${out}-journal`, `${out}-wal`, `${out}-shm`]) rmSync(f, { force: true });
+      throw e;
+    }
     const snap = store.snapshotMeta();
     if (res.index <= snap.index) {
       pruneCheckpoints(this.dir, this.opts.policy.keep);
@@ -156,12 +176,24 @@ export class Checkpointer {
   }
 }
 
+/**
+ * Where the worker's module is. Run from the sources, next to this file. In a
+ * `bun build --compile` binary every module is bundled into one file
+ * (import.meta.url is the binary's), and a worker entry point listed in
+ * build/build.ts keeps its path relative to src/ under the embedded root.
+ */
+export function workerUrl(here = import.meta.url): string {
+  const bunfs = /^file:\/\/(\/\$bunfs\/root\/|[A-Z]:\/~BUN\/root\/)/.exec(here);
+  if (bunfs) return `${bunfs[1]}checkpoint/worker.ts`;
+  return new URL("./worker.ts", here).href;
+}
+
 /** Runs builds in a worker thread, one worker per build (builds are minutes apart). */
 export function workerRunner(): (req: BuildRequest) => Promise<BuildResult> {
   let seq = 0;
   return (req) =>
     new Promise((resolve, reject) => {
-      const w = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+      const w = new Worker(workerUrl(), { type: "module" });
       const id = ++seq;
       w.onmessage = (e: MessageEvent) => {
         const d = e.data as { id: number; ok: boolean; result?: BuildResult; error?: { message: string } };
