@@ -612,16 +612,11 @@ export class CairnNode implements NodeApi {
 
   private onTick(): void {
     const now = performance.now();
-    const late = now - this.lastTickAt;
+    this.checkStall(now);
     this.lastTickAt = now;
     if (this.diskFull && now - this.diskFull.since > LIMITS.diskRetryMs) this.retryDisk();
     const raft = this.raft;
     if (!raft || this.stopping) return;
-    if (late > this.stallMs && raft.role === "leader") {
-      this.counters.stalls++;
-      this.log.warn(`event loop stalled for ${Math.round(late)} ms (threshold ${this.stallMs} ms): stepping down rather than serving stale leadership`, { term: raft.term });
-      raft.stepDown(`event loop stalled ${Math.round(late)} ms`);
-    }
     if (!this.removed) raft.tick(); // a removed node takes no part, not even in elections
     this.removalCheck.tick(now);
     if (!this.diskFull) {
@@ -632,6 +627,23 @@ export class CairnNode implements NodeApi {
       this.nextConvergeAt = now + LIMITS.convergeEveryMs;
       this.converger.step(raft, this.config);
     }
+    this.schedule();
+  }
+
+  /**
+   * The stall detector: a leader whose event loop stalled past stallMs (GC pause, blocked
+   * disk, SIGSTOP) steps down before it does anything else. It runs on every tick and before
+   * every input (peer message, write, read), because after a long pause a message or a
+   * request may be served before the overdue tick; the others may have elected a new leader
+   * meanwhile, and a lease taken in ticks did not age while the process stood still.
+   */
+  private checkStall(now: number): void {
+    const raft = this.raft;
+    const late = now - this.lastTickAt;
+    if (!raft || this.stopping || late <= this.stallMs || raft.role !== "leader" || this.lastTickAt === 0) return;
+    this.counters.stalls++;
+    this.log.warn(`event loop stalled for ${Math.round(late)} ms (threshold ${this.stallMs} ms): stepping down rather than serving stale leadership`, { term: raft.term });
+    raft.stepDown(`event loop stalled ${Math.round(late)} ms`);
     this.schedule();
   }
 
@@ -696,6 +708,7 @@ export class CairnNode implements NodeApi {
     }
     const raft = this.raft;
     if (!raft) return;
+    this.checkStall(performance.now());
     if (m.from === raft.lead) this.lastLeaderContact = performance.now();
     raft.step(m);
     this.schedule();
@@ -755,11 +768,13 @@ export class CairnNode implements NodeApi {
     if (this.stopping) throw new StoppedError();
     if (this.diskFull) throw new DiskFullError(this.diskFull.path);
     if (!this.raft) throw new NoLeaderError(this.waitingReason || "this node has not joined a cluster yet");
+    this.checkStall(performance.now());
     return this.raft;
   }
 
   readBarrier(opts: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stopping) return Promise.reject(new StoppedError());
+    this.checkStall(performance.now());
     if (!this.raft || this.raft.lead === NONE) return Promise.reject(new NoLeaderError());
     const p = this.reads.wait(opts.timeoutMs ?? this.readTimeoutMs);
     this.schedule();

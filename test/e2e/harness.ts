@@ -484,13 +484,16 @@ function sleep(ms: number): Promise<void> {
  * order); every acknowledged write is in it exactly once at the index it was
  * acknowledged with; every other load write is one whose outcome was unknown.
  */
-export async function expectFeedsAgree(c: E2ECluster, ids: string[], w: Writer, timeoutMs = 30_000): Promise<{ length: number }> {
+export async function expectFeedsAgree(c: E2ECluster, ids: string[], writers: Writer | Writer[], timeoutMs = 30_000): Promise<{ length: number }> {
+  const ws = Array.isArray(writers) ? writers : [writers];
+  const acks = ws.flatMap((w) => w.acks);
+  const unsettled = new Set(ws.flatMap((w) => [...w.unsettled]));
   // Wait until every node has applied the same last change (the load has stopped).
   await waitFor(
     `the feeds of ${ids.join(", ")} to agree`,
     async () => {
       const lasts = await Promise.all(ids.map(async (id) => (await c.status(id)).feed.last as number));
-      return lasts.every((l) => l === lasts[0]) && lasts[0]! >= w.acks.length;
+      return lasts.every((l) => l === lasts[0]) && lasts[0]! >= acks.length;
     },
     timeoutMs,
     100,
@@ -508,12 +511,12 @@ export async function expectFeedsAgree(c: E2ECluster, ids: string[], w: Writer, 
   for (const ch of first) seen.set(JSON.stringify(ch.data), (seen.get(JSON.stringify(ch.data)) ?? 0) + 1);
   for (const [d, n] of seen) if (n > 1) problems.push(`${d} appears ${n} times`);
   const acked = new Set<string>();
-  for (const a of w.acks) {
+  for (const a of acks) {
     const d = JSON.stringify(a.data);
     acked.add(d);
     if (byIndex.get(a.index) !== d) problems.push(`acknowledged ${d} at index ${a.index} (via ${a.via}) but the feed has ${byIndex.get(a.index) ?? "nothing"} there`);
   }
-  for (const d of seen.keys()) if (!acked.has(d) && !w.unsettled.has(d)) problems.push(`${d} is in the feed but was never written or was acknowledged elsewhere`);
+  for (const d of seen.keys()) if (!acked.has(d) && !unsettled.has(d)) problems.push(`${d} is in the feed but was never written or was acknowledged elsewhere`);
   if (problems.length > 0) throw new Error(`feeds disagree:\n  ${problems.slice(0, 20).join("\n  ")}`);
   return { length: first.length };
 }

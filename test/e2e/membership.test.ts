@@ -6,7 +6,7 @@
  * order.
  */
 import { afterEach, expect, test } from "bun:test";
-import { rmSync } from "node:fs";
+import { cpSync, rmSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { freePort, waitFor } from "../helpers/ports.ts";
@@ -321,3 +321,30 @@ test("a removal that would leave no working majority is refused with the reason,
   console.log(`refused removal: ${refusal.msg}\n  ${w.summary()}`);
   await expectFeedsAgree(cl, [leader], w);
 }, 90_000);
+
+test("a data directory from another cluster is refused at start, naming both clusters and what to do", async () => {
+  const other = await E2ECluster.init(1);
+  try {
+    other.start("n1");
+    await waitMembers(other, ["n1"], ["n1"]);
+    expect((await other.post("n1", { from: "the other cluster" })).status).toBe(201);
+    await other.stop("n1");
+    const { cl } = await initListing(3, 3);
+    c = cl;
+    cpSync(other.dataDir("n1"), cl.dataDir("n1"), { recursive: true });
+    cl.start("n1");
+    expect(await cl.exitOf("n1")).toBe(1);
+    const line = cl
+      .lastRunLogs("n1")
+      .map((l) => JSON.parse(l) as LogLine)
+      .find((l) => l.level === "error");
+    const theirs = other.readFile().cluster;
+    const ours = cl.readFile().cluster;
+    console.log(`another cluster's data: ${line?.msg}`);
+    expect(line?.msg).toContain(`holds data of cluster "${theirs}"`);
+    expect(line?.msg).toContain(`is for cluster "${ours}"`);
+    expect(line?.msg).toContain("point --data at this node's data directory");
+  } finally {
+    await other.close();
+  }
+}, 60_000);
