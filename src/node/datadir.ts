@@ -74,7 +74,7 @@ export function removedError(f: DataDirFacts, id: string): DataDirRefusedError {
   return new DataDirRefusedError(
     "removed",
     f.dataDir,
-    `node ${id} was removed from ${clusterOf(f)} at log index ${f.removedAt ?? "?"}, and data directory ${f.dataDir} is what it had then: ` +
+    `node ${id} was removed from ${clusterOf(f)} (by log index ${f.removedAt ?? "?"}), and data directory ${f.dataDir} is what it had then: ` +
       `a removed node does not rejoin with its old data. To add ${id} back, list it in the cluster file and start it with an empty data directory ` +
       `(move ${f.dataDir} away first)`,
   );
@@ -83,6 +83,6 @@ export function removedError(f: DataDirFacts, id: string): DataDirRefusedError {
 /** A description of the data for a node that is not (or no longer) in the cluster file. */
 export function describeData(f: DataDirFacts): string {
   if (f.clusterId === null && f.lastIndex === 0) return `data directory ${f.dataDir} is empty`;
-  if (f.removedAt !== null) return `data directory ${f.dataDir} holds the data of a node removed from ${clusterOf(f)} at log index ${f.removedAt}`;
+  if (f.removedAt !== null) return `data directory ${f.dataDir} holds the data of a node removed from ${clusterOf(f)} (by log index ${f.removedAt})`;
   return `data directory ${f.dataDir} holds data of ${clusterOf(f)} up to log index ${f.lastIndex}`;
 }

@@ -154,7 +154,7 @@ export class CairnNode implements NodeApi {
         silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
         lastIndex: this.store.lastIndex(),
       }),
-      onRemoved: (e) => this.markRemoved(e.applied, `learned from ${e.from}, whose configuration at index ${e.applied} does not list this node`),
+      onRemoved: (e) => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`),
     });
   }
 
@@ -226,7 +226,7 @@ export class CairnNode implements NodeApi {
   /** Refuses another node's or cluster's data, or a removed node's (DataDirRefusedError); records who this data is for. */
   private claimDataDir(): void {
     let facts = dataDirFacts(this.store, this.opts.dataDir);
-    if (facts.removedAt !== null && allMembers(this.store.confState()).includes(this.id)) {
+    if (facts.removedAt !== null && this.store.appliedIndex() > facts.removedAt && allMembers(this.store.confState()).includes(this.id)) {
       // Removed once, then added back (with an empty directory) and caught up past that: the mark is stale.
       this.store.clearRemovedAt();
       facts = { ...facts, removedAt: null };
@@ -249,7 +249,7 @@ export class CairnNode implements NodeApi {
     const committed = this.raft?.log.committed ?? 0;
     if (committed > index) how += `; catching up to index ${committed}, a later configuration may add it back`;
     this.log.warn(
-      `this node was removed from the cluster at index ${index} (${how}): it no longer takes part; its data stays in ${this.opts.dataDir} ` +
+      `this node was removed from the cluster (${how}): it no longer takes part; its data stays in ${this.opts.dataDir} ` +
         `and will not be used to rejoin (to add this node back, list it in the cluster file and start it with an empty data directory)`,
       { term: this.raft?.term },
     );
@@ -586,7 +586,7 @@ export class CairnNode implements NodeApi {
     const f = { term: raft.term };
     switch (ev.kind) {
       case "removed":
-        this.markRemoved(ev.index, "it applied the configuration without it");
+        this.markRemoved(ev.index, `it applied the configuration at index ${ev.index}, which does not list it`);
         return;
       case "clusterMismatch":
         this.log.warn(`refused a message from ${ev.from} of cluster ${ev.theirs}: this node belongs to cluster ${ev.ours}`, f);
@@ -598,7 +598,7 @@ export class CairnNode implements NodeApi {
       case "confApplied":
         this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.nextConvergeAt = 0;
-        if (this.removed && allMembers(ev.conf).includes(this.id)) {
+        if (this.removed && ev.index > (this.store.removedAt() ?? 0) && allMembers(ev.conf).includes(this.id)) {
           // Added back while its history replays (a wiped node re-added under the same id).
           this.removed = false;
           this.store.clearRemovedAt();

@@ -348,3 +348,59 @@ test("a data directory from another cluster is refused at start, naming both clu
     await other.close();
   }
 }, 60_000);
+
+test("a node the file does not list yet waits without taking part, and joins once the file lists it", async () => {
+  const { cl, spare } = await initListing(4, 3);
+  c = cl;
+  for (const id of ["n1", "n2", "n3"]) cl.start(id);
+  await cl.waitVoters(3);
+  w = new Writer(cl, { via: () => ["n1", "n2", "n3"], clients: 4 }).start();
+  cl.start("n4");
+  await cl.waitForLog("n4", "that it waits for the file", msg(/--id "n4" is not in it .*this node does not take part until the file lists it/));
+  await w.more(20);
+  expect(await voters(cl, ["n1", "n2", "n3"])).toEqual(["n1", "n2", "n3"]);
+  cl.editFile((f) => f.nodes.push(spare.get("n4")!));
+  await cl.waitForLog("n4", "that it found itself", msg(/^this node is n4 /));
+  await waitMembers(cl, ["n1", "n2", "n3", "n4"], ["n1", "n2", "n3", "n4"]);
+  await w.more(20);
+  await w.stop();
+  await expectFeedsAgree(cl, ["n1", "n2", "n3", "n4"], w);
+}, 90_000);
+
+test("a node removed while it was down, restarted on its old data with an old copy of the file, learns from its peers that it is out and stays out", async () => {
+  const { cl } = await initListing(3, 3);
+  c = cl;
+  for (const id of ["n1", "n2", "n3"]) cl.start(id);
+  await cl.waitVoters(3);
+  const leader = await cl.leader();
+  const gone = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  const rest = ["n1", "n2", "n3"].filter((id) => id !== gone);
+  w = new Writer(cl, { via: () => rest, clients: 4 }).start();
+  await w.more(20);
+  const oldFile = join(cl.dir, "old-cluster.json");
+  cpSync(cl.file, oldFile);
+  await cl.stop(gone);
+  cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id !== gone)));
+  await waitMembers(cl, rest, rest);
+  await w.more(20);
+  const term = (await cl.status(leader)).term;
+
+  // The operator forgot to copy the new file to its host: it starts with the old one.
+  cl.start(gone, { args: ["--config", oldFile] });
+  const told = await cl.waitForLog(gone, "that it was removed", msg(/^this node was removed from the cluster \(learned from n\d/));
+  console.log(`restarted removed node: ${told.msg}`);
+  await waitFor(`${gone} to report itself removed`, async () => (await cl.status(gone)).role === "removed");
+  const r = await cl.post(gone, { via: "the removed node" });
+  expect(r.status).toBe(503);
+  expect(r.body.error.message).toContain("removed from the cluster");
+  await w.more(20);
+  expect((await cl.status(leader)).term).toBe(term); // it did not disturb the others
+  expect(await voters(cl, rest)).toEqual(rest.sort());
+  // From now on its data is marked: it refuses to start on it.
+  await cl.stop(gone);
+  cl.start(gone, { args: ["--config", oldFile] });
+  expect(await cl.exitOf(gone)).toBe(1);
+  expect(cl.lastRunLogs(gone).join("\n")).toContain("a removed node does not rejoin with its old data");
+  await w.stop();
+  await expectFeedsAgree(cl, rest, w);
+}, 90_000);
