@@ -44,20 +44,13 @@ async function burst(cl: E2ECluster, via: string, leaderPid: number): Promise<{ 
 }
 
 /*
- * BUG (src/node/node.ts, CairnNode.schedule(), the queueMicrotask call): the loop runs in a microtask
- * queued by each proposal, i.e. right after the HTTP handler that proposed, before the runtime parses
- * the next request. So at the leader every HTTP write becomes its own Ready: its own SQLite
- * transaction and fsync, its own append message to each follower (which persist and answer it on
- * their own), its own apply transaction. Writes forwarded by a follower arrive several per socket
- * chunk and do share a Ready. Measured here: ~12 KB written to disk per write at the leader when
- * writes go to the leader vs ~3.5-4.3 KB when the same burst goes through a follower; bench/write.ts:
- * 1160 writes/s through the leader vs 2683 through a follower. Fix: run the loop as a macrotask
- * (setImmediate from "node:timers", or setTimeout 0) so that every request parsed in one event-loop
- * turn is proposed before one Ready is persisted; with that change (tried on a copy of src/) this
- * test passes (~3.3 KB per write both ways) and writes through the leader went from ~250 to ~1000/s
- * on the loaded 2-CPU test machine. Remove the .todo then.
+ * Found with this test, fixed in src/node/node.ts (Ready processing on setImmediate): the loop used to
+ * run in a microtask queued by each proposal, so at the leader every HTTP write became its own Ready
+ * (its own transaction and fsync, its own append to each follower): ~12 KB written per write at the
+ * leader vs ~3.5-4.3 KB when the same burst went through a follower, and 1160 writes/s through the
+ * leader vs 2683 through a follower in bench/write.ts.
  */
-test.todo("64 concurrent writes through the leader are group-committed like writes through a follower", async () => {
+test("64 concurrent writes through the leader are group-committed like writes through a follower", async () => {
   if (!existsSync("/proc/self/io")) return; // no per-process I/O accounting on this OS
   c = await E2ECluster.init(3);
   for (const id of IDS) c.start(id);
