@@ -26,7 +26,7 @@ export type SnapPayload =
   | { readonly t: "snapChunk"; readonly xfer: string; readonly offset: number; readonly data: Uint8Array; readonly sha256: string }
   | { readonly t: "snapDone"; readonly xfer: string; readonly ok: boolean; readonly reason: string };
 
-export const TRANSFER_DEFAULTS = { chunkBytes: 1 << 20, windowChunks: 4, stallMs: 15_000 };
+export const TRANSFER_DEFAULTS = { chunkBytes: 1 << 20, windowChunks: 4, stallMs: 15_000, retransmitMs: 2000 };
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -35,6 +35,9 @@ export class SnapshotSender {
   private acked = 0;
   private next = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
+  private quietTimer: ReturnType<typeof setTimeout> | undefined;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private answered = false;
   private done = false;
   private readonly fd: number;
   readonly startedAt = performance.now();
@@ -51,6 +54,12 @@ export class SnapshotSender {
       chunkBytes?: number;
       windowChunks?: number;
       stallMs?: number;
+      /**
+       * With no answer for this long, send the offer (never answered) or the
+       * unacknowledged chunks again: frames dropped with a connection are
+       * replaced, and a receiver that restarted says it has no such transfer.
+       */
+      retransmitMs?: number;
       /** Test hook: alters a chunk before it is sent. */
       tamper?: (offset: number, data: Uint8Array) => Uint8Array;
     },
@@ -60,6 +69,7 @@ export class SnapshotSender {
 
   start(): void {
     this.arm();
+    this.armQuiet();
     this.o.send({ t: "snapOffer", xfer: this.o.xfer, manifest: this.o.manifest, msg: this.o.msg });
   }
 
@@ -73,6 +83,8 @@ export class SnapshotSender {
   onAck(offset: number, resend = false): void {
     if (this.done || !Number.isSafeInteger(offset) || offset < 0 || offset > this.o.manifest.bytes) return;
     this.arm();
+    this.armQuiet();
+    this.answered = true;
     // Acks are cumulative: an ack behind what was sent is normal (chunks in
     // flight) and must not cause a resend. Only an explicit request (the
     // answer to the offer, a refused chunk) moves `next`, in either direction.
@@ -104,7 +116,10 @@ export class SnapshotSender {
       const data = this.o.tamper ? this.o.tamper(this.next, buf) : buf;
       if (!this.o.send({ t: "snapChunk", xfer: this.o.xfer, offset: this.next, data, sha256: digest })) {
         // The peer's send queue is full: try again shortly rather than wait for an ack that may not come.
-        setTimeout(() => !this.done && this.pump(), 50);
+        this.retryTimer ??= setTimeout(() => {
+          this.retryTimer = undefined;
+          if (!this.done) this.pump();
+        }, 50);
         return;
       }
       this.next += n;
@@ -116,10 +131,28 @@ export class SnapshotSender {
     this.timer = setTimeout(() => this.finish(false, `no answer from ${this.o.to} for ${this.o.stallMs ?? TRANSFER_DEFAULTS.stallMs} ms`), this.o.stallMs ?? TRANSFER_DEFAULTS.stallMs);
   }
 
+  private armQuiet(): void {
+    clearTimeout(this.quietTimer);
+    this.quietTimer = setTimeout(() => this.onQuiet(), this.o.retransmitMs ?? TRANSFER_DEFAULTS.retransmitMs);
+  }
+
+  private onQuiet(): void {
+    if (this.done) return;
+    this.armQuiet();
+    if (!this.answered) {
+      this.o.send({ t: "snapOffer", xfer: this.o.xfer, manifest: this.o.manifest, msg: this.o.msg });
+      return;
+    }
+    this.next = this.acked;
+    this.pump();
+  }
+
   private finish(ok: boolean, reason: string): void {
     if (this.done) return;
     this.done = true;
     clearTimeout(this.timer);
+    clearTimeout(this.quietTimer);
+    clearTimeout(this.retryTimer);
     closeSync(this.fd);
     this.o.onDone(ok, reason);
   }

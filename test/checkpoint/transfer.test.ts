@@ -65,6 +65,9 @@ function rig(o: {
   tamper?: (offset: number, data: Uint8Array) => Uint8Array;
   /** Called for each chunk delivered to the receiver; return false to drop the link there. */
   onDeliver?: (offset: number) => boolean;
+  /** Called for each frame to the receiver; return true to lose just that frame. */
+  lose?: (p: SnapPayload) => boolean;
+  retransmitMs?: number;
   windowChunks?: number;
   xfer?: string;
 }): Rig {
@@ -102,9 +105,11 @@ function rig(o: {
     chunkBytes: CHUNK,
     windowChunks: o.windowChunks ?? 4,
     stallMs: 5000,
+    retransmitMs: o.retransmitMs ?? 5000,
     tamper: o.tamper,
     send: (p: SnapPayload) => {
       if (p.t === "snapChunk") sentChunks.push(p.offset);
+      if (o.lose?.(p)) return true;
       deliver(() => {
         if (p.t === "snapChunk" && o.onDeliver && !o.onDeliver(p.offset)) {
           up = false;
@@ -209,6 +214,83 @@ test("a transfer cut in the middle resumes from the partial file: only the missi
   expect(Math.min(...second.sentChunks)).toBe(12 * CHUNK);
   expect(second.sentChunks.length).toBe(30 - 12 + 1);
   expect(readFileSync(second.completed[0]!.path).equals(data)).toBe(true);
+});
+
+test("frames lost with a connection (the offer, the last chunk) are sent again after a quiet spell", async () => {
+  const { path, manifest, data } = makeCheckpoint(CHUNK * 10);
+  const lost = new Set<string>();
+  const once = (what: string) => (lost.has(what) ? false : (lost.add(what), true));
+  const r = rig({
+    path,
+    manifest,
+    retransmitMs: 100,
+    lose: (p) => (p.t === "snapOffer" && once("offer")) || (p.t === "snapChunk" && p.offset === 9 * CHUNK && once("last")),
+  });
+  const t0 = performance.now();
+  r.sender.start();
+  expect(await r.done).toEqual({ ok: true, reason: "" });
+  expect(performance.now() - t0).toBeLessThan(2000);
+  expect(lost.size).toBe(2);
+  expect(readFileSync(r.completed[0]!.path).equals(data)).toBe(true);
+});
+
+test("a receiver that restarts mid-transfer: the sender learns it at its next retransmission and stops; the next offer resumes", async () => {
+  const { path, manifest, data } = makeCheckpoint(CHUNK * 20);
+  const logs: string[] = [];
+  let restarted: SnapshotReceiver | undefined;
+  let sender!: SnapshotSender;
+  const log = new Logger({ level: "debug", sink: (l) => logs.push(l) });
+  const mkReceiver = () =>
+    new SnapshotReceiver({
+      dir: join(dir, "incoming"),
+      log,
+      send: (_to, p) => {
+        setTimeout(() => (p.t === "snapAck" || p.t === "snapDone") && sender.onPayload(p), 0);
+        return true;
+      },
+      onComplete: () => {},
+    });
+  let receiver = mkReceiver();
+  let result: { ok: boolean; reason: string } | undefined;
+  sender = new SnapshotSender({
+    xfer: "x-1",
+    to: "n2",
+    manifest,
+    path,
+    msg: snapMsg,
+    chunkBytes: CHUNK,
+    windowChunks: 2,
+    stallMs: 60_000,
+    retransmitMs: 100,
+    send: (p) => {
+      // The old receiver "dies" after 5 chunks: frames in flight to it are lost, later ones reach the new process.
+      if (p.t === "snapChunk" && p.offset >= 5 * CHUNK && !restarted) {
+        receiver.close();
+        restarted = receiver = mkReceiver();
+        return true;
+      }
+      const to = receiver;
+      setTimeout(() => to === receiver && to.onPayload("n1", p), 0); // frames to a dead process are lost
+      return true;
+    },
+    onDone: (ok, reason) => (result = { ok, reason }),
+  });
+  const t0 = performance.now();
+  sender.start();
+  await waitFor("the sender to stop", () => result, 3000, 5);
+  expect(performance.now() - t0).toBeLessThan(1000);
+  expect(result!.ok).toBe(false);
+  expect(result!.reason).toContain("no such transfer");
+  // The leader offers again: the new process resumes from its partial file.
+  const again = rig({ path, manifest, logs, receiver, xfer: "x-2" });
+  sender = again.sender; // the new receiver answers the new transfer
+  again.sender.start();
+  expect(await again.done).toEqual({ ok: true, reason: "" });
+  const at = Number(/resuming at byte (\d+)/.exec(logs.find((l) => l.includes("resuming at byte")) ?? "")?.[1]);
+  expect(at).toBeGreaterThan(0);
+  expect(at).toBeLessThanOrEqual(5 * CHUNK);
+  expect(Math.min(...again.sentChunks)).toBe(at);
+  expect(readFileSync(receiver.take(100)!.path).equals(data)).toBe(true);
 });
 
 test("acks and refusals of an older transfer do not affect the current one", async () => {
