@@ -97,6 +97,18 @@ export class Checkpointer {
     if (byCount || byAge || byBytes) void this.create().catch((e) => this.opts.log.error("checkpoint failed", { error: e }));
   }
 
+  /**
+   * A checkpoint is needed now (the core wants to send a snapshot that has no
+   * file): starts a build unless one runs or a failure is being backed off.
+   * Returns whether a build was started.
+   */
+  requestBuild(why: string): boolean {
+    if (this.building || performance.now() < this.retryAt) return false;
+    this.opts.log.info(`building a checkpoint now: ${why}`);
+    void this.create().catch((e) => this.opts.log.error("checkpoint failed", { error: e }));
+    return true;
+  }
+
   /** Builds a checkpoint now (or joins the one being built). Null when nothing new was applied. */
   create(): Promise<Manifest | null> {
     if (!this.building) {
@@ -130,7 +142,9 @@ export class Checkpointer {
       throw e;
     }
     const snap = store.snapshotMeta();
-    if (res.index <= snap.index) {
+    // Nothing new, unless the store's snapshot has no file (a restored or recovered node): then this is it.
+    const covered = res.index < snap.index || (res.index === snap.index && this.list().some((m) => m.index === snap.index));
+    if (covered) {
       pruneCheckpoints(this.dir, this.opts.policy.keep);
       return newestCheckpoint(this.dir);
     }

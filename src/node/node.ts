@@ -469,7 +469,8 @@ export class CairnNode implements NodeApi {
         this.schedule();
       });
     if (!man) {
-      this.log.warn(`no checkpoint file for snapshot ${meta.index} to send to ${m.to}; a newer one replaced it`);
+      // A restored or recovered node's snapshot has no file yet: build one (the core retries with it).
+      this.checkpointer.requestBuild(`${m.to} needs snapshot ${meta.index}, which has no checkpoint file`);
       return report(false);
     }
     this.senders.get(m.to)?.cancel("replaced by a newer transfer");

@@ -16,8 +16,8 @@ const clusters: E2ECluster[] = [];
 let testNo = 0;
 afterEach(async () => {
   testNo++;
-  for (const c of clusters.splice(0)) {
-    if (process.env.E2E_LOGS) c.dumpLogs(join(process.env.E2E_LOGS, `data-${testNo}-${clusters.length}`));
+  for (const [i, c] of clusters.splice(0).entries()) {
+    if (process.env.E2E_LOGS) c.dumpLogs(join(process.env.E2E_LOGS, `data-${testNo}-${i}`));
     await c.close();
   }
 });
@@ -70,8 +70,14 @@ test("backup of a running node, restore into a new directory, serve it as a one-
   const want = await stateOf(src, follower);
   expect(want.keyCount).toBe(89);
 
-  const dst = await E2ECluster.init(1);
+  // The target: certificates for two nodes, a file listing only n1 (n2 is added later: the cluster grows).
+  const dst = await E2ECluster.init(2);
   clusters.push(dst);
+  const dstNodes = dst.readFile().nodes;
+  dst.editFile((f) => {
+    f.nodes = dstNodes.filter((n) => n.id === "n1");
+    f.founders = ["n1"];
+  });
   const r = await cli(["restore", "--from", out, "--data", dst.dataDir("n1"), "--id", "n1"]);
   expect(r.code).toBe(0);
   expect(r.stderr).toContain("as a new one-node cluster");
@@ -92,6 +98,14 @@ test("backup of a running node, restore into a new directory, serve it as a one-
   const w = await dst.post("n1", { after: "restore" });
   expect(w.status).toBe(201);
   expect(w.body.index).toBe(want.feedLast + 1);
+  // Ready to grow: a node added to the file joins (its log starts at the restored state, so it gets a checkpoint).
+  dst.editFile((f) => f.nodes.push(dstNodes.find((n) => n.id === "n2")!));
+  dst.start("n2");
+  await dst.waitVoters(2, 60_000);
+  await waitFor("n2 to catch up", async () => (await dst.status("n2")).feed.last === want.feedLast + 1, 30_000, 100);
+  const grown = await stateOf(dst, "n2");
+  expect(grown.keys).toBe(got.keys);
+  expect(grown.feedLast).toBe(want.feedLast + 1);
 }, 120_000);
 
 test("dump a cluster to NDJSON and load it into a fresh cluster: identical keys and feed data, tags and order", async () => {
@@ -186,6 +200,21 @@ test("recover: two of three nodes lost for good; recover makes the last one a ne
   expect(oldView.clusterId).toBe(oldStatus.clusterId);
   const n1Feed = await fullFeed(c, "n1");
   expect(n1Feed.filter((f) => (f.data as { after?: string })?.after === "old nodes back").length).toBe(20);
+
+  // The way back for an old member: wiped, listed in the file again, it joins the recovered cluster.
+  await c.signal("n2", "SIGKILL");
+  rmSync(c.dataDir("n2"), { recursive: true, force: true });
+  const n2Entry = JSON.parse(readFileSync(oldFile, "utf8")).nodes.find((n: { id: string }) => n.id === "n2");
+  c.editFile((f) => f.nodes.push(n2Entry));
+  c.start("n2");
+  // (The old n3 still runs in its own old cluster: ask the new cluster's nodes only.)
+  await waitFor("n1 and n2 to be the voters", async () => {
+    const s = await c.status("n1");
+    return s.members.filter((m: { role: string }) => m.role === "voter").length === 2 && !s.joint;
+  }, 60_000, 100);
+  await waitFor("n2 to catch up", async () => (await c.status("n2")).feed.last === (await c.status("n1")).feed.last, 30_000, 100);
+  expect((await c.status("n2")).clusterId).toBe(st.clusterId);
+  expect(JSON.stringify(await fullFeed(c, "n2"))).toBe(JSON.stringify(await fullFeed(c, "n1")));
 }, 120_000);
 
 test("GET /changes below the retained feed answers 410 with the newest checkpoint and the index to resume from", async () => {
