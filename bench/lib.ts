@@ -38,7 +38,10 @@ export interface LoadResult {
   readonly system: string;
   readonly via: string;
   readonly clients: number;
+  /** Measured seconds (summed over rounds). */
   readonly seconds: number;
+  /** Measured rounds merged into this result. */
+  readonly rounds: number;
   readonly writes: number;
   readonly rate: number;
   readonly p50: number;
@@ -47,6 +50,8 @@ export interface LoadResult {
   readonly max: number;
   /** Failed requests in the measured window, by status (or error name). */
   readonly errors: Record<string, number>;
+  /** Every measured latency (ms), ascending. */
+  readonly latencies: Float64Array;
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -58,6 +63,35 @@ export function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return NaN;
   const rank = Math.max(1, Math.ceil((p / 100) * sorted.length));
   return sorted[Math.min(sorted.length, rank) - 1]!;
+}
+
+function summarize(base: { system: string; via: string; clients: number; seconds: number; rounds: number }, sorted: Float64Array, errors: Record<string, number>): LoadResult {
+  return {
+    ...base,
+    writes: sorted.length,
+    rate: sorted.length / base.seconds,
+    p50: percentile(sorted, 50),
+    p90: percentile(sorted, 90),
+    p99: percentile(sorted, 99),
+    max: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
+    errors,
+    latencies: sorted,
+  };
+}
+
+/** Several rounds of the same load as one result: all latencies, summed time, summed errors. */
+export function mergeLoads(parts: LoadResult[]): LoadResult {
+  const first = parts[0]!;
+  const all = new Float64Array(parts.reduce((n, p) => n + p.latencies.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p.latencies, at);
+    at += p.latencies.length;
+  }
+  const errors: Record<string, number> = {};
+  for (const p of parts) for (const [k, v] of Object.entries(p.errors)) errors[k] = (errors[k] ?? 0) + v;
+  const seconds = parts.reduce((n, p) => n + p.seconds, 0);
+  return summarize({ system: first.system, via: first.via, clients: first.clients, seconds, rounds: parts.length }, all.sort(), errors);
 }
 
 /**
@@ -91,21 +125,8 @@ export async function runLoad(sys: System, via: string, label: string, o: LoadOp
     }
   };
   await Promise.all(Array.from({ length: o.clients }, (_, i) => loop(i)));
-  const sorted = Float64Array.from(latencies).sort();
-  const seconds = o.durationMs / 1000;
-  return {
-    system: sys.name,
-    via: label,
-    clients: o.clients,
-    seconds,
-    writes: sorted.length,
-    rate: sorted.length / seconds,
-    p50: percentile(sorted, 50),
-    p90: percentile(sorted, 90),
-    p99: percentile(sorted, 99),
-    max: sorted.length > 0 ? sorted[sorted.length - 1]! : NaN,
-    errors,
-  };
+  const base = { system: sys.name, via: label, clients: o.clients, seconds: o.durationMs / 1000, rounds: 1 };
+  return summarize(base, Float64Array.from(latencies).sort(), errors);
 }
 
 /** Writes through `id` until one succeeds (deadline `ms`). */

@@ -1,18 +1,19 @@
 /**
  * Write throughput, latency and failover of a 3-node cluster of dist/cairn:
  *
- *   bun run bench/write.ts [--clients 64] [--warmup 3] [--duration 20]
+ *   bun run bench/write.ts [--clients 64] [--warmup 3] [--duration 20] [--rounds 4]
  *                          [--failovers 5] [--etcd auto|yes|no] [--out bench/RESULTS.md]
  *
  * 1. Starts three `cairn serve` processes of the built binary in a temp dir
  *    (TLS from `cairn init`, the default timings heartbeatMs 100 and
  *    electionMs 1000, SQLite synchronous FULL).
  * 2. `--clients` closed-loop clients (keep-alive fetch, one request in flight
- *    each) POST /changes with a small JSON change, first through the leader,
- *    then through a follower (forwarded to the leader), each for `--warmup`
- *    seconds unmeasured and `--duration` seconds measured: writes/s and
- *    p50/p90/p99/max latency of the acknowledged writes (201 = committed on a
- *    majority and applied).
+ *    each) POST /changes with a small JSON change, through the leader and
+ *    through a follower (forwarded to the leader) in `--rounds` alternating
+ *    rounds, each with `--warmup` seconds unmeasured; each path gets
+ *    `--duration` seconds measured in total: writes/s and p50/p90/p99/max
+ *    latency of the acknowledged writes (201 = committed on a majority and
+ *    applied).
  * 3. `--failovers` times: kill -9 of the leader, then the time until the
  *    first successful write through a survivor (a fresh write to each
  *    survivor every 20 ms, open loop),
@@ -29,7 +30,7 @@ import { join } from "node:path";
 import { BINARY, E2ECluster, ROOT, ensureBinary } from "../test/e2e/harness.ts";
 import { waitFor } from "../test/helpers/ports.ts";
 import { etcdVersion, startEtcd } from "./etcd.ts";
-import { machine, median, runFailovers, runLoad, writeSection, type LoadResult, type System } from "./lib.ts";
+import { machine, median, mergeLoads, runFailovers, runLoad, writeSection, type LoadResult, type System } from "./lib.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -37,6 +38,7 @@ const { values: args } = parseArgs({
     warmup: { type: "string", default: "3" },
     duration: { type: "string", default: "20" },
     failovers: { type: "string", default: "5" },
+    rounds: { type: "string", default: "4" },
     etcd: { type: "string", default: "auto" },
     out: { type: "string", default: join(ROOT, "bench", "RESULTS.md") },
   },
@@ -52,9 +54,11 @@ const clients = whole("clients", args.clients, 1);
 const warmupMs = whole("warmup", args.warmup, 0) * 1000;
 const durationMs = whole("duration", args.duration, 1) * 1000;
 const failovers = whole("failovers", args.failovers, 0);
+const rounds = whole("rounds", args.rounds, 1);
 if (!["auto", "yes", "no"].includes(args.etcd!)) throw new Error(`--etcd must be auto, yes or no, got ${args.etcd}`);
 
 const log = (s: string) => console.error(`[bench] ${s}`);
+const warnings: string[] = [];
 
 async function startCairn(): Promise<System> {
   ensureBinary();
@@ -102,19 +106,30 @@ interface Run {
   failovers: number[];
 }
 
+/**
+ * Leader and follower are measured in alternating rounds (leader, follower,
+ * leader, ...), each with its own warm-up, so that other work on the machine
+ * weighs on both alike; each path gets `durationMs` measured in total.
+ */
 async function bench(sys: System): Promise<Run> {
-  const loads: LoadResult[] = [];
   await sys.waitHealthy();
   const leader = await sys.leader();
   const follower = sys.ids.find((id) => id !== leader)!;
-  for (const [via, label] of [[leader, "leader"], [follower, "follower"]] as const) {
-    log(`${sys.name}: ${clients} clients through the ${label} (${via}): ${warmupMs / 1000} s warm-up, ${durationMs / 1000} s measured`);
-    const r = await runLoad(sys, via, label, { clients, warmupMs, durationMs });
-    log(`${sys.name} via ${label}: ${Math.round(r.rate)} writes/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, errors ${JSON.stringify(r.errors)}`);
-    loads.push(r);
-    await sys.waitHealthy();
-    if ((await sys.leader()) !== leader) log(`${sys.name}: WARNING: the leader changed during the load (${leader} -> ${await sys.leader()})`);
+  const parts = new Map<string, LoadResult[]>([["leader", []], ["follower", []]]);
+  const roundMs = Math.max(1000, Math.round(durationMs / rounds));
+  for (let round = 0; round < rounds; round++) {
+    for (const [via, label] of [[leader, "leader"], [follower, "follower"]] as const) {
+      const r = await runLoad(sys, via, label, { clients, warmupMs, durationMs: roundMs });
+      log(`${sys.name} round ${round + 1}/${rounds} via ${label} (${via}): ${Math.round(r.rate)} writes/s, p50 ${r.p50.toFixed(1)} ms, p99 ${r.p99.toFixed(1)} ms, errors ${JSON.stringify(r.errors)}`);
+      parts.get(label)!.push(r);
+      const now = await sys.leader();
+      if (now !== leader) {
+        warnings.push(`${sys.name}: the leader changed during round ${round + 1} via the ${label} (${leader} -> ${now}); the rest ran with the old ids`);
+        log(`WARNING: ${warnings.at(-1)}`);
+      }
+    }
   }
+  const loads = [...parts.values()].map(mergeLoads);
   const fo = await runFailovers(sys, failovers, log);
   return { loads, failovers: fo };
 }
@@ -165,7 +180,7 @@ async function main(): Promise<void> {
   const facts = machine({ cairn: `${cairnVersion} (dist/cairn, bun build --compile)`, etcd: etcdV ? `${etcdV} (Debian etcd-server)` : "not installed: no side-by-side run",
     "load average (1/5/15 min)": `${loadAtStart} at the start, ${loadAverage()} at the end (other work on the machine competes for its CPUs)`,
   });
-  const command = `bun run bench/write.ts --clients ${clients} --warmup ${warmupMs / 1000} --duration ${durationMs / 1000} --failovers ${failovers} --etcd ${args.etcd}`;
+  const command = `bun run bench/write.ts --clients ${clients} --warmup ${warmupMs / 1000} --duration ${durationMs / 1000} --rounds ${rounds} --failovers ${failovers} --etcd ${args.etcd}`;
   const body = `Written by \`bench/write.ts\`. Command (from the repository root, after \`npm run build\`):
 
 \`\`\`sh
@@ -186,8 +201,10 @@ answered 201 once committed and applied.${withEtcd ? ` etcd: \`POST /v3/kv/put\`
 HTTP/JSON gateway with a key per write and the same JSON as the value.` : ""}
 Each client is a closed loop (one request in flight, keep-alive connection).
 "follower": every write goes to a follower, which forwards it to the leader.
-Latency is from sending the request to reading the whole answer; only writes
-completing in the measured window count.
+Leader and follower alternate in ${rounds} rounds of ${durationMs / rounds / 1000} s measured (after
+${warmupMs / 1000} s of warm-up each), so load from elsewhere on the machine weighs on both
+alike. Latency is from sending the request to reading the whole answer; only
+writes completing in a measured window count.${warnings.length > 0 ? `\n\nWarnings: ${warnings.join("; ")}.` : ""}
 
 ${loadTable(runs)}
 
