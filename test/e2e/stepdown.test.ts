@@ -15,6 +15,14 @@ import { waitFor } from "../helpers/ports.ts";
 import { BINARY, E2ECluster, expectFeedsAgree, type LogLine, Writer } from "./harness.ts";
 
 const ELECTION_MS = 500; // E2ECluster.init sets heartbeatMs 50, electionMs 500
+/**
+ * A failover by election timeout cannot pause writes for less than electionMs
+ * (followers wait a randomized electionMs..2*electionMs without a heartbeat
+ * before they even start a pre-vote), so a gap under this bound means
+ * leadership moved by a hand-over. Typical gaps are 20-90 ms here; the margin
+ * is for a machine busy with other work.
+ */
+const HANDOVER_GAP_MS_MAX = 0.6 * ELECTION_MS;
 
 let c: E2ECluster | undefined;
 let writers: Writer[] = [];
@@ -57,7 +65,7 @@ test("SIGTERM on the leader hands leadership over first: writes pause far less t
   // One new term, by a transfer (the transferee campaigns at once), not by an election timeout.
   expect((await c.status(next)).term).toBe(termBefore + 1);
   console.log(`SIGTERM of leader ${old}: handed to ${next}, exit after ${Math.round(exited - t0)} ms, longest write gap ${Math.round(gapMs)} ms; ${w.summary()}`);
-  expect(gapMs).toBeLessThan(ELECTION_MS / 2);
+  expect(gapMs).toBeLessThan(HANDOVER_GAP_MS_MAX);
 
   // A follower's SIGTERM just closes cleanly (no transfer, exit 0).
   const follower = rest.find((id) => id !== next)!;
@@ -135,7 +143,7 @@ test("cairn leader transfer --to ID moves leadership on demand under load; write
   await w.more(100);
   const gapMs = w.maxGapMs(t0, t1);
   console.log(`cairn leader transfer ${old} -> ${to}: ${r.stdout.trim()}; command took ${Math.round(t1 - t0)} ms, longest write gap ${Math.round(gapMs)} ms; ${w.summary()}`);
-  expect(gapMs).toBeLessThan(ELECTION_MS / 2);
+  expect(gapMs).toBeLessThan(HANDOVER_GAP_MS_MAX);
   await w.stop();
   await expectFeedsAgree(c, ["n1", "n2", "n3"], w);
 }, 60_000);
