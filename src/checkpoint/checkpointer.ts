@@ -197,8 +197,8 @@ export class Checkpointer {
  * build/build.ts keeps its path relative to src/ under the embedded root.
  */
 export function workerUrl(here = import.meta.url): string {
-  const bunfs = /^file:\/\/(\/\$bunfs\/root\/|[A-Z]:\/~BUN\/root\/)/.exec(here);
-  if (bunfs) return `${bunfs[1]}checkpoint/worker.ts`;
+  const bunfs = /^file:\/\/(?:(\/\$bunfs\/root\/)|\/?([A-Z]:\/~BUN\/root\/))/.exec(here);
+  if (bunfs) return `${bunfs[1] ?? bunfs[2]}checkpoint/worker.ts`;
   return new URL("./worker.ts", here).href;
 }
 

@@ -1,0 +1,123 @@
+/**
+ * The checkpointer on real SQLite files: its policy (every K entries, keep M,
+ * trailing entries below the newest), builds in a real worker thread,
+ * pruning of partial files, and what a failed build leaves behind.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sha256File } from "../../src/checkpoint/build.ts";
+import { Checkpointer, workerRunner, workerUrl } from "../../src/checkpoint/checkpointer.ts";
+import { checkpointDir, dbPath, idFor, listCheckpoints, pruneCheckpoints, writeManifest, type Manifest } from "../../src/checkpoint/manifest.ts";
+import { openDatabase } from "../../src/platform/sqlite.ts";
+import { RaftStore } from "../../src/storage/store.ts";
+import { Logger } from "../../src/util/log.ts";
+import { inprocCluster, type InprocCluster } from "../helpers/inproc.ts";
+import { waitFor } from "../helpers/ports.ts";
+
+let c: InprocCluster | undefined;
+const dirs: string[] = [];
+afterEach(async () => {
+  await c?.close();
+  c = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+const put = (i: number) => ({ op: "put" as const, key: `k${i % 20}`, value: new TextEncoder().encode(`value ${i} `.repeat(20)), contentType: "text/plain", ts: Date.now() });
+
+test("every K entries a checkpoint is built in a worker thread; the newest M are kept; the log keeps K' entries below the newest", async () => {
+  c = await inprocCluster(["n1"], { node: { checkpoints: { everyEntries: 25, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 5 }, checkpointRunner: workerRunner() } });
+  const n = await c.start("n1");
+  await c.leader();
+  for (let i = 0; i < 120; i++) await n.propose(put(i));
+  const list = await waitFor("three or more builds, two kept", () => {
+    const l = n.checkpoints();
+    return l.length === 2 && l[0]!.index >= 100 ? l : undefined;
+  }, 20_000);
+  expect(list[0]!.index).toBeGreaterThan(list[1]!.index);
+  const st = n.status();
+  expect(st.index.checkpoint).toBe(list[0]!.index);
+  expect(st.index.first).toBe(list[0]!.index - 5 + 1);
+  // Files on disk: exactly the two listed, each with its manifest; nothing partial.
+  const dir = checkpointDir(join(c.dir, "n1"));
+  expect(readdirSync(dir).filter((f) => f !== "incoming").sort()).toEqual(list.flatMap((m) => [`${m.id}.db`, `${m.id}.json`]).sort());
+  for (const m of list) expect(sha256File(dbPath(dir, m.id))).toBe(m.sha256);
+  // A checkpoint is the state machine only: no log, no vote, no node identity.
+  const db = openDatabase(dbPath(dir, list[0]!.id));
+  try {
+    expect(Number(db.prepare("SELECT COUNT(*) AS n FROM raft_log").get()!.n)).toBe(0);
+    expect(db.prepare("SELECT value FROM meta WHERE key = 'node_id'").get() ?? null).toBeNull();
+    expect(Number(db.prepare("SELECT applied_index FROM raft_state WHERE id = 1").get()!.applied_index)).toBe(list[0]!.index);
+    expect(Number(db.prepare("SELECT COUNT(*) AS n FROM kv").get()!.n)).toBe(20);
+  } finally {
+    db.close();
+  }
+  expect(c.logs.some((l) => l.includes("log compacted through"))).toBe(true);
+}, 60_000);
+
+test("the worker's module is found from the sources and inside a compiled binary", () => {
+  expect(workerUrl("file:///$bunfs/root/cairn")).toBe("/$bunfs/root/checkpoint/worker.ts");
+  expect(workerUrl("file:///B:/~BUN/root/cairn.exe")).toBe("B:/~BUN/root/checkpoint/worker.ts");
+  expect(workerUrl("file:///work/src/checkpoint/checkpointer.ts")).toBe("file:///work/src/checkpoint/worker.ts");
+});
+
+function manifest(index: number): Manifest {
+  return { id: idFor(index), index, term: 1, conf: { voters: ["n1"], votersOutgoing: [], learners: [], learnersNext: [] }, feedLast: index, bytes: 1, sha256: "0".repeat(64), clusterId: null, createdAt: new Date().toISOString(), buildMs: 1 };
+}
+
+test("partial files of a crash mid-build are pruned: a tmp copy, a file without a manifest, a manifest being written; complete ones stay", () => {
+  const dir = mkdtempSync(join(tmpdir(), "cairn-ckpt-"));
+  dirs.push(dir);
+  for (const i of [10, 20, 30]) {
+    writeFileSync(dbPath(dir, idFor(i)), "x");
+    writeManifest(dir, manifest(i));
+  }
+  const partial = [`build-123-1.db.tmp`, `build-123-1.db.tmp-journal`, `${idFor(40)}.db`, `${idFor(30)}.json.tmp`, `${idFor(50)}.json.tmp`];
+  for (const f of partial) writeFileSync(join(dir, f), "partial");
+  writeFileSync(join(dir, `${idFor(60)}.json`), "{ not json"); // a torn manifest counts as none
+  writeFileSync(dbPath(dir, idFor(60)), "x");
+  mkdirSync(join(dir, "incoming"));
+  expect(listCheckpoints(dir).map((m) => m.index)).toEqual([30, 20, 10]);
+  const removed = pruneCheckpoints(dir, 2);
+  for (const f of [...partial, `${idFor(60)}.json`, `${idFor(60)}.db`, `${idFor(10)}.db`, `${idFor(10)}.json`]) expect(removed).toContain(f);
+  expect(readdirSync(dir).sort()).toEqual([`${idFor(20)}.db`, `${idFor(20)}.json`, `${idFor(30)}.db`, `${idFor(30)}.json`, "incoming"].sort());
+});
+
+test("a failed build leaves no file and is retried only after a back-off, not on every tick", async () => {
+  c = await inprocCluster(["n1"], { node: { checkpoints: { everyEntries: 1_000_000, everyMs: 0, logBytesMax: 0 } } });
+  const n = await c.start("n1");
+  await c.leader();
+  for (let i = 0; i < 10; i++) await n.propose(put(i));
+  await c.stop("n1");
+  const dataDir = join(c.dir, "n1");
+  const store = RaftStore.open({ dir: dataDir });
+  const logs: string[] = [];
+  let runs = 0;
+  const cp = new Checkpointer({
+    dataDir,
+    store,
+    log: new Logger({ level: "debug", sink: (l) => logs.push(l) }),
+    policy: { everyEntries: 1, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 0 },
+    clusterId: () => store.clusterId(),
+    run: async (req) => {
+      runs++;
+      writeFileSync(req.outPath, "half a copy");
+      throw new Error("disk I/O error");
+    },
+  });
+  try {
+    cp.maybeStart();
+    await waitFor("the build to fail", () => logs.some((l) => l.includes("checkpoint failed")) && !cp.busy, 5000, 5);
+    for (let i = 0; i < 50; i++) {
+      cp.maybeStart();
+      await Bun.sleep(2);
+    }
+    expect(runs).toBe(1);
+    expect(readdirSync(cp.dir).filter((f) => f !== "incoming")).toEqual([]);
+    expect(cp.requestBuild("test")).toBe(false); // backing off
+    expect(existsSync(cp.dir)).toBe(true);
+  } finally {
+    store.close();
+  }
+}, 30_000);
