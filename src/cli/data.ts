@@ -140,10 +140,15 @@ export async function recover(argv: string[]): Promise<number> {
     const stored = store.nodeId();
     if (stored !== null && stored !== values.id) throw new UsageError(`${values.data} belongs to node ${stored}, not ${values.id}`);
     const applier = new Applier({ store, fsm: new CairnFsm() });
-    // Everything this node knew to be committed is applied first, then kept.
-    const commit = Math.min(store.hardState().commit, store.lastIndex());
-    const applied = store.appliedIndex();
-    if (commit > applied) applier.apply(store.entries(applied + 1, commit + 1, Number.MAX_SAFE_INTEGER), undefined);
+    // Every entry of this log is kept and applied, also those past the commit
+    // index this node knew: an acknowledged write may be among them (the old
+    // leader answered before this node heard of the commit), and a new leader
+    // would have committed them too. Nothing newer exists anywhere now.
+    const known = store.hardState().commit;
+    const last = store.lastIndex();
+    for (let applied = store.appliedIndex(); applied < last; applied = store.appliedIndex()) {
+      applier.apply(store.entries(applied + 1, last + 1, 64 << 20), undefined);
+    }
     const index = store.appliedIndex();
     const term = index >= store.firstIndex() - 1 ? store.term(index) : store.snapshotMeta().term;
     const oldCluster = store.clusterId();
@@ -152,7 +157,8 @@ export async function recover(argv: string[]): Promise<number> {
     store.installSnapshot({ index, term, conf });
     store.persist({ entries: [], hardState: { term: store.hardState().term + 1, vote: "", commit: index } });
     store.replaceClusterId(newCluster);
-    console.error(`recovered: ${values.data} is now the single voter of cluster ${newCluster} (was ${oldCluster}), state at index ${index}`);
+    const beyond = last > known ? `; kept ${last - known} entries past the last commit index this node knew (${known})` : "";
+    console.error(`recovered: ${values.data} is now the single voter of cluster ${newCluster} (was ${oldCluster}), state at index ${index}${beyond}`);
     console.error("start it with cairn serve; edit the cluster file to list the surviving hosts; old members must be wiped (empty data directory) to rejoin");
   } finally {
     store.close();
