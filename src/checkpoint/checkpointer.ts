@@ -32,6 +32,17 @@ export const DEFAULT_POLICY: CheckpointPolicy = {
   trailingEntries: 1000,
 };
 
+/**
+ * A checkpoint offered to a peer stays its choice (so a cut transfer resumes
+ * from the peer's partial file) and holds the log above it, for this long at
+ * most after the last offer.
+ */
+export const OFFER_HOLD_MS = 10 * 60_000;
+/** After a peer received its checkpoint, the log above it is held this long still: it installs it, then replicates from there. */
+export const DELIVERED_HOLD_MS = 60_000;
+/** However far behind a follower is, the log is not kept more than this many entries below the newest checkpoint. */
+export const HOLD_ENTRIES_MAX = 200_000;
+
 export class CheckpointBuildError extends Error {
   override name = "CheckpointBuildError";
 }
@@ -44,6 +55,8 @@ export class Checkpointer {
   /** After a failed build, the policy waits until then (backing off) rather than retrying on every tick. */
   private retryAt = 0;
   private failures = 0;
+  /** The checkpoint last offered to each peer whose transfer has not succeeded yet. */
+  private readonly offered = new Map<string, { id: string; index: number; until: number }>();
 
   constructor(
     private readonly opts: {
@@ -54,6 +67,12 @@ export class Checkpointer {
       clusterId: () => string | null;
       /** Runs the build off-thread; tests may pass buildCheckpointFile directly. */
       run: (req: BuildRequest) => Promise<BuildResult>;
+      /**
+       * The lowest log index a live follower still needs from the log (a
+       * leader's slowest recently active follower's match); the log is not
+       * compacted past it (within HOLD_ENTRIES_MAX).
+       */
+      followersNeed?: () => number;
     },
   ) {
     this.dir = checkpointDir(opts.dataDir);
@@ -72,6 +91,47 @@ export class Checkpointer {
 
   newest(): Manifest | null {
     return newestCheckpoint(this.dir);
+  }
+
+  /**
+   * The checkpoint to send to `peer`: the one it was last offered, if it is
+   * still on disk and the log still goes on from it (the peer resumes its
+   * partial file instead of starting over on a newer checkpoint); else the newest.
+   */
+  forPeer(peer: string, firstIndex: number): Manifest | null {
+    // Only a checkpoint the log goes on from is of use (older ones, e.g. from before a recover, are not).
+    const usable = this.list().filter((m) => m.index >= firstIndex - 1);
+    const o = this.liveOffers().get(peer);
+    return usable.find((m) => m.id === o?.id) ?? usable[0] ?? null;
+  }
+
+  /** `m` is being offered to `peer`: keep it, and the log after it, until the peer has it. */
+  offering(peer: string, m: Manifest): void {
+    this.offered.set(peer, { id: m.id, index: m.index, until: performance.now() + OFFER_HOLD_MS });
+  }
+
+  /** `peer` has received and verified its checkpoint: hold the log after it a little longer, while the peer installs it. */
+  delivered(peer: string): void {
+    const o = this.offered.get(peer);
+    if (o) o.until = Math.min(o.until, performance.now() + DELIVERED_HOLD_MS);
+  }
+
+  private liveOffers(): Map<string, { id: string; index: number; until: number }> {
+    const now = performance.now();
+    for (const [peer, o] of this.offered) if (now > o.until) this.offered.delete(peer);
+    return this.offered;
+  }
+
+  private pinned(): Set<string> {
+    return new Set([...this.liveOffers().values()].map((o) => o.id));
+  }
+
+  /** Compact through this index at most: trailing entries, offered checkpoints and live followers hold the log. */
+  private compactionPoint(newest: number): number {
+    const want = Math.max(0, newest - this.opts.policy.trailingEntries);
+    let hold = this.opts.followersNeed?.() ?? Infinity;
+    for (const o of this.liveOffers().values()) hold = Math.min(hold, o.index);
+    return Math.min(newest, Math.max(Math.min(want, hold), newest - HOLD_ENTRIES_MAX, 0));
   }
 
   private bytesCache = { at: -Infinity, bytes: 0 };
@@ -145,7 +205,7 @@ export class Checkpointer {
     // Nothing new, unless the store's snapshot has no file (a restored or recovered node): then this is it.
     const covered = res.index < snap.index || (res.index === snap.index && this.list().some((m) => m.index === snap.index));
     if (covered) {
-      pruneCheckpoints(this.dir, this.opts.policy.keep);
+      pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
       return newestCheckpoint(this.dir);
     }
     const id = idFor(res.index);
@@ -173,9 +233,9 @@ export class Checkpointer {
   private record(m: Manifest): void {
     const store = this.opts.store;
     if (m.index > store.snapshotMeta().index) store.createSnapshot(m.index, m.conf);
-    const upTo = Math.min(m.index, Math.max(0, m.index - this.opts.policy.trailingEntries));
+    const upTo = this.compactionPoint(m.index);
     if (upTo > store.firstIndex() - 1) store.compact(upTo);
-    const removed = pruneCheckpoints(this.dir, this.opts.policy.keep);
+    const removed = pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
     this.opts.log.info(`checkpoint ${m.id} at index ${m.index}: ${m.bytes} bytes in ${m.buildMs} ms; log compacted through ${upTo}`, {
       index: m.index,
       term: m.term,
@@ -186,7 +246,7 @@ export class Checkpointer {
   /** Records a checkpoint that arrived from the leader and was installed (it is now this node's newest). */
   adopt(m: Manifest): void {
     writeManifest(this.dir, m);
-    pruneCheckpoints(this.dir, this.opts.policy.keep);
+    pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
   }
 }
 

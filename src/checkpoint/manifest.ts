@@ -108,11 +108,14 @@ export function findCheckpoint(dir: string, id: string): Manifest | null {
   return listCheckpoints(dir).find((m) => m.id === id) ?? null;
 }
 
-/** Deletes partial files (a crash mid-build) and all but the newest `keep` checkpoints. */
-export function pruneCheckpoints(dir: string, keep: number): string[] {
+/**
+ * Deletes partial files (a crash mid-build) and all but the newest `keep`
+ * checkpoints, sparing the `pinned` ones (a transfer in progress uses them).
+ */
+export function pruneCheckpoints(dir: string, keep: number, pinned: ReadonlySet<string> = new Set()): string[] {
   if (!existsSync(dir)) return [];
   const complete = listCheckpoints(dir);
-  const kept = new Set(complete.slice(0, Math.max(1, keep)).map((m) => m.id));
+  const kept = new Set([...complete.slice(0, Math.max(1, keep)).map((m) => m.id), ...complete.filter((m) => pinned.has(m.id)).map((m) => m.id)]);
   const removed: string[] = [];
   for (const f of readdirSync(dir)) {
     // "ckpt-000000000042.db", ".json", "-wal": the id is the name up to the first dot.

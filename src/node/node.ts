@@ -171,6 +171,7 @@ export class CairnNode implements NodeApi {
       policy: { ...DEFAULT_POLICY, ...this.opts.checkpoints },
       clusterId: () => this.store.clusterId(),
       run: this.opts.checkpointRunner ?? workerRunner(),
+      followersNeed: () => this.followersNeed(),
     });
     this.receiver = new SnapshotReceiver({
       dir: join(this.checkpointer.dir, "incoming"),
@@ -460,9 +461,11 @@ export class CairnNode implements NodeApi {
   // ---------------------------------------------------------------- checkpoints
 
   /** The core wants `m.to` to install a snapshot: stream the matching checkpoint file. */
-  private sendCheckpoint(m: Message): void {
-    const meta = m.snapshot!;
-    const man = this.checkpointer.list().find((c) => c.index === meta.index);
+  private sendCheckpoint(core: Message): void {
+    const meta = core.snapshot!;
+    // The checkpoint this peer was already receiving if it is still usable (it resumes), else the newest.
+    const man = this.checkpointer.forPeer(core.to, this.store.firstIndex());
+    const m: Message = man ? { ...core, snapshot: { index: man.index, term: man.term, conf: man.conf } } : core;
     const report = (ok: boolean) =>
       queueMicrotask(() => {
         this.raft?.reportSnapshot(m.to, ok);
@@ -485,14 +488,25 @@ export class CairnNode implements NodeApi {
       onDone: (ok, reason) => {
         if (this.senders.get(m.to) === sender) this.senders.delete(m.to);
         const ms = Math.round(performance.now() - sender.startedAt);
+        if (ok) this.checkpointer.delivered(m.to);
         if (ok) this.log.info(`sent checkpoint ${man.id} (${man.bytes} bytes) to ${m.to} in ${ms} ms`, { index: man.index });
         else this.log.warn(`checkpoint transfer to ${m.to} stopped: ${reason}`, { index: man.index });
         report(ok);
       },
     });
     this.senders.set(m.to, sender);
+    this.checkpointer.offering(m.to, man);
     this.log.info(`${m.to} is behind the compacted log: sending checkpoint ${man.id}`, { index: man.index, term: this.raft?.term });
     sender.start();
+  }
+
+  /** The log a leader's recently active followers still need (those being sent a checkpoint are held by its offer). */
+  private followersNeed(): number {
+    const raft = this.raft;
+    if (raft?.role !== "leader") return Infinity;
+    let need = Infinity;
+    for (const [id, p] of raft.status().progress) if (id !== this.id && p.recentActive && p.state !== "snapshot") need = Math.min(need, p.match);
+    return need;
   }
 
   private onSnapPayload(from: string, p: SnapPayload): void {

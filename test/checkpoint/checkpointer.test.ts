@@ -7,10 +7,13 @@ import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { sha256File } from "../../src/checkpoint/build.ts";
+import { buildCheckpointFile, sha256File } from "../../src/checkpoint/build.ts";
 import { Checkpointer, workerRunner, workerUrl } from "../../src/checkpoint/checkpointer.ts";
 import { checkpointDir, dbPath, idFor, listCheckpoints, pruneCheckpoints, writeManifest, type Manifest } from "../../src/checkpoint/manifest.ts";
 import { openDatabase } from "../../src/platform/sqlite.ts";
+import { CairnFsm } from "../../src/statemachine/cairn.ts";
+import { encodeCommand } from "../../src/statemachine/commands.ts";
+import { Applier } from "../../src/statemachine/fsm.ts";
 import { RaftStore } from "../../src/storage/store.ts";
 import { Logger } from "../../src/util/log.ts";
 import { inprocCluster, type InprocCluster } from "../helpers/inproc.ts";
@@ -117,6 +120,56 @@ test("a failed build leaves no file and is retried only after a back-off, not on
     expect(readdirSync(cp.dir).filter((f) => f !== "incoming")).toEqual([]);
     expect(cp.requestBuild("test")).toBe(false); // backing off
     expect(existsSync(cp.dir)).toBe(true);
+  } finally {
+    store.close();
+  }
+}, 30_000);
+
+test("a checkpoint offered to a peer stays its choice and on disk past `keep`, and the log after it is kept; live followers hold the log too", async () => {
+  c = await inprocCluster(["n1"]);
+  const n = await c.start("n1");
+  await c.leader();
+  for (let i = 0; i < 10; i++) await n.propose(put(i));
+  await c.stop("n1");
+  const dataDir = join(c.dir, "n1");
+  const store = RaftStore.open({ dir: dataDir });
+  const applier = new Applier({ store, fsm: new CairnFsm() });
+  /** Appends and applies `k` changes, as the node would. */
+  const grow = (k: number) => {
+    const last = store.lastIndex();
+    const term = store.hardState().term;
+    const ents = Array.from({ length: k }, (_, i) => ({ index: last + 1 + i, term, kind: "normal" as const, data: encodeCommand(put(last + i)) }));
+    store.persist({ entries: ents, hardState: { ...store.hardState(), commit: last + k } });
+    applier.apply(ents);
+  };
+  let need = Infinity;
+  const cp = new Checkpointer({
+    dataDir,
+    store,
+    log: new Logger({ level: "error" }),
+    policy: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 1, trailingEntries: 0 },
+    clusterId: () => store.clusterId(),
+    run: async (req) => buildCheckpointFile(req),
+    followersNeed: () => need,
+  });
+  try {
+    // A live follower at index L holds the log after L.
+    grow(10);
+    need = store.lastIndex() - 4;
+    const m1 = (await cp.create())!;
+    expect(store.firstIndex() - 1).toBe(need);
+    need = Infinity;
+    // Offered to n9: its choice until done, kept on disk although keep = 1, and the log after it stays.
+    cp.offering("n9", m1);
+    grow(10);
+    const m2 = (await cp.create())!;
+    expect(m2.index).toBeGreaterThan(m1.index);
+    expect(cp.list().map((m) => m.id)).toEqual([m2.id, m1.id]);
+    expect(store.firstIndex() - 1).toBe(m1.index);
+    expect(cp.forPeer("n9", store.firstIndex())?.id).toBe(m1.id);
+    expect(cp.forPeer("n8", store.firstIndex())?.id).toBe(m2.id);
+    // A checkpoint the log does not go on from is never chosen.
+    expect(cp.forPeer("n9", m1.index + 5)?.id).toBe(m2.id);
   } finally {
     store.close();
   }
