@@ -21,6 +21,7 @@ import type { LogStorage } from "./storage.ts";
 import { Tracker } from "./tracker.ts";
 import {
   CAMPAIGN_TRANSFER,
+  MESSAGE_DEFAULTS,
   NONE,
   entryBytes,
   type ConfChange,
@@ -1057,20 +1058,7 @@ export class Raft {
   // ---------------------------------------------------------------- plumbing
 
   private send(m: Partial<Message> & { type: MessageType; to: NodeId }): void {
-    this.msgs.push({
-      from: this.id,
-      term: this.term,
-      cluster: this.clusterId ?? "",
-      index: 0,
-      logTerm: 0,
-      entries: [],
-      commit: 0,
-      commitTerm: 0,
-      reject: false,
-      rejectHint: 0,
-      context: "",
-      ...m,
-    });
+    this.msgs.push({ ...MESSAGE_DEFAULTS, from: this.id, term: this.term, cluster: this.clusterId ?? "", ...m });
   }
 
   private event(e: RaftEvent): void {

@@ -117,6 +117,18 @@ export interface Message {
   readonly snapshot?: SnapshotMeta;
 }
 
+/** The fields a message carries when it has nothing to say in them. */
+export const MESSAGE_DEFAULTS = Object.freeze({
+  index: 0,
+  logTerm: 0,
+  entries: Object.freeze([]) as readonly Entry[],
+  commit: 0,
+  commitTerm: 0,
+  reject: false,
+  rejectHint: 0,
+  context: "",
+});
+
 /** vote/preVote context that lets a transferee skip leases (thesis §3.10). */
 export const CAMPAIGN_TRANSFER = "transfer";
 

@@ -4,6 +4,7 @@
  * quiet, with per-link drop rules.
  */
 import {
+  MESSAGE_DEFAULTS,
   MemoryStorage,
   Raft,
   SeededRng,
@@ -257,18 +258,7 @@ export function bytes(s: string): Uint8Array {
 
 /** A message with every field defaulted, for stepping a core directly. */
 export function msg(m: Partial<Message> & Pick<Message, "type" | "from" | "to" | "term">): Message {
-  return {
-    cluster: CLUSTER,
-    index: 0,
-    logTerm: 0,
-    entries: [],
-    commit: 0,
-    commitTerm: 0,
-    reject: false,
-    rejectHint: 0,
-    context: "",
-    ...m,
-  };
+  return { ...MESSAGE_DEFAULTS, cluster: CLUSTER, ...m };
 }
 
 /** The whole log of a node as "index/term" strings (entries after its snapshot). */
