@@ -22,6 +22,8 @@ export interface CheckpointPolicy {
   readonly keep: number;
   /** Entries kept in the log below the newest checkpoint, so slightly lagging followers need no checkpoint. */
   readonly trailingEntries: number;
+  /** Write rate of a build (bytes/s, 0: unpaced): a burst of writes stalls the node's own commits on the same disk. */
+  readonly buildBytesPerSec?: number;
 }
 
 export const DEFAULT_POLICY: CheckpointPolicy = {
@@ -30,6 +32,7 @@ export const DEFAULT_POLICY: CheckpointPolicy = {
   logBytesMax: 256 << 20,
   keep: 2,
   trailingEntries: 1000,
+  buildBytesPerSec: 64 << 20,
 };
 
 /**
@@ -196,7 +199,7 @@ export class Checkpointer {
     const out = `${this.dir}/build-${process.pid}-${++this.seq}.db.tmp`;
     let res: BuildResult;
     try {
-      res = await this.opts.run({ dbPath: store.path, outPath: out });
+      res = await this.opts.run({ dbPath: store.path, outPath: out, bytesPerSec: this.opts.policy.buildBytesPerSec ?? 0 });
     } catch (e) {
       for (const f of [out, `${out}-journal`, `${out}-wal`, `${out}-shm`]) rmSync(f, { force: true });
       throw e;

@@ -5,8 +5,10 @@
  * the checkpoint except the Raft ones is copied, so an embedder's own FSM
  * tables travel too.
  */
+import { closeSync, existsSync, fdatasyncSync, fstatSync, openSync } from "node:fs";
 import type { Db } from "../platform/sqlite.ts";
 import { assert } from "../util/assert.ts";
+import { copyTableInSlices, quote } from "./copy.ts";
 
 const RAFT_TABLES = new Set(["meta", "raft_state", "raft_log"]);
 export const CKPT_SCHEMA = "ckpt";
@@ -18,8 +20,6 @@ function userTables(db: Db, schema: string): { name: string; sql: string }[] {
     .map((r) => ({ name: String(r.name), sql: String(r.sql) }))
     .filter((t) => !RAFT_TABLES.has(t.name));
 }
-
-const quote = (name: string) => `"${name.replaceAll('"', '""')}"`;
 
 /** ATTACH must happen outside a transaction: call before, run `copy` inside, detach after. */
 export function attachCheckpoint(db: Db, path: string): void {
@@ -39,9 +39,54 @@ export function copyCheckpointTables(db: Db): void {
     if (!names.has(t.name)) db.exec(`DELETE FROM main.${quote(t.name)}`);
   }
   const existing = new Set(userTables(db, "main").map((t) => t.name));
-  for (const t of incoming) {
-    if (!existing.has(t.name)) db.exec(t.sql.replace(/^CREATE TABLE/i, "CREATE TABLE IF NOT EXISTS"));
-    db.exec(`DELETE FROM main.${quote(t.name)}`);
-    db.exec(`INSERT INTO main.${quote(t.name)} SELECT * FROM ${CKPT_SCHEMA}.${quote(t.name)}`);
+  const flusher = new WalFlusher(db.path);
+  try {
+    for (const t of incoming) {
+      if (!existing.has(t.name)) db.exec(t.sql.replace(/^CREATE TABLE/i, "CREATE TABLE IF NOT EXISTS"));
+      db.exec(`DELETE FROM main.${quote(t.name)}`);
+      copyTableInSlices(db, { from: CKPT_SCHEMA, to: "main", name: t.name, sql: t.sql, onSlice: () => flusher.slice() });
+    }
+  } finally {
+    flusher.close();
+  }
+}
+
+/** The WAL is flushed every this many bytes of the install. */
+const FLUSH_EVERY_BYTES = 4 << 20;
+
+/**
+ * Flushes the database's WAL while the install transaction writes it (SQLite
+ * spills pages there as the transaction grows): a hundred megabytes flushed
+ * at once by the commit would stall every other fsync on the disk.
+ */
+class WalFlusher {
+  private fd: number | null = null;
+  private size = 0;
+  private unflushed = 0;
+  constructor(private readonly dbPath: string) {}
+
+  /** After a slice: the bytes it added to the WAL (null when the WAL is reused in place and that is unknown). */
+  slice(): number | null {
+    const wal = `${this.dbPath}-wal`;
+    if (this.fd === null) {
+      if (!existsSync(wal)) return null;
+      this.fd = openSync(wal, "r");
+      this.size = fstatSync(this.fd).size;
+      return null;
+    }
+    const size = fstatSync(this.fd).size;
+    const grew = size - this.size;
+    this.size = size;
+    this.unflushed += grew > 0 ? grew : 1 << 20;
+    if (this.unflushed >= FLUSH_EVERY_BYTES) {
+      fdatasyncSync(this.fd);
+      this.unflushed = 0;
+    }
+    return grew > 0 ? grew : null;
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
   }
 }

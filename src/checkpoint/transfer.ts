@@ -8,7 +8,7 @@
  * anything is replaced.
  */
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import type { Message } from "../raft/types.ts";
 import type { Logger } from "../util/log.ts";
@@ -26,7 +26,15 @@ export type SnapPayload =
   | { readonly t: "snapChunk"; readonly xfer: string; readonly offset: number; readonly data: Uint8Array; readonly sha256: string }
   | { readonly t: "snapDone"; readonly xfer: string; readonly ok: boolean; readonly reason: string };
 
-export const TRANSFER_DEFAULTS = { chunkBytes: 1 << 20, windowChunks: 4, stallMs: 15_000, retransmitMs: 2000 };
+/**
+ * bytesPerSec: a checkpoint streamed at full speed takes the leader's thread
+ * and the disks from the writes it serves (bench/checkpoint.ts: p99 3.7x idle
+ * unlimited, 1.3x at 48-64 MiB/s); 64 MiB/s is still more than a 1 Gbit/s link.
+ */
+export const TRANSFER_DEFAULTS = { chunkBytes: 1 << 20, windowChunks: 4, stallMs: 15_000, retransmitMs: 2000, bytesPerSec: 64 << 20 };
+
+/** The receiver flushes its partial file every this many bytes. */
+const SYNC_EVERY_BYTES = 4 << 20;
 
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 
@@ -37,6 +45,8 @@ export class SnapshotSender {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private quietTimer: ReturnType<typeof setTimeout> | undefined;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private pumpPending = false;
+  private sentBytes = 0;
   private answered = false;
   private done = false;
   private readonly fd: number;
@@ -60,6 +70,8 @@ export class SnapshotSender {
        * replaced, and a receiver that restarted says it has no such transfer.
        */
       retransmitMs?: number;
+      /** Rate limit of the chunks sent (0: none). */
+      bytesPerSec?: number;
       /** Test hook: alters a chunk before it is sent. */
       tamper?: (offset: number, data: Uint8Array) => Uint8Array;
     },
@@ -104,26 +116,63 @@ export class SnapshotSender {
     this.finish(false, reason);
   }
 
+  /**
+   * Sends the next chunk if the window and the rate allow, then yields to
+   * the event loop before the next one: reading, hashing and encoding a chunk
+   * takes the Raft loop's thread, so chunks go one per macrotask, never a
+   * whole window in one go.
+   */
   private pump(): void {
+    if (this.done || this.pumpPending) return;
+    if (!this.windowOpen()) return;
+    const wait = this.rateWaitMs();
+    if (wait > 0) return this.pumpLater(wait);
+    if (!this.sendChunk()) return;
+    if (this.windowOpen()) this.pumpLater(0);
+  }
+
+  private windowOpen(): boolean {
     const chunk = this.o.chunkBytes ?? TRANSFER_DEFAULTS.chunkBytes;
     const window = chunk * (this.o.windowChunks ?? TRANSFER_DEFAULTS.windowChunks);
-    const total = this.o.manifest.bytes;
-    while (this.next < total && this.next - this.acked < window) {
-      const buf = new Uint8Array(Math.min(chunk, total - this.next));
-      const n = readSync(this.fd, buf, 0, buf.length, this.next);
-      if (n !== buf.length) return this.finish(false, `checkpoint file ${this.o.path} is shorter than its manifest says`);
-      const digest = sha(buf);
-      const data = this.o.tamper ? this.o.tamper(this.next, buf) : buf;
-      if (!this.o.send({ t: "snapChunk", xfer: this.o.xfer, offset: this.next, data, sha256: digest })) {
-        // The peer's send queue is full: try again shortly rather than wait for an ack that may not come.
-        this.retryTimer ??= setTimeout(() => {
-          this.retryTimer = undefined;
-          if (!this.done) this.pump();
-        }, 50);
-        return;
-      }
-      this.next += n;
+    return this.next < this.o.manifest.bytes && this.next - this.acked < window;
+  }
+
+  /** How long to wait before the next chunk to stay under bytesPerSec. */
+  private rateWaitMs(): number {
+    const rate = this.o.bytesPerSec ?? TRANSFER_DEFAULTS.bytesPerSec;
+    if (rate <= 0) return 0;
+    return Math.ceil((this.sentBytes / rate) * 1000 - (performance.now() - this.startedAt));
+  }
+
+  private pumpLater(ms: number): void {
+    this.pumpPending = true;
+    const go = () => {
+      this.pumpPending = false;
+      this.pump();
+    };
+    if (ms > 0) this.retryTimer = setTimeout(go, ms);
+    else setImmediate(go);
+  }
+
+  /** Reads, hashes and sends the chunk at `next`. False when it could not be sent (retried shortly) or the file is short. */
+  private sendChunk(): boolean {
+    const chunk = this.o.chunkBytes ?? TRANSFER_DEFAULTS.chunkBytes;
+    const buf = new Uint8Array(Math.min(chunk, this.o.manifest.bytes - this.next));
+    const n = readSync(this.fd, buf, 0, buf.length, this.next);
+    if (n !== buf.length) {
+      this.finish(false, `checkpoint file ${this.o.path} is shorter than its manifest says`);
+      return false;
     }
+    const digest = sha(buf);
+    const data = this.o.tamper ? this.o.tamper(this.next, buf) : buf;
+    if (!this.o.send({ t: "snapChunk", xfer: this.o.xfer, offset: this.next, data, sha256: digest })) {
+      // The peer's send queue is full: try again shortly rather than wait for an ack that may not come.
+      this.pumpLater(50);
+      return false;
+    }
+    this.next += n;
+    this.sentBytes += n;
+    return true;
   }
 
   private arm(): void {
@@ -166,6 +215,8 @@ interface Incoming {
   readonly path: string;
   readonly fd: number;
   offset: number;
+  /** Bytes written since the last fdatasync. */
+  unsynced: number;
 }
 
 /** A verified checkpoint file waiting for the core to ask for its install. */
@@ -224,7 +275,7 @@ export class SnapshotReceiver {
       this.removeOtherParts(path);
       const fd = openSync(path, existsSync(path) ? "r+" : "w+");
       const offset = Math.min(statSync(path).size, m.bytes);
-      this.cur = { xfer: p.xfer, from, manifest: m, msg: p.msg, path, fd, offset };
+      this.cur = { xfer: p.xfer, from, manifest: m, msg: p.msg, path, fd, offset, unsynced: 0 };
       this.o.log.info(`receiving checkpoint ${m.id} (index ${m.index}, ${m.bytes} bytes) from ${from}${offset > 0 ? `, resuming at byte ${offset}` : ""}`);
     } else {
       this.cur = { ...this.cur, xfer: p.xfer, from, msg: p.msg };
@@ -246,6 +297,12 @@ export class SnapshotReceiver {
     }
     writeSync(c.fd, p.data, 0, p.data.byteLength, p.offset);
     c.offset += p.data.byteLength;
+    // Flushed as it comes: no burst of dirty pages to stall this disk's fsyncs, and a partial file to resume from after power loss.
+    c.unsynced += p.data.byteLength;
+    if (c.unsynced >= SYNC_EVERY_BYTES) {
+      fdatasyncSync(c.fd);
+      c.unsynced = 0;
+    }
     if (c.offset === c.manifest.bytes) this.complete();
     else this.ack(false);
   }

@@ -14,10 +14,12 @@ export const CHECKPOINT_OPTIONS = {
   "checkpoint-log-bytes": { type: "string" },
   "checkpoint-keep": { type: "string" },
   "checkpoint-trailing": { type: "string" },
+  "checkpoint-build-rate": { type: "string" },
   "retain-changes": { type: "string" },
   "retain-age": { type: "string" },
   "transfer-chunk-bytes": { type: "string" },
   "transfer-window": { type: "string" },
+  "transfer-rate": { type: "string" },
 } as const satisfies Options;
 
 export const CHECKPOINT_USAGE = `Checkpoints, log compaction and feed retention:
@@ -29,6 +31,8 @@ export const CHECKPOINT_USAGE = `Checkpoints, log compaction and feed retention:
   --checkpoint-keep M           checkpoints kept on disk (default ${DEFAULT_POLICY.keep})
   --checkpoint-trailing K       log entries kept below the newest checkpoint, so a
                                 slightly lagging follower needs no checkpoint (default ${DEFAULT_POLICY.trailingEntries})
+  --checkpoint-build-rate SIZE  write rate of a build per second, so that it does not
+                                stall the node's own commits on the disk (default 64MiB; 0: unpaced)
   --retain-changes N            the change feed keeps at least the newest N changes
                                 (default 1000000)
   --retain-age DUR              and every change younger than DUR (default 7d); older
@@ -37,6 +41,7 @@ export const CHECKPOINT_USAGE = `Checkpoints, log compaction and feed retention:
   --transfer-chunk-bytes SIZE   chunk size of a checkpoint sent to a lagging node
                                 (default 1MiB)
   --transfer-window N           chunks in flight before an acknowledgement (default ${TRANSFER_DEFAULTS.windowChunks})
+  --transfer-rate SIZE          at most SIZE per second to one node (default ${TRANSFER_DEFAULTS.bytesPerSec ? `${TRANSFER_DEFAULTS.bytesPerSec >> 20}MiB` : "0"}; 0: no limit)
 DUR is a number with a unit: 500ms, 30s, 10m, 2h, 7d. SIZE is bytes, or with
 a unit: 64KiB, 1MiB, 1GiB (K, M, G are also binary).`;
 
@@ -74,6 +79,7 @@ export function checkpointNodeOptions(v: Values): Pick<CairnNodeOptions, "checkp
     ...(v["checkpoint-log-bytes"] !== undefined && { logBytesMax: parseSize(v["checkpoint-log-bytes"], "checkpoint-log-bytes", big) }),
     ...(v["checkpoint-keep"] !== undefined && { keep: intOption(v["checkpoint-keep"], "checkpoint-keep", 0, { min: 1, max: 1000 }) }),
     ...(v["checkpoint-trailing"] !== undefined && { trailingEntries: intOption(v["checkpoint-trailing"], "checkpoint-trailing", 0, big) }),
+    ...(v["checkpoint-build-rate"] !== undefined && { buildBytesPerSec: parseSize(v["checkpoint-build-rate"], "checkpoint-build-rate", big) }),
   };
   const retention = {
     ...(v["retain-changes"] !== undefined && { keepEntries: intOption(v["retain-changes"], "retain-changes", 0, big) }),
@@ -83,6 +89,7 @@ export function checkpointNodeOptions(v: Values): Pick<CairnNodeOptions, "checkp
     // A chunk travels in one peer frame (16 MiB at most, with room for the envelope).
     ...(v["transfer-chunk-bytes"] !== undefined && { chunkBytes: parseSize(v["transfer-chunk-bytes"], "transfer-chunk-bytes", { min: 1024, max: 8 << 20 }) }),
     ...(v["transfer-window"] !== undefined && { windowChunks: intOption(v["transfer-window"], "transfer-window", 0, { min: 1, max: 64 }) }),
+    ...(v["transfer-rate"] !== undefined && { bytesPerSec: parseSize(v["transfer-rate"], "transfer-rate", big) }),
   };
   return { checkpoints, retention, transfer };
 }

@@ -64,7 +64,7 @@ export interface CairnNodeOptions {
   /** Change-feed retention: a change is trimmed only when it is beyond both limits and covered by a checkpoint. */
   readonly retention?: { readonly keepEntries?: number; readonly keepAgeMs?: number };
   /** Checkpoint transfer tuning (tests use small chunks). */
-  readonly transfer?: { readonly chunkBytes?: number; readonly windowChunks?: number; readonly stallMs?: number };
+  readonly transfer?: { readonly chunkBytes?: number; readonly windowChunks?: number; readonly stallMs?: number; readonly bytesPerSec?: number };
 }
 
 const LIMITS = {
