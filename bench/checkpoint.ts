@@ -13,11 +13,14 @@
  * 3. Build time and file size: POST /admin/checkpoint on the leader with no
  *    other load (--builds times, 3 by default).
  * 4. Leader write latency, `--clients` closed-loop clients POSTing small
- *    changes to the leader: idle (--duration s); while checkpoints are built
- *    back to back on the leader (--duration s); while the leader streams its
- *    newest checkpoint to a node joining the cluster (--joins times: a 4th
- *    node is added to the file with an empty directory, catches up from the
- *    checkpoint, is removed again and wiped). Only writes completing inside
+ *    changes to the leader: idle (--duration / 2 s, then 3 s between the
+ *    later phases); while checkpoints are built back to back on the leader
+ *    (--duration s); while the leader streams its newest checkpoint to a
+ *    node joining the cluster, and while that node installs it and catches
+ *    up (--joins times: a 4th node is added to the file with an empty
+ *    directory, catches up from the checkpoint, is removed again and wiped;
+ *    then the same with its data directory on /dev/shm, off the cluster's
+ *    disk as on its own host: --joiner-dir). Only writes completing inside
  *    each window count.
  * 5. Catch-up of the joining node: transfer MB/s (the leader's "sent
  *    checkpoint ... in T ms") and from its start until it has applied
@@ -277,9 +280,16 @@ async function main(): Promise<void> {
 
     const rec = new Recorder(c, () => c.api(leader)).start(clients);
     await sleep(warmupMs);
-    const idleFrom = performance.now();
-    await sleep(durationMs);
-    const idle: [number, number] = [idleFrom, performance.now()];
+    // Idle windows are spread over the run (the machine's speed drifts): one now, one after the
+    // builds, one after each join, each once the cluster has settled.
+    const idle: [number, number][] = [];
+    const idleWindow = async (ms: number) => {
+      await sleep(1000);
+      const from = performance.now();
+      await sleep(ms);
+      idle.push([from, performance.now()]);
+    };
+    await idleWindow(durationMs / 2);
     log("idle window done; building checkpoints back to back");
 
     const loaded: Ckpt[] = [];
@@ -288,15 +298,19 @@ async function main(): Promise<void> {
     while (performance.now() - buildFrom < durationMs) loaded.push((await createCheckpoint(c, builder)).m);
     const building: [number, number] = [buildFrom, performance.now()];
     log(`${loaded.length} builds under load: ${loaded.map((m) => m.buildMs).join(", ")} ms`);
+    await idleWindow(3000);
 
-    // The leader's log must be compacted past what a new node has (nothing): a fresh checkpoint does it.
-    await createCheckpoint(c, leader);
     const runJoins = async (elsewhere: boolean): Promise<Join[]> => {
       const out: Join[] = [];
       for (let i = 0; i < joins; i++) {
+        // A fresh checkpoint: the log is compacted past what a new node has (nothing), and the node
+        // catches up from a recent state (as the automatic policy would keep it), then settle.
+        await createCheckpoint(c, leader);
+        await sleep(1000);
         const j = await joinOnce(c, spare, leader, elsewhere);
         log(`join ${i + 1}/${joins}${elsewhere ? " (data on tmpfs)" : ""}: ${(j.bytes / MiB).toFixed(1)} MiB sent in ${j.sendMs} ms (${(j.bytes / MiB / (j.sendMs / 1000)).toFixed(1)} MiB/s); caught up ${Math.round(j.catchUpMs)} ms after start`);
         out.push({ ...j, elsewhere });
+        await idleWindow(3000);
       }
       return out;
     };
@@ -306,7 +320,7 @@ async function main(): Promise<void> {
     if ((await leaderOf(c, ids)) !== leader) log("WARNING: the leader changed during the run");
 
     const rows = [
-      stats("idle", rec.samples, [idle]),
+      stats("idle", rec.samples, idle),
       stats("checkpoints built back to back", rec.samples, [building]),
       stats("checkpoint streamed to a joining node", rec.samples, js.map((j) => j.window)),
       stats("the joining node installs it and catches up", rec.samples, js.map((j) => j.install)),
@@ -329,10 +343,12 @@ const f1 = (x: number) => (Number.isFinite(x) ? x.toFixed(1) : "-");
 function report(r: { quiet: Ckpt[]; loaded: Ckpt[]; joins: Join[]; rows: Stats[] }): void {
   const mibs = (b: number, ms: number) => b / MiB / (ms / 1000);
   const idle = r.rows[0]!.p99;
+  const cmdArgs = process.argv.slice(2).filter((a, i, xs) => a !== "--out" && xs[i - 1] !== "--out").join(" ");
+  const verdict = r.rows.slice(1).map((s) => `${s.label}: ${f1(s.p99 / idle)}x, ${s.p99 < 2 * idle ? "met" : "**missed**"}`).join("; ");
   const body = `Written by \`bench/checkpoint.ts\`. Command (from the repository root, after \`npm run build\`):
 
 \`\`\`sh
-bun run bench/checkpoint.ts ${process.argv.slice(2).filter((a, i, xs) => a !== "--out" && xs[i - 1] !== "--out").join(" ")}
+bun run bench/checkpoint.ts${cmdArgs ? ` ${cmdArgs}` : "    # defaults: --state-mb 100 --clients 16 --warmup 2 --duration 10 --builds 3 --joins 3"}
 \`\`\`
 
 Three \`cairn serve\` processes on this one machine (loopback, mutual TLS, HTTPS
@@ -366,11 +382,44 @@ ${r.joins.map((j, i) => `| ${i + 1} | ${j.elsewhere ? "tmpfs" : "same disk"} | $
 
 ${clients} closed-loop clients POST small JSON changes to the leader (201 =
 committed on a majority and applied). Only writes completing inside each
-window count. Target: p99 under load less than double the idle p99.
+window count; "idle" is several windows spread over the run, between the
+phases. Target: p99 under load less than double the idle p99.
 
 | window | seconds | writes | errors | p50 ms | p99 ms | max ms | p99 / idle p99 |
 |---|---:|---:|---:|---:|---:|---:|---:|
 ${r.rows.map((s) => `| ${s.label} | ${f1(s.seconds)} | ${s.writes} | ${s.errors} | ${f1(s.p50)} | **${f1(s.p99)}** | ${f1(s.max)} | ${f1(s.p99 / idle)}x |`).join("\n")}
+
+Target (less than double the idle p99): ${verdict}. On this shared virtual
+machine the ratios move by a few tenths from run to run.
+
+### What this took, and what is left
+
+Measured on this machine before the changes (same command): checkpoints were
+built with \`VACUUM INTO\` in the worker (about 1.2 s for 100 MiB) and streamed
+as fast as acknowledgements allowed (about 170 MiB/s); the leader's p99 was
+4.9x the idle p99 while checkpoints were built and 3.7-5.5x while one was
+streamed. The CPU was not the cause: a process hashing on one core raised
+the p99 1.3x, writing 100 MB files with one fsync at the end 4-5x, the same
+writes flushed every 4 MiB 1.8x. A burst of dirty pages makes every fsync on
+the disk wait, and each commit of the nodes is an fsync. So now:
+
+- a build copies the state table by table in slices inside one read
+  transaction (one consistent state, values copied by SQLite itself),
+  flushing the file every 4 MiB, at most \`--checkpoint-build-rate\` (64 MiB/s);
+- a transfer sends one chunk per turn of the event loop, at most
+  \`--transfer-rate\` (64 MiB/s, more than a 1 Gbit/s link carries); the
+  receiver flushes its partial file every 4 MiB;
+- the install flushes the WAL every 4 MiB while it copies.
+
+Left: while the joining node installs the checkpoint and catches up, the
+leader's p99 is still above the target here, because on this one 2-CPU
+machine that node's install (one 100 MiB SQLite transaction, then its WAL
+checkpoint) shares the CPUs and the disk with the three others; with its data
+on a tmpfs (its disk writes off the cluster's disk, as on its own host) the
+impact is smaller (the tmpfs rows), and what remains is its CPU. On separate
+hosts the leader only reads the file and sends the entries written meanwhile. Making
+the install itself cheaper (moving the verified file into place instead of
+copying it into the live database) is the next step.
 
 ### Machine
 

@@ -59,7 +59,7 @@ export class Checkpointer {
   private retryAt = 0;
   private failures = 0;
   /** The checkpoint last offered to each peer whose transfer has not succeeded yet. */
-  private readonly offered = new Map<string, { id: string; index: number; until: number }>();
+  private readonly offered = new Map<string, { id: string; index: number; until: number; delivered: boolean }>();
 
   constructor(
     private readonly opts: {
@@ -105,21 +105,24 @@ export class Checkpointer {
     // Only a checkpoint the log goes on from is of use (older ones, e.g. from before a recover, are not).
     const usable = this.list().filter((m) => m.index >= firstIndex - 1);
     const o = this.liveOffers().get(peer);
-    return usable.find((m) => m.id === o?.id) ?? usable[0] ?? null;
+    const resume = o && !o.delivered ? usable.find((m) => m.id === o.id) : undefined;
+    return resume ?? usable[0] ?? null;
   }
 
   /** `m` is being offered to `peer`: keep it, and the log after it, until the peer has it. */
   offering(peer: string, m: Manifest): void {
-    this.offered.set(peer, { id: m.id, index: m.index, until: performance.now() + OFFER_HOLD_MS });
+    this.offered.set(peer, { id: m.id, index: m.index, until: performance.now() + OFFER_HOLD_MS, delivered: false });
   }
 
   /** `peer` has received and verified its checkpoint: hold the log after it a little longer, while the peer installs it. */
   delivered(peer: string): void {
     const o = this.offered.get(peer);
-    if (o) o.until = Math.min(o.until, performance.now() + DELIVERED_HOLD_MS);
+    if (!o) return;
+    o.until = Math.min(o.until, performance.now() + DELIVERED_HOLD_MS);
+    o.delivered = true; // a later offer (the peer wiped and re-added) starts from the newest
   }
 
-  private liveOffers(): Map<string, { id: string; index: number; until: number }> {
+  private liveOffers(): Map<string, { id: string; index: number; until: number; delivered: boolean }> {
     const now = performance.now();
     for (const [peer, o] of this.offered) if (now > o.until) this.offered.delete(peer);
     return this.offered;

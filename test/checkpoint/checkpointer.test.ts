@@ -170,6 +170,12 @@ test("a checkpoint offered to a peer stays its choice and on disk past `keep`, a
     expect(cp.forPeer("n8", store.firstIndex())?.id).toBe(m2.id);
     // A checkpoint the log does not go on from is never chosen.
     expect(cp.forPeer("n9", m1.index + 5)?.id).toBe(m2.id);
+    // Once n9 has it, the log after it stays a while (it installs), but a new offer starts from the newest.
+    cp.delivered("n9");
+    expect(cp.forPeer("n9", store.firstIndex())?.id).toBe(m2.id);
+    grow(10);
+    await cp.create();
+    expect(store.firstIndex() - 1).toBe(m1.index);
   } finally {
     store.close();
   }
