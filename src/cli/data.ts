@@ -186,12 +186,12 @@ export async function dump(argv: string[]): Promise<number> {
     if (page.atEnd) break;
   }
   for (let after = ""; ; ) {
-    const page = (await json(await request(t, `/kv?prefix=&limit=1000${after ? `&after=${encodeURIComponent(after)}` : ""}`))) as { items: { key: string }[]; next?: string | null; more?: boolean };
+    const page = (await json(await request(t, `/kv?prefix=&limit=1000${after ? `&after=${encodeURIComponent(after)}` : ""}`))) as { items: { key: string }[]; next?: string };
     for (const it of page.items) await write({ type: "kv", ...it });
     p.add(page.items.length);
-    const last = page.items[page.items.length - 1]?.key;
-    if (!last || page.more === false || page.items.length === 0) break;
-    after = last;
+    // A full page says where the next one starts; the last page has no `next`.
+    if (page.next === undefined) break;
+    after = page.next;
   }
   await new Promise<void>((r) => out.end(r));
   p.done();

@@ -9,7 +9,7 @@ import { createHash } from "node:crypto";
 import { copyFileSync, cpSync, existsSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "../helpers/ports.ts";
-import { allKeys, cli, fullFeed, messages, stateOf } from "./checkpoint-helpers.ts";
+import { allKeys, cli, fullFeed, messages, stateOf, writeBulk } from "./checkpoint-helpers.ts";
 import { E2ECluster } from "./harness.ts";
 
 const clusters: E2ECluster[] = [];
@@ -111,6 +111,8 @@ test("backup of a running node, restore into a new directory, serve it as a one-
 test("dump a cluster to NDJSON and load it into a fresh cluster: identical keys and feed data, tags and order", async () => {
   const src = await cluster(3);
   await writeMix(src, ["n1", "n2", "n3"]);
+  // More keys than one page of GET /kv (1000), so that the dump pages through them.
+  await writeBulk(src, { via: () => "n1", count: 1100, bytes: 16, prefix: "many/", parallel: 16 });
   const leader = await src.leader();
   const file = join(src.dir, "dump.ndjson");
   const d = await cli(["dump", "--config", src.file, "--out", file]);
@@ -119,8 +121,8 @@ test("dump a cluster to NDJSON and load it into a fresh cluster: identical keys 
   expect(d.stderr).toMatch(/dumped \d+ records .*done/);
   const lines = readFileSync(file, "utf8").trim().split("\n").map((l) => JSON.parse(l));
   expect(lines[0].type).toBe("header");
-  expect(lines.filter((l) => l.type === "change").length).toBe(30 * 4 + 2 + 2);
-  expect(lines.filter((l) => l.type === "kv").length).toBe(89);
+  expect(lines.filter((l) => l.type === "change").length).toBe(30 * 4 + 2 + 2 + 1100);
+  expect(lines.filter((l) => l.type === "kv").length).toBe(89 + 1100);
 
   const dst = await cluster(1);
   const l = await cli(["load", "--url", dst.api("n1"), "--ca", ca(dst), "--in", file]);
