@@ -4,6 +4,7 @@
  * explains each.
  */
 import { UsageError } from "./cli/args.ts";
+import { BENCH_USAGE, bench } from "./cli/bench.ts";
 import { ClientError, del, get, leader, post, put, status, tail } from "./cli/client.ts";
 import { backup, checkpoint, dump, load, recover, restore } from "./cli/data.ts";
 import { INIT_USAGE, init } from "./cli/init.ts";
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, Command> = {
   dump: { run: dump, summary: "the feed and the keys as NDJSON (progress on stderr)", usage: `cairn dump --out FILE ${CLIENT}` },
   load: { run: load, summary: "replay a dump into a cluster", usage: `cairn load --in FILE ${CLIENT}` },
   recover: { run: recover, summary: "after a permanent loss of quorum: make this node a new one-node cluster", usage: "cairn recover --data DIR --id ID --yes" },
+  bench: { run: bench, summary: "a quick write benchmark against a running cluster", usage: BENCH_USAGE },
   version: { run: async () => (console.log(`cairn ${VERSION}`), 0), summary: "print the version", usage: "cairn version" },
 };
 
