@@ -24,7 +24,7 @@ import { SeededRng } from "../raft/rng.ts";
 import { NONE, type Message, type Ready } from "../raft/types.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
-import { Applier } from "../statemachine/fsm.ts";
+import { Applier, type Fsm } from "../statemachine/fsm.ts";
 import { RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { PeerTransport } from "../transport/transport.ts";
@@ -59,6 +59,12 @@ export interface CairnNodeOptions {
   /** Where the peer transport listens; default the node's `peer` address in the file. */
   readonly peerListen?: { readonly host: string; readonly port: number };
   readonly checkpoints?: Partial<CheckpointPolicy>;
+  /**
+   * An embedder's own deterministic state machine, in place of cairn's change
+   * feed and key-value space. Propose with proposeData(); the HTTP API's feed
+   * and key-value routes need the default.
+   */
+  readonly fsm?: Fsm;
   /** How checkpoints are built; default a worker thread. */
   readonly checkpointRunner?: (req: BuildRequest) => Promise<BuildResult>;
   /** Change-feed retention: a change is trimmed only when it is beyond both limits and covered by a checkpoint. */
@@ -88,7 +94,9 @@ const REMOVED_DETAIL = "this node was removed from the cluster and no longer tak
 
 export class CairnNode implements NodeApi {
   readonly id: string;
+  /** cairn's own state machine: its queries serve the HTTP API (unused when an embedder brings its own). */
   readonly fsm = new CairnFsm();
+  private readonly appliedFsm: Fsm;
   private config: ClusterConfig;
   private readonly log: Logger;
   private readonly tickMs: number;
@@ -128,6 +136,7 @@ export class CairnNode implements NodeApi {
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
+    this.appliedFsm = opts.fsm ?? this.fsm;
     this.config = opts.config;
     this.log = opts.logger.with({ node: opts.id });
     this.tickMs = opts.tickMs ?? Math.max(5, Math.floor(opts.config.raft.heartbeatMs / 2));
@@ -163,7 +172,7 @@ export class CairnNode implements NodeApi {
   async start(): Promise<void> {
     this.store = RaftStore.open({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
     this.claimDataDir();
-    this.applier = new Applier({ store: this.store, fsm: this.fsm });
+    this.applier = new Applier({ store: this.store, fsm: this.appliedFsm });
     this.checkpointer = new Checkpointer({
       dataDir: this.opts.dataDir,
       store: this.store,
@@ -535,13 +544,22 @@ export class CairnNode implements NodeApi {
     fsyncDir(this.checkpointer.dir);
     this.checkpointer.adopt(ready.manifest);
     this.proposals.skippedThrough(snap.index);
-    this.feedWaiters.onFeed(this.fsm.feedState().last);
+    this.feedWaiters.onFeed(this.feedLast());
     this.log.info(`installed checkpoint ${ready.manifest.id}: state machine now at index ${snap.index}`, { index: snap.index, term: snap.term });
   }
 
   /** Trims the feed: a change goes only when it is beyond both retention limits and a checkpoint covers it. */
+  /** Whether cairn's own state machine (the feed) is the one applied. */
+  private hasFeed(): boolean {
+    return this.appliedFsm === this.fsm;
+  }
+
+  private feedLast(): number {
+    return this.hasFeed() ? this.fsm.feedState().last : 0;
+  }
+
   private maybeTrimFeed(now: number): void {
-    if (now < this.nextTrimAt) return;
+    if (now < this.nextTrimAt || !this.hasFeed()) return;
     this.nextTrimAt = now + LIMITS.trimEveryMs;
     const newest = this.checkpointer.newest();
     if (!newest) return;
@@ -580,7 +598,7 @@ export class CairnNode implements NodeApi {
     const applied = this.store.appliedIndex();
     for (const rs of rd.readStates) this.reads.indexFor(rs.ctx, rs.index, applied);
     this.reads.onApplied(applied);
-    if (feedMoved) this.feedWaiters.onFeed(this.fsm.feedState().last);
+    if (feedMoved) this.feedWaiters.onFeed(this.feedLast());
   }
 
   private afterReady(raft: Raft, rd: Ready): void {
@@ -772,6 +790,16 @@ export class CairnNode implements NodeApi {
     return this.proposeBytes(bytes, opts.wait ?? "applied", opts.timeoutMs ?? this.proposeTimeoutMs, true);
   }
 
+  /**
+   * For embedders: proposes opaque bytes to the state machine (forwarded to
+   * the leader from a follower); "applied" resolves with what its apply()
+   * returned for them.
+   */
+  async proposeData(data: Uint8Array, opts: { wait?: WaitMode; timeoutMs?: number } = {}): Promise<ProposeOutcome> {
+    if (data.byteLength === 0) throw new BadRequestError("an empty proposal is the leader's no-op and cannot be applied: send at least one byte");
+    return this.proposeBytes(data, opts.wait ?? "applied", opts.timeoutMs ?? this.proposeTimeoutMs, true);
+  }
+
   private async proposeBytes(bytes: Uint8Array, wait: WaitMode, timeoutMs: number, mayForward: boolean): Promise<ProposeOutcome> {
     const raft = this.writable();
     if (raft.role !== "leader") {
@@ -827,7 +855,7 @@ export class CairnNode implements NodeApi {
   }
 
   waitForFeed(after: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
-    return this.feedWaiters.wait(after, this.fsm.feedState().last, timeoutMs, signal);
+    return this.feedWaiters.wait(after, this.feedLast(), timeoutMs, signal);
   }
 
   status(): NodeStatus {
@@ -835,7 +863,7 @@ export class CairnNode implements NodeApi {
       id: this.id,
       raft: this.raft,
       store: this.store,
-      fsm: this.fsm,
+      fsm: this.hasFeed() ? this.fsm : null,
       config: this.config,
       tickMs: this.tickMs,
       removed: this.removed,

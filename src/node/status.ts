@@ -11,7 +11,8 @@ export interface StatusInput {
   readonly id: string;
   readonly raft: Raft | undefined;
   readonly store: RaftStore;
-  readonly fsm: CairnFsm;
+  /** null when an embedder's state machine replaces cairn's (no feed). */
+  readonly fsm: CairnFsm | null;
   readonly config: ClusterConfig;
   readonly tickMs: number;
   readonly removed: boolean;
@@ -51,7 +52,7 @@ function members(s: StatusInput): MemberStatus[] {
 export function buildStatus(s: StatusInput): NodeStatus {
   const raft = s.raft;
   const lead = raft?.lead ?? NONE;
-  const feed = s.fsm.feedState();
+  const feed = s.fsm?.feedState() ?? { first: 1, last: 0 };
   return {
     id: s.id,
     role: role(s),

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseClusterText, type ClusterConfig } from "../../src/discovery/load.ts";
 import { CairnNode, type CairnNodeOptions } from "../../src/node/node.ts";
+import type { Fsm } from "../../src/statemachine/fsm.ts";
 import { Logger, type LogLevel } from "../../src/util/log.ts";
 import { freePorts, waitFor } from "./ports.ts";
 
@@ -37,7 +38,7 @@ export async function clusterConfig(ids: string[], opts: { heartbeatMs?: number;
 
 export async function inprocCluster(
   ids: string[],
-  opts: { logLevel?: LogLevel; heartbeatMs?: number; electionMs?: number; node?: Partial<CairnNodeOptions> } = {},
+  opts: { logLevel?: LogLevel; heartbeatMs?: number; electionMs?: number; node?: Partial<CairnNodeOptions>; fsmFactory?: () => Fsm } = {},
 ): Promise<InprocCluster> {
   const dir = mkdtempSync(join(tmpdir(), "cairn-inproc-"));
   const { config } = await clusterConfig(ids, opts);
@@ -50,7 +51,7 @@ export async function inprocCluster(
     nodes,
     logs,
     async start(id) {
-      const n = new CairnNode({ id, dataDir: join(dir, id), config, tls: "insecure", logger, ...opts.node });
+      const n = new CairnNode({ id, dataDir: join(dir, id), config, tls: "insecure", logger, ...opts.node, fsm: opts.fsmFactory?.() ?? opts.node?.fsm });
       await n.start();
       nodes.set(id, n);
       return n;
