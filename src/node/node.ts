@@ -120,7 +120,7 @@ export class CairnNode implements NodeApi {
   private readonly removalCheck: RemovalCheck;
   /** The last peer address of every node any version of the file listed (members the file dropped keep theirs until they are out). */
   private readonly lastAddress = new Map<string, string>();
-  private accepted: { index: number; resolve: () => void }[] = [];
+  private accepted: { index: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   private leaderWatchers = new Set<() => void>();
   private readonly probeAnswers = new Map<string, ProbeAnswer>();
   private timers: ReturnType<typeof setInterval>[] = [];
@@ -225,6 +225,7 @@ export class CairnNode implements NodeApi {
     this.receiver?.close();
     const stopped = new StoppedError();
     this.proposals.failAll(stopped);
+    this.failAccepted(stopped);
     this.reads.failAll(stopped);
     this.feedWaiters.failAll();
     this.calls.failAll(stopped);
@@ -713,8 +714,18 @@ export class CairnNode implements NodeApi {
   }
 
   private rebuildRaft(): void {
-    this.accepted = [];
+    // Entries past the durable log were neither written nor sent: they are lost with the old core, so their writers learn it now.
+    const lost = new DiskFullError(this.store.path);
+    this.proposals.failAbove(this.store.lastIndex(), lost);
+    this.failAccepted(lost);
     this.startRaft(this.store.clusterId());
+  }
+
+  /** Writers waiting for their entry to reach the log (?wait=none): none of these entries is there. */
+  private failAccepted(err: Error): void {
+    const waiting = this.accepted;
+    this.accepted = [];
+    for (const a of waiting) a.reject(err);
   }
 
   private retryDisk(): void {
@@ -822,7 +833,7 @@ export class CairnNode implements NodeApi {
     this.counters.proposals++;
     this.schedule();
     if (wait === "accepted") {
-      await new Promise<void>((resolve) => this.accepted.push({ index: at.index, resolve }));
+      await new Promise<void>((resolve, reject) => this.accepted.push({ index: at.index, resolve, reject }));
       return { kind: "accepted", raftIndex: at.index, term: at.term };
     }
     const result = await this.proposals.wait(at, timeoutMs);

@@ -47,11 +47,20 @@ export class ProposalWaiters {
 
   /** A snapshot jumped over these indexes: their outcome is unknown here. */
   skippedThrough(index: number): void {
+    this.rejectWhere((i) => i <= index, (i) => new ProposalLostError(i));
+  }
+
+  /** These entries were never written (the core that held them is gone): their writers get `err`. */
+  failAbove(index: number, err: Error): void {
+    this.rejectWhere((i) => i > index, () => err);
+  }
+
+  private rejectWhere(which: (index: number) => boolean, err: (index: number) => Error): void {
     for (const [i, w] of this.byIndex) {
-      if (i > index) continue;
+      if (!which(i)) continue;
       this.byIndex.delete(i);
       clearTimeout(w.timer);
-      w.reject(new ProposalLostError(i));
+      w.reject(err(i));
     }
   }
 
