@@ -26,9 +26,15 @@ export class ProposalWaiters {
   }
 
   wait(at: { index: number; term: number }, timeoutMs: number): Promise<unknown> {
+    // An index is proposed again only after the entry that had it left this log unapplied (truncated, or jumped by a snapshot): that write is lost.
+    const older = this.byIndex.get(at.index);
+    if (older) {
+      clearTimeout(older.timer);
+      older.reject(new ProposalLostError(at.index));
+    }
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
-        this.byIndex.delete(at.index);
+        if (this.byIndex.get(at.index)?.timer === timer) this.byIndex.delete(at.index);
         reject(new TimeoutError(`the write at log index ${at.index}`, timeoutMs));
       }, timeoutMs);
       this.byIndex.set(at.index, { resolve, reject, timer, term: at.term });
