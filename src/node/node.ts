@@ -571,8 +571,14 @@ export class CairnNode implements NodeApi {
     const byAge = this.fsm.lastIndexBefore(st.ts - keepAgeMs);
     const cut = Math.min(byCount, byAge, newest.feedLast);
     if (cut < st.first) return;
-    const r = this.fsm.trimFeed({ keepEntries: st.last - cut });
-    if (r.deleted > 0) this.log.info(`feed retention: trimmed ${r.deleted} changes; the feed now starts at ${r.first}`);
+    try {
+      const r = this.fsm.trimFeed({ keepEntries: st.last - cut });
+      if (r.deleted > 0) this.log.info(`feed retention: trimmed ${r.deleted} changes; the feed now starts at ${r.first}`);
+    } catch (e) {
+      // This runs on a tick, where a throw would take the node down; the next round tries again.
+      if (!(e instanceof DbDiskFullError)) throw e;
+      this.log.warn(`feed retention: not trimmed this time (${e.message})`);
+    }
   }
 
   checkpoints(): Manifest[] {

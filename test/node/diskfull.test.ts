@@ -1,8 +1,10 @@
 import { afterEach, expect, test } from "bun:test";
 import type { CairnNode } from "../../src/node/node.ts";
 import { DiskFullError, StoppedError } from "../../src/node/errors.ts";
-import type { Db } from "../../src/platform/sqlite.ts";
+import { buildCheckpointFile } from "../../src/checkpoint/build.ts";
+import { DiskFullError as DbDiskFullError, type Db } from "../../src/platform/sqlite.ts";
 import { inprocCluster, type InprocCluster } from "../helpers/inproc.ts";
+import { waitFor } from "../helpers/ports.ts";
 
 let c: InprocCluster | undefined;
 afterEach(async () => {
@@ -48,4 +50,24 @@ test("a ?wait=none write still waiting for its log entry when the node stops get
   await n.stop({ transfer: false });
   const a = await settled(accepted, 1000);
   expect(a !== "pending" && !a.ok && a.error).toBeInstanceOf(StoppedError);
+}, 20_000);
+
+test("a full disk while the feed is trimmed (on a tick) is logged and retried later; it does not escape the tick and kill the node", async () => {
+  c = await inprocCluster(["n1"], { node: { retention: { keepEntries: 1, keepAgeMs: 0 }, checkpointRunner: async (r) => buildCheckpointFile(r) } });
+  let n = await c.start("n1");
+  await c.leader();
+  for (let i = 0; i < 5; i++) await n.propose({ op: "changes", items: [{ data: i, tags: [] }], ts: Date.now() });
+  expect(await n.createCheckpoint()).not.toBeNull();
+  await c.stop("n1");
+  n = await c.start("n1"); // the first tick after a start trims at once: a checkpoint covers the feed
+  let tried = 0;
+  n.fsm.trimFeed = () => {
+    tried++;
+    throw new DbDiskFullError("/full/cairn.db");
+  };
+  await waitFor("a trim attempt", () => tried > 0);
+  await c.leader();
+  const out = await n.propose({ op: "changes", items: [{ data: "after", tags: [] }], ts: Date.now() });
+  expect(out.kind).toBe("applied");
+  expect(c.logs.some((l) => l.includes("feed retention") && l.includes("full"))).toBe(true);
 }, 20_000);
