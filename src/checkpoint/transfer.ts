@@ -259,8 +259,16 @@ export class SnapshotReceiver {
   }
 
   onPayload(from: string, p: SnapPayload): void {
-    if (p.t === "snapOffer") this.onOffer(from, p);
-    else if (p.t === "snapChunk") this.onChunk(from, p);
+    try {
+      if (p.t === "snapOffer") this.onOffer(from, p);
+      else if (p.t === "snapChunk") this.onChunk(from, p);
+    } catch (e) {
+      // This runs in the peer transport's handler, where a throw takes the node down. A file error (a full
+      // disk) drops the transfer: its next chunk is refused, and the leader offers it again (resuming the partial file).
+      if (typeof (e as { syscall?: unknown }).syscall !== "string") throw e;
+      this.o.log.warn(`checkpoint transfer from ${from} failed here: ${(e as Error).message}; waiting for the leader to offer it again`);
+      this.abandon("a file error");
+    }
   }
 
   private onOffer(from: string, p: Extract<SnapPayload, { t: "snapOffer" }>): void {

@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest } from "../../src/checkpoint/manifest.ts";
@@ -348,4 +348,17 @@ test("a stale .ready or .part file left by a crash is removed when a receiver st
   // A .part is kept to resume; a verified .ready not installed before the crash is of no use (it is not tracked).
   expect(existsSync(join(incoming, `${"a".repeat(64)}.ready`))).toBe(false);
   expect(existsSync(join(incoming, `${"b".repeat(64)}.part`))).toBe(true);
+});
+
+test("a file error on the receiving side (disk full, unwritable file) is logged, not thrown into the peer transport; the offer sent again goes through", async () => {
+  const { path, manifest, data } = makeCheckpoint(3 * CHUNK);
+  // The partial file's name is taken by a directory: opening it fails (EISDIR), as a write fails on a full disk.
+  const part = join(dir, "incoming", `${manifest.sha256}.part`);
+  mkdirSync(part, { recursive: true });
+  const r = rig({ path, manifest, retransmitMs: 100 });
+  r.sender.start();
+  await waitFor("the receiver's file error logged", () => r.logs.some((l) => l.includes("EISDIR")));
+  rmSync(part, { recursive: true });
+  expect((await r.done).ok).toBe(true);
+  expect(readFileSync(r.completed[0]!.path).equals(data)).toBe(true);
 });
