@@ -1,45 +1,17 @@
 /**
  * How stored values and command results appear in JSON answers.
  *
- * A value is rendered as in the change feed's kv changes (statemachine/kv.ts,
- * whose encoder is private to it), so a value reads the same in GET /kv and
- * in the feed:
+ * A value is rendered by the change feed's own encoder (statemachine/kv.ts),
+ * so a value reads the same in GET /kv and in the feed:
  *   "value": <JSON>    JSON content types (application/json, *+json) that parse
  *   "text": "..."      text/* that is valid UTF-8
  *   "base64": "..."    everything else
  */
-import { Buffer } from "node:buffer";
-import type { CommandResult, JsonValue, KvWriteResult, Replayed, TxnOpResult, TxnResult, ChangesResult } from "../statemachine/commands.ts";
+import type { CommandResult, KvWriteResult, Replayed, TxnOpResult, TxnResult, ChangesResult } from "../statemachine/commands.ts";
+import { renderValue } from "../statemachine/kv.ts";
 import { ApiError } from "./errors.ts";
 
-export type RenderedValue = { value: JsonValue } | { text: string } | { base64: string };
-
-export function renderValue(bytes: Uint8Array, contentType: string): RenderedValue {
-  const mime = contentType.split(";")[0]!.trim().toLowerCase();
-  if (mime === "application/json" || mime.endsWith("+json")) {
-    const text = utf8(bytes);
-    if (text !== undefined) {
-      try {
-        return { value: JSON.parse(text) as JsonValue };
-      } catch {
-        // not JSON after all: fall through to text or base64
-      }
-    }
-  }
-  if (mime.startsWith("text/")) {
-    const text = utf8(bytes);
-    if (text !== undefined) return { text };
-  }
-  return { base64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64") };
-}
-
-function utf8(b: Uint8Array): string | undefined {
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(b);
-  } catch {
-    return undefined;
-  }
-}
+export { renderValue, type RenderedValue } from "../statemachine/kv.ts";
 
 export function renderTxnOp(r: TxnOpResult): Record<string, unknown> {
   if (r.op !== "get") return { ...r };

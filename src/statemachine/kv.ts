@@ -138,17 +138,27 @@ export function prefixUpperBound(prefix: string): string | null {
 }
 
 function putChangeData(key: string, version: number, contentType: string, value: Uint8Array): JsonValue {
-  const base = { op: "put", key, version, contentType };
+  return { op: "put", key, version, contentType, ...renderValue(value, contentType) };
+}
+
+export type RenderedValue = { value: JsonValue } | { text: string } | { base64: string };
+
+/**
+ * How a stored value appears in JSON, in the feed's kv changes and in the
+ * API's answers alike: "value" for JSON content types that parse, "text" for
+ * text/* that is valid UTF-8, else "base64".
+ */
+export function renderValue(bytes: Uint8Array, contentType: string): RenderedValue {
   const mime = contentType.split(";")[0]!.trim().toLowerCase();
   if (mime === "application/json" || mime.endsWith("+json")) {
-    const json = parseJson(value);
-    if (json !== undefined) return { ...base, value: json };
+    const json = parseJson(bytes);
+    if (json !== undefined) return { value: json };
   }
   if (mime.startsWith("text/")) {
-    const text = utf8(value);
-    if (text !== undefined) return { ...base, text };
+    const text = utf8(bytes);
+    if (text !== undefined) return { text };
   }
-  return { ...base, base64: Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString("base64") };
+  return { base64: Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64") };
 }
 
 function utf8(b: Uint8Array): string | undefined {

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { Buffer } from "node:buffer";
 import type { Command, TxnResult } from "../../src/statemachine/commands.ts";
+import { renderValue } from "../../src/api/encode.ts";
 import { prefixUpperBound } from "../../src/statemachine/kv.ts";
 import { InvalidQueryError } from "../../src/statemachine/feed.ts";
 import { IDEM_TTL_MS, LIST_LIMIT_MAX, QUERY_TAGS_MAX } from "../../src/statemachine/limits.ts";
@@ -315,5 +316,27 @@ describe("determinism", () => {
     a.fsm.trimFeed({ keepEntries: 1 });
     b.fsm.trimFeed({ keepEntries: 1 });
     expect(dump(a)).toEqual(dump(b));
+  });
+});
+
+describe("value rendering", () => {
+  test("a put's feed change renders its value exactly as GET /kv does (one encoder): JSON, text, bytes, and JSON that does not parse", () => {
+    const n = node();
+    const cases: [string, Uint8Array][] = [
+      ["application/json", bytes('{"a":[1,2]}')],
+      ["application/vnd.x+json; charset=utf-8", bytes("3")],
+      ["application/json", bytes("{nope")],
+      ["text/plain", bytes("héllo")],
+      ["text/plain", new Uint8Array([0xff, 0xfe])],
+      ["application/octet-stream", bytes("raw")],
+    ];
+    cases.forEach(([contentType, value], i) => {
+      n.apply({ op: "put", key: `k${i}`, value, contentType, ts: 1000 });
+      const change = n.fsm.getChange(n.fsm.feedState().last)!;
+      const { op, key, version, contentType: ct, ...rendered } = change.data as Record<string, unknown>;
+      expect({ op, key, ct }).toEqual({ op: "put", key: `k${i}`, ct: contentType });
+      expect(version).toBe(n.fsm.get(`k${i}`)!.version);
+      expect(rendered).toEqual(renderValue(value, contentType));
+    });
   });
 });
