@@ -80,7 +80,7 @@ export class Checkpointer {
   ) {
     this.dir = checkpointDir(opts.dataDir);
     ensureDir(this.dir);
-    const removed = pruneCheckpoints(this.dir, opts.policy.keep);
+    const removed = pruneCheckpoints(this.dir, opts.policy.keep, new Set(), true);
     if (removed.length > 0) opts.log.info(`removed partial or old checkpoint files: ${removed.join(", ")}`);
   }
 

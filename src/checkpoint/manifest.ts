@@ -109,10 +109,11 @@ export function findCheckpoint(dir: string, id: string): Manifest | null {
 }
 
 /**
- * Deletes partial files (a crash mid-build) and all but the newest `keep`
- * checkpoints, sparing the `pinned` ones (a transfer in progress uses them).
+ * Deletes all but the newest `keep` checkpoints, sparing the `pinned` ones (a
+ * transfer in progress uses them), and with `partials` (at start, when no
+ * build can be running) the .tmp files a crash mid-build left.
  */
-export function pruneCheckpoints(dir: string, keep: number, pinned: ReadonlySet<string> = new Set()): string[] {
+export function pruneCheckpoints(dir: string, keep: number, pinned: ReadonlySet<string> = new Set(), partials = false): string[] {
   if (!existsSync(dir)) return [];
   const complete = listCheckpoints(dir);
   const kept = new Set([...complete.slice(0, Math.max(1, keep)).map((m) => m.id), ...complete.filter((m) => pinned.has(m.id)).map((m) => m.id)]);
@@ -120,7 +121,9 @@ export function pruneCheckpoints(dir: string, keep: number, pinned: ReadonlySet<
   for (const f of readdirSync(dir)) {
     // "ckpt-000000000042.db", ".json", "-wal": the id is the name up to the first dot.
     const id = f.split(".")[0]!;
-    if (f === "incoming" || (kept.has(id) && !f.endsWith(".tmp"))) continue;
+    if (f === "incoming") continue;
+    // A build in progress writes "<name>.db.tmp" and SQLite's "<name>.db.tmp-journal" beside it.
+    if (/\.tmp($|-)/.test(f) ? !partials : kept.has(id)) continue;
     rmSync(join(dir, f), { force: true, recursive: true });
     removed.push(f);
   }

@@ -251,11 +251,14 @@ export class SnapshotReceiver {
     for (const f of readdirSync(o.dir)) if (f.endsWith(".ready")) rmSync(join(o.dir, f), { force: true });
   }
 
-  /** The verified file for a snapshot the core decided to install. */
-  take(index: number): ReadyCheckpoint | undefined {
-    const r = this.ready.get(index);
+  /** The verified file for a snapshot the core decided to install (still tracked until installed()). */
+  peek(index: number): ReadyCheckpoint | undefined {
+    return this.ready.get(index);
+  }
+
+  /** The file was installed (moved away): forget it. */
+  installed(index: number): void {
     this.ready.delete(index);
-    return r;
   }
 
   onPayload(from: string, p: SnapPayload): void {
@@ -342,6 +345,12 @@ export class SnapshotReceiver {
     const readyPath = join(this.dir, `${c.manifest.sha256}.ready`);
     renameSync(c.path, readyPath);
     const ready = { manifest: c.manifest, path: readyPath };
+    // Only the newest verified file is worth keeping: the core installs a snapshot only if it is newer.
+    for (const [index, old] of this.ready) {
+      if (old.path === readyPath) continue;
+      rmSync(old.path, { force: true });
+      this.ready.delete(index);
+    }
     this.ready.set(c.manifest.index, ready);
     this.o.log.info(`checkpoint ${c.manifest.id} received and verified`, { index: c.manifest.index });
     this.o.send(c.from, { t: "snapDone", xfer: c.xfer, ok: true, reason: "" });

@@ -33,7 +33,7 @@ import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
-import { BadRequestError, DiskFullError, NodeError, NoLeaderError, StoppedError, TimeoutError } from "./errors.ts";
+import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
 import { dataDirFacts, dataDirProblem } from "./datadir.ts";
 import { Converger, RemovalCheck, type ProbeReply } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
@@ -120,12 +120,16 @@ export class CairnNode implements NodeApi {
   private readonly removalCheck: RemovalCheck;
   /** The last peer address of every node any version of the file listed (members the file dropped keep theirs until they are out). */
   private readonly lastAddress = new Map<string, string>();
-  private accepted: { index: number; resolve: () => void; reject: (e: Error) => void }[] = [];
+  private accepted: { index: number; term: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   private leaderWatchers = new Set<() => void>();
   private readonly probeAnswers = new Map<string, ProbeAnswer>();
   private timers: ReturnType<typeof setInterval>[] = [];
   private scheduled = false;
   private lastTickAt = 0;
+  private electionTicks = 2;
+  /** The leader of the last Ready: requests forwarded to it fail when it changes. */
+  private prevLead: string = NONE;
+  private probeTimer: ReturnType<typeof setInterval> | undefined;
   private nextConvergeAt = 0;
   private lastLeaderContact: number | null = null;
   private diskFull: { since: number; path: string } | null = null;
@@ -256,7 +260,12 @@ export class CairnNode implements NodeApi {
   private markRemoved(index: number, how: string): void {
     if (this.removed || this.stopping) return;
     this.removed = true;
-    this.store.setRemovedAt(index);
+    try {
+      this.store.setRemovedAt(index);
+    } catch (e) {
+      if (!(e instanceof DbDiskFullError)) throw e;
+      this.log.error(`could not record the removal in ${this.store.path}: the disk is full; this process still takes no part`);
+    }
     const committed = this.raft?.log.committed ?? 0;
     if (committed > index) how += `; catching up to index ${committed}, a later configuration may add it back`;
     this.log.warn(
@@ -331,6 +340,7 @@ export class CairnNode implements NodeApi {
   private startRaft(clusterId: string | null): void {
     const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
     const electionTicks = Math.max(2, Math.round(this.config.raft.electionMs / this.tickMs));
+    this.electionTicks = electionTicks;
     const heartbeatTicks = Math.max(1, Math.round(this.config.raft.heartbeatMs / this.tickMs));
     this.raft = new Raft({
       id: this.id,
@@ -368,7 +378,8 @@ export class CairnNode implements NodeApi {
       }
       this.decideFounding();
     };
-    this.timers.push(setInterval(probe, LIMITS.probeEveryMs));
+    this.probeTimer = setInterval(probe, LIMITS.probeEveryMs);
+    this.timers.push(this.probeTimer);
     probe();
   }
 
@@ -376,14 +387,27 @@ export class CairnNode implements NodeApi {
     const d = decideFounding({ self: this.id, config: this.config, answers: this.probeAnswers });
     if (d.kind === "wait") return this.setWaiting(d.reason);
     if (d.kind === "join") {
+      clearInterval(this.probeTimer);
       this.setWaiting(d.reason);
       this.startRaft(null);
       return;
     }
     const clusterId = randomUUID();
     const e1 = foundingEntry(this.id);
-    this.store.persist({ entries: [e1], hardState: { term: 1, vote: NONE, commit: 1 }, clusterId });
-    this.applier.apply([e1], { voters: [this.id], votersOutgoing: [], learners: [], learnersNext: [] });
+    try {
+      this.store.persist({ entries: [e1], hardState: { term: 1, vote: NONE, commit: 1 }, clusterId });
+    } catch (e) {
+      // In a timer: a throw would end the process. The next probe round tries again.
+      if (!(e instanceof DbDiskFullError)) throw e;
+      return this.setWaiting(`cannot found the cluster: the disk holding ${this.store.path} is full`);
+    }
+    clearInterval(this.probeTimer);
+    try {
+      this.applier.apply([e1], { voters: [this.id], votersOutgoing: [], learners: [], learnersNext: [] });
+    } catch (e) {
+      // Entry 1 is durable and committed: the core hands it out again to be applied.
+      if (!(e instanceof DbDiskFullError)) throw e;
+    }
     this.recordClusterName();
     this.log.info(`founded cluster "${this.config.cluster}" with id ${clusterId}; the other nodes join one by one`, { clusterId, term: 1, index: 1 });
     this.waitingReason = "";
@@ -531,7 +555,8 @@ export class CairnNode implements NodeApi {
   /** Installs a received checkpoint in the same transaction that resets the log to it. */
   private persistWithSnapshot(rd: Ready): void {
     const snap = rd.snapshot!;
-    const ready = this.receiver.take(snap.index);
+    // Looked up, not taken: if the install fails (a full disk) the file stays tracked for the retry.
+    const ready = this.receiver.peek(snap.index);
     assert(ready, () => `the core installs snapshot ${snap.index} but no verified checkpoint file is waiting for it`);
     const db = this.store.db;
     attachCheckpoint(db, ready.path);
@@ -542,6 +567,7 @@ export class CairnNode implements NodeApi {
     }
     const target = dbPath(this.checkpointer.dir, ready.manifest.id);
     renameSync(ready.path, target);
+    this.receiver.installed(snap.index);
     fsyncDir(this.checkpointer.dir);
     this.checkpointer.adopt(ready.manifest);
     this.proposals.skippedThrough(snap.index);
@@ -549,7 +575,6 @@ export class CairnNode implements NodeApi {
     this.log.info(`installed checkpoint ${ready.manifest.id}: state machine now at index ${snap.index}`, { index: snap.index, term: snap.term });
   }
 
-  /** Trims the feed: a change goes only when it is beyond both retention limits and a checkpoint covers it. */
   /** Whether cairn's own state machine (the feed) is the one applied. */
   private hasFeed(): boolean {
     return this.appliedFsm === this.fsm;
@@ -559,6 +584,7 @@ export class CairnNode implements NodeApi {
     return this.hasFeed() ? this.fsm.feedState().last : 0;
   }
 
+  /** Trims the feed: a change goes only when it is beyond both retention limits and a checkpoint covers it. */
   private maybeTrimFeed(now: number): void {
     if (now < this.nextTrimAt || !this.hasFeed()) return;
     this.nextTrimAt = now + LIMITS.trimEveryMs;
@@ -615,8 +641,11 @@ export class CairnNode implements NodeApi {
       const lead = rd.softState.leader;
       this.log.info(lead ? `leader is ${lead}${lead === this.id ? " (this node)" : ""}` : "no leader", { term: raft.term, role: rd.softState.role, index: raft.log.lastIndex() });
       if (lead !== NONE) this.waitingReason = "";
-      // Requests forwarded to a former leader may never be answered: fail them now (probes excepted).
-      this.calls.failExcept(lead, new NoLeaderError("the leader changed while the request was in flight; its outcome is unknown: retry with an Idempotency-Key"));
+      // Requests forwarded to the former leader may never be answered: fail them now.
+      if (this.prevLead !== NONE && this.prevLead !== lead) {
+        this.calls.failTo(this.prevLead, new NoLeaderError("the leader changed while the request was in flight; its outcome is unknown: retry with an Idempotency-Key"));
+      }
+      this.prevLead = lead;
       if (lead !== this.id) for (const snd of this.senders.values()) snd.cancel("this node is no longer the leader");
       for (const w of [...this.leaderWatchers]) w();
     }
@@ -667,7 +696,11 @@ export class CairnNode implements NodeApi {
     const last = this.store.lastIndex();
     const done = this.accepted.filter((a) => a.index <= last);
     this.accepted = this.accepted.filter((a) => a.index > last);
-    for (const a of done) a.resolve();
+    for (const a of done) {
+      // Saved means saved with its own term: a newer leader's entry at that index is not it.
+      if (a.index >= this.store.firstIndex() && this.store.term(a.index) === a.term) a.resolve();
+      else a.reject(new ProposalLostError(a.index));
+    }
   }
 
   // ---------------------------------------------------------------- ticks
@@ -675,11 +708,18 @@ export class CairnNode implements NodeApi {
   private onTick(): void {
     const now = performance.now();
     this.checkStall(now);
+    const elapsed = now - this.lastTickAt;
     this.lastTickAt = now;
     if (this.diskFull && now - this.diskFull.since > LIMITS.diskRetryMs) this.retryDisk();
     const raft = this.raft;
     if (!raft || this.stopping) return;
-    if (!this.removed) raft.tick(); // a removed node takes no part, not even in elections
+    if (!this.removed) {
+      // A removed node takes no part, not even in elections. Time enters Raft only as ticks:
+      // ticks this loop missed (a pause shorter than the stall threshold) are made up, so
+      // election timers and the read lease age with real time, not with timer callbacks.
+      const ticks = Math.min(this.electionTicks, Math.max(1, Math.round(elapsed / this.tickMs)));
+      for (let i = 0; i < ticks; i++) raft.tick();
+    }
     this.removalCheck.tick(now);
     if (!this.diskFull) {
       this.checkpointer.maybeStart();
@@ -827,7 +867,7 @@ export class CairnNode implements NodeApi {
         this.transport.send(lead, { t: "fwd", id, cmd: bytes, wait }),
       )) as ProposeOutcome;
     }
-    if (this.proposals.full()) throw new NodeError("overloaded", 503, `more than ${LIMITS.proposalsPendingMax} writes in flight; retry shortly`, 1);
+    if (this.proposals.full() || this.accepted.length >= LIMITS.proposalsPendingMax) throw new NodeError("overloaded", 503, `more than ${LIMITS.proposalsPendingMax} writes in flight; retry shortly`, 1);
     let at: { index: number; term: number };
     try {
       at = raft.propose(bytes);
@@ -839,7 +879,7 @@ export class CairnNode implements NodeApi {
     this.counters.proposals++;
     this.schedule();
     if (wait === "accepted") {
-      await new Promise<void>((resolve, reject) => this.accepted.push({ index: at.index, resolve, reject }));
+      await new Promise<void>((resolve, reject) => this.accepted.push({ index: at.index, term: at.term, resolve, reject }));
       return { kind: "accepted", raftIndex: at.index, term: at.term };
     }
     const result = await this.proposals.wait(at, timeoutMs);

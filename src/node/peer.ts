@@ -73,10 +73,10 @@ export class PeerCalls {
     else c.reject(new RemoteError(p.error));
   }
 
-  /** Fails the open requests to every peer but `keep` (e.g. the old leader, after a leader change). */
-  failExcept(keep: string, err: Error): void {
+  /** Fails the open requests to `to` (e.g. a former leader, after a leader change). */
+  failTo(to: string, err: Error): void {
     for (const [id, c] of this.open) {
-      if (c.to === keep) continue;
+      if (c.to !== to) continue;
       this.open.delete(id);
       clearTimeout(c.timer);
       c.reject(err);

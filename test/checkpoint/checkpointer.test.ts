@@ -84,7 +84,10 @@ test("partial files of a crash mid-build are pruned: a tmp copy, a file without 
   writeFileSync(dbPath(dir, idFor(60)), "x");
   mkdirSync(join(dir, "incoming"));
   expect(listCheckpoints(dir).map((m) => m.index)).toEqual([30, 20, 10]);
-  const removed = pruneCheckpoints(dir, 2);
+  // Between builds (partials false) a running build's tmp files are left alone.
+  const during = pruneCheckpoints(dir, 2);
+  for (const f of [`build-123-1.db.tmp`, `build-123-1.db.tmp-journal`, `${idFor(30)}.json.tmp`, `${idFor(50)}.json.tmp`]) expect(during).not.toContain(f);
+  const removed = [...during, ...pruneCheckpoints(dir, 2, new Set(), true)];
   for (const f of [...partial, `${idFor(60)}.json`, `${idFor(60)}.db`, `${idFor(10)}.db`, `${idFor(10)}.json`]) expect(removed).toContain(f);
   expect(readdirSync(dir).sort()).toEqual([`${idFor(20)}.db`, `${idFor(20)}.json`, `${idFor(30)}.db`, `${idFor(30)}.json`, "incoming"].sort());
 });

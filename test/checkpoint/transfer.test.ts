@@ -131,7 +131,7 @@ test("a checkpoint streams in chunks, each sent once, and the received file veri
   expect(await r.done).toEqual({ ok: true, reason: "" });
   expect(r.completed.length).toBe(1);
   expect(readFileSync(r.completed[0]!.path).equals(data)).toBe(true);
-  expect(r.receiver.take(100)?.path).toBe(r.completed[0]!.path);
+  expect(r.receiver.peek(100)?.path).toBe(r.completed[0]!.path);
   // Acks are cumulative: in-flight chunks are not sent again when an earlier ack arrives.
   expect(r.sentChunks.length).toBe(41);
   expect(new Set(r.sentChunks).size).toBe(41);
@@ -190,7 +190,7 @@ test("a whole file that does not match the manifest's SHA-256 is discarded and r
   expect(out.ok).toBe(false);
   expect(out.reason).toContain("checksum mismatch");
   expect(r.completed).toEqual([]);
-  expect(r.receiver.take(100)).toBeUndefined();
+  expect(r.receiver.peek(100)).toBeUndefined();
   expect(readdirSync(join(dir, "incoming"))).toEqual([]);
   expect(r.logs.some((l) => l.includes("failed verification"))).toBe(true);
 });
@@ -290,7 +290,7 @@ test("a receiver that restarts mid-transfer: the sender learns it at its next re
   expect(at).toBeGreaterThan(0);
   expect(at).toBeLessThanOrEqual(5 * CHUNK);
   expect(Math.min(...again.sentChunks)).toBe(at);
-  expect(readFileSync(receiver.take(100)!.path).equals(data)).toBe(true);
+  expect(readFileSync(receiver.peek(100)!.path).equals(data)).toBe(true);
 });
 
 test("acks and refusals of an older transfer do not affect the current one", async () => {
@@ -361,4 +361,29 @@ test("a file error on the receiving side (disk full, unwritable file) is logged,
   rmSync(part, { recursive: true });
   expect((await r.done).ok).toBe(true);
   expect(readFileSync(r.completed[0]!.path).equals(data)).toBe(true);
+});
+
+test("a newer verified checkpoint replaces an older one that was never installed (its file is deleted)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "cairn-rcv-"));
+  try {
+    const log = new Logger({ level: "error" });
+    const completed: string[] = [];
+    const receiver = new SnapshotReceiver({ dir, log, send: () => true, onComplete: (_f, _m, r) => completed.push(r.path) });
+    const offer = (index: number, body: Uint8Array) => {
+      const sha256 = createHash("sha256").update(body).digest("hex");
+      const manifest = { id: `ckpt-${String(index).padStart(12, "0")}`, index, term: 1, conf: { voters: ["a"], votersOutgoing: [], learners: [], learnersNext: [] }, feedLast: 0, bytes: body.byteLength, sha256, clusterId: null, createdAt: "", buildMs: 0 };
+      const msg = { type: "snap" as const, from: "a", to: "b", term: 1, cluster: "c", index: 0, logTerm: 0, entries: [], commit: 0, commitTerm: 0, reject: false, rejectHint: 0, context: "", snapshot: { index, term: 1, conf: manifest.conf } };
+      receiver.onPayload("a", { t: "snapOffer", xfer: `x${index}`, manifest, msg });
+      receiver.onPayload("a", { t: "snapChunk", xfer: `x${index}`, offset: 0, data: body, sha256 });
+    };
+    offer(10, new Uint8Array([1, 2, 3]));
+    offer(20, new Uint8Array([4, 5, 6, 7]));
+    expect(completed.length).toBe(2);
+    expect(receiver.peek(10)).toBeUndefined();
+    expect(existsSync(completed[0]!)).toBe(false);
+    expect(receiver.peek(20)?.path).toBe(completed[1]!);
+    expect(existsSync(completed[1]!)).toBe(true);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
