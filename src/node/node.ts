@@ -11,7 +11,7 @@ import { randomUUID } from "node:crypto";
 import { renameSync } from "node:fs";
 import { join } from "node:path";
 import { Checkpointer, DEFAULT_POLICY, workerRunner, type CheckpointPolicy } from "../checkpoint/checkpointer.ts";
-import { dbPath, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
+import { dbPath, findCheckpoint, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
 import { attachCheckpoint, copyCheckpointTables, detachCheckpoint } from "../checkpoint/restore.ts";
 import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoint/transfer.ts";
 import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
@@ -612,7 +612,7 @@ export class CairnNode implements NodeApi {
   }
 
   checkpointFile(id: string): { manifest: Manifest; path: string } | null {
-    const m = this.checkpointer.list().find((c) => c.id === id);
+    const m = findCheckpoint(this.checkpointer.dir, id);
     return m ? { manifest: m, path: dbPath(this.checkpointer.dir, m.id) } : null;
   }
 

@@ -6,7 +6,6 @@
  */
 import type { SnapPayload } from "../checkpoint/transfer.ts";
 import type { Message } from "../raft/types.ts";
-import { assert } from "../util/assert.ts";
 import { NodeError, TimeoutError } from "./errors.ts";
 
 export type PeerPayload =
@@ -112,9 +111,4 @@ export function isPeerPayload(p: unknown): p is PeerPayload {
     default:
       return false;
   }
-}
-
-export function assertPayload(p: PeerPayload): PeerPayload {
-  assert(isPeerPayload(p), "malformed peer payload built locally");
-  return p;
 }

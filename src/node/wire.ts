@@ -3,7 +3,7 @@
  * core asserts its invariants, so a malformed message from a buggy or hostile
  * peer must be refused here, with a reason, not crash the node.
  */
-import type { ConfState, Entry, Message, MessageType } from "../raft/types.ts";
+import type { ConfState, Entry, MessageType } from "../raft/types.ts";
 
 const TYPES = new Set<MessageType>([
   "app", "appResp", "vote", "voteResp", "preVote", "preVoteResp", "heartbeat", "heartbeatResp",
@@ -62,8 +62,4 @@ export function messageProblem(m: unknown, self: string): string | null {
   }
   if (o.type === "snap" && o.snapshot === undefined) return "snap without snapshot metadata";
   return null;
-}
-
-export function asMessage(m: unknown): Message {
-  return m as Message;
 }

@@ -63,10 +63,6 @@ export const BUN_IDLE_TIMEOUT_SEC_MAX = 255;
 export const IDLE_TIMEOUT_SEC_DEFAULT = 120;
 const CLOSE_WAIT_MS_DEFAULT = 5000;
 
-export function isBun(): boolean {
-  return typeof Bun !== "undefined";
-}
-
 /** Last resort for an exception that escaped the handler (the hono app has its own onError). */
 function fallbackError(): Response {
   return new Response(JSON.stringify({ error: { code: "internal", message: "internal server error" } }), {

@@ -23,7 +23,6 @@ import {
   CAMPAIGN_TRANSFER,
   MESSAGE_DEFAULTS,
   NONE,
-  entryBytes,
   type ConfChange,
   type ConfState,
   type Entry,
@@ -1090,8 +1089,4 @@ function softEquals(a: SoftState, b: SoftState): boolean {
 
 function hardEquals(a: HardState, b: HardState): boolean {
   return a.term === b.term && a.vote === b.vote && a.commit === b.commit;
-}
-
-export function entrySize(e: Entry): number {
-  return entryBytes(e);
 }
