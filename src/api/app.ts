@@ -9,6 +9,7 @@
  */
 import { Hono } from "hono";
 import type { NodeApi } from "../node/api.ts";
+import { DbBusyError, DbError, DiskFullError } from "../platform/sqlite.ts";
 import type { Logger } from "../util/log.ts";
 import { registerChanges } from "./changes.ts";
 import { Slots, type ApiContext, type ApiLimits, type CheckpointProvider } from "./context.ts";
@@ -89,7 +90,11 @@ export function createApp(opts: ApiOptions): Hono {
   registerTxn(app, ctx);
   registerOps(app, ctx, metrics);
 
-  app.onError((err, c) => errorResponse(toApiError(err, log, `${c.req.method} ${c.req.path}`)));
+  app.onError((err, c) => {
+    // A damaged or failing database under a request (a read of a corrupt page) is the node's end, as in the loop.
+    if (err instanceof DbError && !(err instanceof DiskFullError) && !(err instanceof DbBusyError)) opts.node.fatal?.(err);
+    return errorResponse(toApiError(err, log, `${c.req.method} ${c.req.path}`));
+  });
   app.notFound((c) => {
     const route = routeOf(c.req.path);
     if (route && !route.methods.includes(c.req.method)) {

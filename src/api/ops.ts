@@ -6,6 +6,7 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { bounded, json, type ApiContext } from "./context.ts";
 import { fileStream } from "../platform/files.ts";
+import { ChecksumMismatchError } from "../checkpoint/verify.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import type { HttpMetrics } from "./metrics.ts";
@@ -19,7 +20,12 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
 
   app.get("/status", () => json(ctx.node.status()));
 
-  app.get("/health", () => json({ ok: true, id: ctx.node.id, version: ctx.version }));
+  app.get("/health", () => {
+    // A node that stopped itself (crash-only, a database error) is not healthy in the moment before the process exits.
+    const failure = ctx.node.failed?.();
+    if (failure) throw new ApiError(503, "failed", `this node has failed and is stopping: ${failure.message}`);
+    return json({ ok: true, id: ctx.node.id, version: ctx.version });
+  });
 
   app.get("/ready", () => {
     const r = ctx.node.readiness();
@@ -45,9 +51,16 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
 
   app.get("/checkpoints", () => json({ checkpoints: ctx.node.checkpoints() }));
 
-  app.get("/checkpoints/:id", (c) => {
-    const f = ctx.node.checkpointFile(c.req.param("id"));
-    if (!f) throw new ApiError(404, "not_found", `no checkpoint ${c.req.param("id")} on this node; GET /checkpoints lists them`);
+  app.get("/checkpoints/:id", async (c) => {
+    const id = c.req.param("id");
+    let f;
+    try {
+      f = ctx.node.verifiedCheckpointFile ? await ctx.node.verifiedCheckpointFile(id) : ctx.node.checkpointFile(id);
+    } catch (e) {
+      if (!(e instanceof ChecksumMismatchError)) throw e;
+      throw new ApiError(500, "checkpoint_damaged", `checkpoint ${id} on this node failed verification (${e.message}); it was discarded: build a fresh one with POST /admin/checkpoint, or fetch one from another node`);
+    }
+    if (!f) throw new ApiError(404, "not_found", `no checkpoint ${id} on this node; GET /checkpoints lists them`);
     const m = f.manifest;
     return new Response(fileStream(f.path), {
       headers: {

@@ -6,6 +6,7 @@
  * At most one build at a time; the Raft loop never waits for one.
  */
 import { renameSync, rmSync } from "node:fs";
+import { DbError, DiskFullError } from "../platform/sqlite.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildRequest, BuildResult } from "./build.ts";
@@ -76,6 +77,11 @@ export class Checkpointer {
        * compacted past it (within HOLD_ENTRIES_MAX).
        */
       followersNeed?: () => number;
+      /**
+       * A database error of the node's own store while recording a checkpoint
+       * (not a full disk, not a failed build in the worker): the node cannot go on.
+       */
+      onFatal?: (err: Error) => void;
     },
   ) {
     this.dir = checkpointDir(opts.dataDir);
@@ -160,7 +166,7 @@ export class Checkpointer {
     const byCount = p.everyEntries > 0 && applied - base >= p.everyEntries;
     const byAge = p.everyMs > 0 && performance.now() - this.lastBuiltAt >= p.everyMs;
     const byBytes = p.logBytesMax > 0 && this.logBytes() >= p.logBytesMax;
-    if (byCount || byAge || byBytes) void this.create().catch((e) => this.opts.log.error("checkpoint failed", { error: e }));
+    if (byCount || byAge || byBytes) void this.create().catch((e) => this.failed(e));
   }
 
   /**
@@ -171,8 +177,14 @@ export class Checkpointer {
   requestBuild(why: string): boolean {
     if (this.building || performance.now() < this.retryAt) return false;
     this.opts.log.info(`building a checkpoint now: ${why}`);
-    void this.create().catch((e) => this.opts.log.error("checkpoint failed", { error: e }));
+    void this.create().catch((e) => this.failed(e));
     return true;
+  }
+
+  /** A build that failed in the background: backed off and logged, or fatal if the node's own database failed. */
+  private failed(e: unknown): void {
+    if (e instanceof DbError && !(e instanceof DiskFullError) && this.opts.onFatal) return this.opts.onFatal(e);
+    this.opts.log.error("checkpoint failed", { error: e });
   }
 
   /** Builds a checkpoint now (or joins the one being built). Null when nothing new was applied. */
@@ -198,15 +210,19 @@ export class Checkpointer {
   }
 
   private async build(): Promise<Manifest | null> {
-    const store = this.opts.store;
     const out = `${this.dir}/build-${process.pid}-${++this.seq}.db.tmp`;
-    let res: BuildResult;
+    // Whatever happens below, the temporary file does not outlive this build: it is renamed
+    // into place, or removed (a failed build, or one that found nothing new to record).
     try {
-      res = await this.opts.run({ dbPath: store.path, outPath: out, bytesPerSec: this.opts.policy.buildBytesPerSec ?? 0 });
-    } catch (e) {
+      return await this.buildInto(out);
+    } finally {
       for (const f of [out, `${out}-journal`, `${out}-wal`, `${out}-shm`]) rmSync(f, { force: true });
-      throw e;
     }
+  }
+
+  private async buildInto(out: string): Promise<Manifest | null> {
+    const store = this.opts.store;
+    const res = await this.opts.run({ dbPath: store.path, outPath: out, bytesPerSec: this.opts.policy.buildBytesPerSec ?? 0 });
     const snap = store.snapshotMeta();
     // Nothing new, unless the store's snapshot has no file (a restored or recovered node): then this is it.
     const covered = res.index < snap.index || (res.index === snap.index && this.list().some((m) => m.index === snap.index));

@@ -130,6 +130,16 @@ export function pruneCheckpoints(dir: string, keep: number, pinned: ReadonlySet<
   return removed;
 }
 
+/**
+ * A checkpoint whose file failed verification: its manifest goes first (so
+ * nothing lists or sends it any more), then the file.
+ */
+export function discardCheckpoint(dir: string, id: string): void {
+  rmSync(manifestPath(dir, id), { force: true });
+  fsyncDir(dir);
+  rmSync(dbPath(dir, id), { force: true });
+}
+
 export function ensureDir(dir: string): void {
   mkdirSync(dir, { recursive: true });
 }

@@ -5,10 +5,15 @@
  * permanent loss of quorum).
  */
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readdirSync, renameSync, rmSync } from "node:fs";
+import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { checkpointDir, dbPath, discardCheckpoint, listCheckpoints } from "../checkpoint/manifest.ts";
+import { ChecksumMismatchError, verifyFileSync } from "../checkpoint/verify.ts";
+import { DataDirRefusedError, LOCK_FILES, lockDataDir, openCheckedStore } from "../node/datadir.ts";
+import { quickCheck } from "../storage/integrity.ts";
 import { createInterface } from "node:readline";
 import { copyCheckpointTables, attachCheckpoint, detachCheckpoint } from "../checkpoint/restore.ts";
-import { openDatabase } from "../platform/sqlite.ts";
+import { DbCorruptError, openDatabase, type FileLock } from "../platform/sqlite.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { Applier } from "../statemachine/fsm.ts";
 import { RaftStore } from "../storage/store.ts";
@@ -58,15 +63,22 @@ async function download(t: Target, id: string, out: string): Promise<ManifestLik
   const h = createHash("sha256");
   const file = createWriteStream(tmp);
   const p = new Progress("downloaded", "bytes");
-  const reader = res.body!.getReader();
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    h.update(value);
-    p.add(value.byteLength);
-    if (!file.write(value)) await new Promise((r) => file.once("drain", r));
+  try {
+    const reader = res.body!.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      h.update(value);
+      p.add(value.byteLength);
+      if (!file.write(value)) await new Promise((r) => file.once("drain", r));
+    }
+    await new Promise<void>((r, j) => file.end((e?: Error | null) => (e ? j(e) : r())));
+  } catch (e) {
+    // A cut download leaves nothing behind.
+    file.destroy();
+    rmSync(tmp, { force: true });
+    throw e;
   }
-  await new Promise<void>((r, j) => file.end((e?: Error | null) => (e ? j(e) : r())));
   p.done();
   const actual = h.digest("hex");
   if (expected && expected !== actual) {
@@ -74,6 +86,8 @@ async function download(t: Target, id: string, out: string): Promise<ManifestLik
     throw new ClientError(`checkpoint ${id} failed verification: sha256 ${actual}, the server said ${expected}`, 0);
   }
   renameSync(tmp, out);
+  // Beside it, in sha256sum's format: `cairn restore` checks the file against it (so does `sha256sum -c`).
+  writeFileSync(checksumPath(out), `${actual}  ${basename(out)}\n`);
   return { id, index: Number(res.headers.get("x-checkpoint-index") ?? 0), term: 0, feedLast: 0, bytes: Number(res.headers.get("content-length") ?? 0), sha256: actual };
 }
 
@@ -92,19 +106,88 @@ export async function backup(argv: string[]): Promise<number> {
 }
 
 function emptyDataDir(dir: string): void {
-  if (existsSync(dir) && readdirSync(dir).length > 0) throw new UsageError(`${dir} is not empty: restore only into a new, empty data directory`);
+  // The lock's own files (left by an earlier restore that failed) do not count.
+  if (existsSync(dir) && readdirSync(dir).some((f) => !LOCK_FILES.has(f))) throw new UsageError(`${dir} is not empty: restore only into a new, empty data directory`);
+}
+
+/** Where `cairn backup` and `cairn checkpoint fetch` record a file's SHA-256. */
+export function checksumPath(file: string): string {
+  return `${file}.sha256`;
+}
+
+/**
+ * The SHA-256 `file` must have: --sha256, else the manifest beside a
+ * checkpoint file (ckpt-N.db next to ckpt-N.json), else FILE.sha256 as
+ * backup writes it. None: the file is refused (it could not be verified).
+ */
+function expectedChecksum(file: string, given: string | undefined): string {
+  if (given !== undefined) {
+    if (!/^[0-9a-fA-F]{64}$/.test(given)) throw new UsageError(`--sha256 must be 64 hex digits, got "${given}"`);
+    return given.toLowerCase();
+  }
+  const manifest = file.replace(/\.db$/, ".json");
+  if (manifest !== file && existsSync(manifest)) {
+    const m = JSON.parse(readFileSync(manifest, "utf8")) as { sha256?: unknown };
+    if (typeof m.sha256 === "string") return m.sha256;
+  }
+  const side = checksumPath(file);
+  if (existsSync(side)) {
+    const hex = /^([0-9a-fA-F]{64})\b/.exec(readFileSync(side, "utf8"));
+    if (hex) return hex[1]!.toLowerCase();
+    throw new UsageError(`${side} does not start with a SHA-256 (64 hex digits): fix or remove it, or pass --sha256 HEX`);
+  }
+  throw new UsageError(
+    `no checksum for ${file}: a checkpoint is restored only once it is verified. Keep the ${basename(side)} that cairn backup wrote beside it, ` +
+      `or pass --sha256 HEX (the sha256 GET /checkpoints lists for it)`,
+  );
+}
+
+/** Refuses a checkpoint file that does not match its checksum or fails SQLite's quick_check. */
+function verifyCheckpointFile(file: string, given: string | undefined): void {
+  try {
+    verifyFileSync(file, expectedChecksum(file, given));
+  } catch (e) {
+    if (e instanceof ChecksumMismatchError) throw new ClientError(`${e.message}: nothing was restored; use another backup or checkpoint (cairn backup makes a fresh one)`, 0);
+    throw e;
+  }
 }
 
 export async function restore(argv: string[]): Promise<number> {
-  const usage = "cairn restore --from FILE --data DIR --id ID";
-  const { values } = parse(argv, { from: { type: "string" }, data: { type: "string" }, id: { type: "string" } } as const, usage);
+  const usage = "cairn restore --from FILE --data DIR --id ID [--sha256 HEX]";
+  const { values } = parse(argv, { from: { type: "string" }, data: { type: "string" }, id: { type: "string" }, sha256: { type: "string" } } as const, usage);
   if (!values.from || !values.data || !values.id) throw new UsageError(usage);
   emptyDataDir(values.data);
+  verifyCheckpointFile(values.from, values.sha256);
   const src = openDatabase(values.from);
-  const st = src.prepare("SELECT applied_index, conf FROM raft_state WHERE id = 1").get();
-  src.close();
+  let st;
+  try {
+    try {
+      quickCheck(src);
+    } catch (e) {
+      if (e instanceof DbCorruptError) throw new ClientError(`${e.message}: nothing was restored; use another backup or checkpoint`, 0);
+      throw e;
+    }
+    st = src.prepare("SELECT applied_index, conf FROM raft_state WHERE id = 1").get();
+  } finally {
+    src.close();
+  }
   if (!st) throw new UsageError(`${values.from} is not a cairn checkpoint (no raft_state)`);
   const index = Number(st.applied_index);
+  const lock = lockOrExplain(values.data, `cairn restore --from ${values.from}`);
+  try {
+    restoreInto(values.data, values.from, values.id, index);
+  } catch (e) {
+    // Nothing half-restored stays: the directory was empty, and is again.
+    for (const f of readdirSync(values.data)) if (!LOCK_FILES.has(f)) rmSync(join(values.data, f), { recursive: true, force: true });
+    throw e;
+  } finally {
+    lock.release();
+  }
+  return 0;
+}
+
+function restoreInto(dir: string, from: string, id: string, index: number): void {
+  const values = { data: dir, from, id };
   const store = RaftStore.open({ dir: values.data });
   try {
     new Applier({ store, fsm: new CairnFsm() });
@@ -122,7 +205,6 @@ export async function restore(argv: string[]): Promise<number> {
   } finally {
     store.close();
   }
-  return 0;
 }
 
 export async function recover(argv: string[]): Promise<number> {
@@ -135,7 +217,33 @@ export async function recover(argv: string[]): Promise<number> {
       `recover makes ${values.data} the only voter of a NEW cluster (new cluster ID): the old members are fenced out and must be wiped to rejoin.\nOnly do this when a quorum is lost for good, with the node stopped. Re-run with --yes to go ahead.`,
     );
   }
-  const store = RaftStore.open({ dir: values.data });
+  const lock = lockOrExplain(values.data, "cairn recover");
+  try {
+    discardDamagedCheckpoints(values.data);
+    recoverLocked(values.data, values.id);
+  } finally {
+    lock.release();
+  }
+  return 0;
+}
+
+/** A checkpoint that fails its checksum would be sent to the nodes that join the recovered one: discarded now. */
+function discardDamagedCheckpoints(dataDir: string): void {
+  const dir = checkpointDir(dataDir);
+  for (const m of listCheckpoints(dir)) {
+    try {
+      verifyFileSync(dbPath(dir, m.id), m.sha256);
+    } catch (e) {
+      if (!(e instanceof ChecksumMismatchError)) throw e;
+      discardCheckpoint(dir, m.id);
+      console.error(`${e.message}: discarded it (the recovered node builds a new checkpoint when one is needed)`);
+    }
+  }
+}
+
+function recoverLocked(dir: string, id: string): void {
+  const values = { data: dir, id };
+  const store = openStoreOrExplain(values.data);
   try {
     const stored = store.nodeId();
     if (stored !== null && stored !== values.id) throw new UsageError(`${values.data} belongs to node ${stored}, not ${values.id}`);
@@ -163,7 +271,26 @@ export async function recover(argv: string[]): Promise<number> {
   } finally {
     store.close();
   }
-  return 0;
+}
+
+/** The data directory's lock; held by another process: refused with its PID (ClientError: exit 1). */
+function lockOrExplain(dir: string, what: string): FileLock {
+  try {
+    return lockDataDir(dir, what);
+  } catch (e) {
+    if (e instanceof DataDirRefusedError) throw new ClientError(e.message, 0);
+    throw e;
+  }
+}
+
+/** The store after quick_check; a damaged one is refused with what to do (ClientError: exit 1). */
+function openStoreOrExplain(dir: string): RaftStore {
+  try {
+    return openCheckedStore({ dir });
+  } catch (e) {
+    if (e instanceof DataDirRefusedError) throw new ClientError(e.message, 0);
+    throw e;
+  }
 }
 
 export async function dump(argv: string[]): Promise<number> {

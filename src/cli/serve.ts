@@ -10,11 +10,11 @@ import { SelfNotFoundError } from "../discovery/errors.ts";
 import { loadClusterFileSync, type ClusterConfig, type ClusterNode } from "../discovery/load.ts";
 import { findSelf, type SelfMatch } from "../discovery/self.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
-import { DataDirRefusedError, dataDirFacts, describeData, removedError, type DataDirFacts } from "../node/datadir.ts";
+import { DataDirRefusedError, dataDirFacts, describeData, lockDataDir, openCheckedStore, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
 import { serveHttp } from "../platform/http.ts";
 import { onTerminate } from "../platform/process.ts";
-import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
+import { DB_FILE_NAME } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
@@ -97,7 +97,15 @@ export async function serve(argv: string[]): Promise<number> {
   const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
-  const found = await locateSelf({ config: loadConfig(values.config), id: values.id, data: values.data, log: root, terminated: term.signalled });
+  let found: Awaited<ReturnType<typeof locateSelf>>;
+  try {
+    found = await locateSelf({ config: loadConfig(values.config), id: values.id, data: values.data, log: root, terminated: term.signalled });
+  } catch (e) {
+    // Reading the data directory of a node the file does not list: locked by another process, or damaged.
+    if (!(e instanceof DataDirRefusedError)) throw e;
+    root.error(e.message, { dataDir: e.dataDir });
+    return 1;
+  }
   if (found === "stopped") return 0;
   if (found === "refused") return 1;
   const { self, config } = found;
@@ -105,7 +113,11 @@ export async function serve(argv: string[]): Promise<number> {
   log.info(`this node is ${self.node.id} (${self.detail})`);
   const tls = readTls(self.node, values.insecure!);
   const dataDir = dataDirOf(self.node.id, values.data);
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, ...ckpt });
+  // Crash-only: a node that hit a database error (or a broken invariant) has stopped serving and
+  // logged why; the process exits 1 so that a supervisor restarts it (a damaged file is refused then).
+  let failed: (e: Error) => void = () => {};
+  const fatal = new Promise<Error>((res) => (failed = res));
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), ...ckpt });
   try {
     await node.start();
   } catch (e) {
@@ -150,13 +162,21 @@ export async function serve(argv: string[]): Promise<number> {
       if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
     },
   });
-  const sig = await term.signalled;
-  log.info(`${sig}: stopping`);
+  const end = await Promise.race([term.signalled, fatal]);
   watcher.close();
+  if (end instanceof Error) {
+    // The node has stopped already (and said why, in one line): close the API, bounded, and exit 1.
+    await Promise.race([server.close(), new Promise((r) => setTimeout(r, FATAL_CLOSE_MS))]);
+    return 1;
+  }
+  log.info(`${end}: stopping`);
   await node.stop({ transfer: true });
   await server.close();
   return 0;
 }
+
+/** After a fatal error, how long the API may take to close before the process exits anyway. */
+const FATAL_CLOSE_MS = 2000;
 
 /** The first SIGTERM / SIGINT, as a promise (one handler for the whole life of serve). */
 function termination(): { signalled: Promise<string> } {
@@ -170,14 +190,23 @@ function dataDirOf(id: string, data: string | undefined): string {
   return resolve(data ?? `cairn-data/${id}`);
 }
 
-/** What an existing data directory holds, without creating one; null if there is none. */
+/**
+ * What an existing data directory holds, without creating one; null if there
+ * is none. Under the directory's lock (refused if another process holds it),
+ * released before the node starts (which takes it again for its life).
+ */
 function peekDataDir(dir: string): DataDirFacts | null {
   if (!existsSync(join(dir, DB_FILE_NAME))) return null;
-  const store = RaftStore.open({ dir });
+  const lock = lockDataDir(dir, "cairn serve (reading the data directory)");
   try {
-    return dataDirFacts(store, dir);
+    const store = openCheckedStore({ dir });
+    try {
+      return dataDirFacts(store, dir);
+    } finally {
+      store.close();
+    }
   } finally {
-    store.close();
+    lock.release();
   }
 }
 

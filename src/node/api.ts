@@ -82,6 +82,12 @@ export interface NodeApi {
   checkpoints(): Manifest[];
   /** A checkpoint's file, or null if there is no such checkpoint here. */
   checkpointFile(id: string): { readonly manifest: Manifest; readonly path: string } | null;
+  /** The same, after checking the file against its manifest's SHA-256 (ChecksumMismatchError if damaged). */
+  verifiedCheckpointFile?(id: string): Promise<{ readonly manifest: Manifest; readonly path: string } | null>;
   /** Builds a checkpoint of the applied state now (null when nothing was ever applied). */
   createCheckpoint(): Promise<Manifest | null>;
+  /** The error that stopped the node (a database error, crash-only), or null while it serves. */
+  failed?(): Error | null;
+  /** A request hit an error the node cannot go on after (a database error): stop it. */
+  fatal?(err: unknown): void;
 }

@@ -6,9 +6,12 @@
  * data of a removed node, would let stale data rejoin by accident (DESIGN.md,
  * "The cluster file"), so the node refuses to start and says what to do.
  */
-import type { RaftStore } from "../storage/store.ts";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { DbCorruptError, LockHeldError, lockFile, type FileLock } from "../platform/sqlite.ts";
+import { RaftStore, type StoreOptions } from "../storage/store.ts";
 
-export type DataDirProblem = "node" | "cluster" | "removed";
+export type DataDirProblem = "node" | "cluster" | "removed" | "locked" | "corrupt";
 
 export class DataDirRefusedError extends Error {
   override name = "DataDirRefusedError";
@@ -85,4 +88,79 @@ export function describeData(f: DataDirFacts): string {
   if (f.clusterId === null && f.lastIndex === 0) return `data directory ${f.dataDir} is empty`;
   if (f.removedAt !== null) return `data directory ${f.dataDir} holds the data of a node removed from ${clusterOf(f)} (by log index ${f.removedAt})`;
   return `data directory ${f.dataDir} holds data of ${clusterOf(f)} up to log index ${f.lastIndex}`;
+}
+
+// ---------------------------------------------------------------- the lock
+
+/** The lock file: SQLite's own locking holds it (see lockFile in src/platform/sqlite.ts for why). */
+export const LOCK_FILE_NAME = "cairn.lock";
+/** Who holds the lock: written by the holder, read by a process that is refused. */
+export const PID_FILE_NAME = "cairn.lock.pid";
+/** Files of the lock itself: a directory holding only these is as good as empty. */
+export const LOCK_FILES: ReadonlySet<string> = new Set([LOCK_FILE_NAME, PID_FILE_NAME]);
+
+/**
+ * Takes the data directory's exclusive lock (creating the directory), held
+ * until release() or the death of the process (kill -9 included: the kernel
+ * drops it, so no stale lock ever blocks a restart). A directory another
+ * process holds is refused with that process's PID (DataDirRefusedError
+ * "locked"). `what` says what this process is (shown to the one refused).
+ */
+export function lockDataDir(dir: string, what: string): FileLock {
+  mkdirSync(dir, { recursive: true });
+  let lock: FileLock;
+  try {
+    lock = lockFile(join(dir, LOCK_FILE_NAME));
+  } catch (e) {
+    if (!(e instanceof LockHeldError)) throw e;
+    const holder = lockHolder(dir);
+    const who = holder ? `another cairn process (PID ${holder.pid}, ${holder.what})` : "another cairn process";
+    throw new DataDirRefusedError(
+      "locked",
+      dir,
+      `data directory ${dir} is in use by ${who}: ` +
+        `only one process may use a data directory at a time. Stop that process first${holder ? ` (kill ${holder.pid})` : ""}, or give this one its own --data directory`,
+    );
+  }
+  try {
+    writeFileSync(join(dir, PID_FILE_NAME), `${process.pid} ${what}\n`);
+  } catch (e) {
+    lock.release();
+    throw e;
+  }
+  return lock;
+}
+
+function lockHolder(dir: string): { pid: number; what: string } | null {
+  try {
+    const m = /^(\d+) (.*)$/m.exec(readFileSync(join(dir, PID_FILE_NAME), "utf8"));
+    return m ? { pid: Number(m[1]), what: m[2]! } : null;
+  } catch {
+    return null; // the holder has not written it yet
+  }
+}
+
+// ---------------------------------------------------------------- integrity
+
+export function corruptError(dir: string, e: DbCorruptError): DataDirRefusedError {
+  return new DataDirRefusedError(
+    "corrupt",
+    dir,
+    `${e.message}: this node cannot start on it. Either restore the data directory from a checkpoint or backup ` +
+      `(move ${dir} away, then: cairn restore --from FILE --data ${dir} --id ID), ` +
+      `or let the node rejoin the cluster as new: move ${dir} away and start it with an empty data directory (it catches up from the leader)`,
+  );
+}
+
+/**
+ * Opens a locked data directory's store after PRAGMA quick_check; a damaged
+ * database is refused (DataDirRefusedError "corrupt") with what to do.
+ */
+export function openCheckedStore(opts: StoreOptions): RaftStore {
+  try {
+    return RaftStore.open({ ...opts, verify: true });
+  } catch (e) {
+    if (e instanceof DbCorruptError) throw corruptError(opts.dir, e);
+    throw e;
+  }
 }

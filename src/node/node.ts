@@ -11,12 +11,13 @@ import { randomUUID } from "node:crypto";
 import { renameSync } from "node:fs";
 import { join } from "node:path";
 import { Checkpointer, DEFAULT_POLICY, workerRunner, type CheckpointPolicy } from "../checkpoint/checkpointer.ts";
-import { dbPath, findCheckpoint, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
+import { dbPath, discardCheckpoint, findCheckpoint, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
+import { ChecksumMismatchError, verifyFile } from "../checkpoint/verify.ts";
 import { attachCheckpoint, copyCheckpointTables, detachCheckpoint } from "../checkpoint/restore.ts";
 import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoint/transfer.ts";
 import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
 import type { ClusterConfig, ClusterNode } from "../discovery/load.ts";
-import { DiskFullError as DbDiskFullError } from "../platform/sqlite.ts";
+import { DbCorruptError, DbError, DiskFullError as DbDiskFullError, type FileLock } from "../platform/sqlite.ts";
 import { allMembers } from "../raft/confchange.ts";
 import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
 import { Raft, type ReadOnlyMode } from "../raft/raft.ts";
@@ -25,7 +26,7 @@ import { NONE, type Message, type Ready } from "../raft/types.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
-import { RaftStore } from "../storage/store.ts";
+import type { RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { PeerTransport } from "../transport/transport.ts";
 import { assert } from "../util/assert.ts";
@@ -34,7 +35,7 @@ import { VERSION } from "../version.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
 import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
-import { dataDirFacts, dataDirProblem } from "./datadir.ts";
+import { dataDirFacts, dataDirProblem, lockDataDir, openCheckedStore } from "./datadir.ts";
 import { Converger, RemovalCheck, type ProbeReply } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
@@ -69,6 +70,12 @@ export interface CairnNodeOptions {
   readonly checkpointRunner?: (req: BuildRequest) => Promise<BuildResult>;
   /** Change-feed retention: a change is trimmed only when it is beyond both limits and covered by a checkpoint. */
   readonly retention?: { readonly keepEntries?: number; readonly keepAgeMs?: number };
+  /**
+   * Called once when the node hit an error it cannot go on after (a database
+   * error other than a full disk, a failed invariant in the loop): the node
+   * has stopped serving; the embedder should end the process (serve exits 1).
+   */
+  readonly onFatal?: (err: Error) => void;
   /** Checkpoint transfer tuning (tests use small chunks). */
   readonly transfer?: { readonly chunkBytes?: number; readonly windowChunks?: number; readonly stallMs?: number; readonly bytesPerSec?: number };
 }
@@ -104,6 +111,9 @@ export class CairnNode implements NodeApi {
   private readonly proposeTimeoutMs: number;
   private readonly readTimeoutMs: number;
   private store!: RaftStore;
+  private lock: FileLock | null = null;
+  /** The error that stopped this node (fatal()), if one did. */
+  private failure: Error | null = null;
   private checkpointer!: Checkpointer;
   private receiver!: SnapshotReceiver;
   private readonly senders = new Map<string, SnapshotSender>();
@@ -174,7 +184,30 @@ export class CairnNode implements NodeApi {
   // ---------------------------------------------------------------- lifecycle
 
   async start(): Promise<void> {
-    this.store = RaftStore.open({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
+    // Before anything reads or deletes a file in it: a second process on the same directory
+    // would remove this one's temporary files and write into its log.
+    this.lock = lockDataDir(this.opts.dataDir, `cairn node ${this.id}`);
+    try {
+      this.store = openCheckedStore({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
+    } catch (e) {
+      this.releaseLock();
+      throw e;
+    }
+    try {
+      await this.startOpened();
+    } catch (e) {
+      if (!this.stopping) this.store.close();
+      this.releaseLock();
+      throw e;
+    }
+  }
+
+  private releaseLock(): void {
+    this.lock?.release();
+    this.lock = null;
+  }
+
+  private async startOpened(): Promise<void> {
     this.claimDataDir();
     this.applier = new Applier({ store: this.store, fsm: this.appliedFsm });
     this.checkpointer = new Checkpointer({
@@ -182,6 +215,7 @@ export class CairnNode implements NodeApi {
       store: this.store,
       log: this.log,
       policy: { ...DEFAULT_POLICY, ...this.opts.checkpoints },
+      onFatal: (e) => this.fatal(e),
       clusterId: () => this.store.clusterId(),
       run: this.opts.checkpointRunner ?? workerRunner(),
       followersNeed: () => this.followersNeed(),
@@ -201,14 +235,14 @@ export class CairnNode implements NodeApi {
       listen: this.opts.peerListen ?? this.selfListen(),
       tls: this.opts.tls,
       logger: this.log,
-      onMessage: (from, p) => this.onPeer(from, p),
+      onMessage: (from, p) => this.guarded(() => this.onPeer(from, p)),
     });
     this.transport.setPeers(this.peerAddresses());
     await this.transport.listen();
     if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.startRaft(this.store.clusterId());
     else this.startEmpty();
     this.lastTickAt = performance.now();
-    this.timers.push(setInterval(() => this.onTick(), this.tickMs));
+    this.timers.push(setInterval(() => this.guarded(() => this.onTick()), this.tickMs));
     this.log.info("node started", { dataDir: this.opts.dataDir, clusterId: this.store.clusterId(), applied: this.store.appliedIndex(), lastIndex: this.store.lastIndex() });
   }
 
@@ -235,7 +269,43 @@ export class CairnNode implements NodeApi {
     this.calls.failAll(stopped);
     await this.transport?.close();
     this.store?.close();
+    this.releaseLock();
     this.log.info("node stopped");
+  }
+
+  /**
+   * The one path for errors the node cannot go on after: any database error in
+   * the loop other than a full disk (that one stops writes until space returns),
+   * a failed invariant, anything a tick, a Ready or a peer message threw.
+   * Crash-only: the node stops serving at once (not ready, /health 503, every
+   * request refused), logs one line, and onFatal ends the process, for a
+   * supervisor to restart it; a damaged database is then refused at start.
+   */
+  fatal(err: unknown): void {
+    if (this.failure || this.stopping) return;
+    const e = err instanceof Error ? err : new Error(String(err));
+    this.failure = e;
+    const damaged = e instanceof DbCorruptError ? " (the database is damaged: restore this data directory from a checkpoint or backup, or rejoin with an empty one)" : "";
+    this.log.error(`fatal: ${e.message}${damaged}; this node stops now and the process exits (restart it)`, { error: e.name, stack: e.stack });
+    void this.stop({ transfer: false }).then(
+      () => this.opts.onFatal?.(e),
+      () => this.opts.onFatal?.(e),
+    );
+  }
+
+  /** Why this node stopped by itself (fatal()), or null. */
+  failed(): Error | null {
+    return this.failure;
+  }
+
+  /** Runs a timer's, a tick's or a peer message's work: what it throws is fatal, never swallowed or repeated. */
+  private guarded(fn: () => void): void {
+    if (this.stopping) return;
+    try {
+      fn();
+    } catch (e) {
+      this.fatal(e);
+    }
   }
 
   /** Refuses another node's or cluster's data, or a removed node's (DataDirRefusedError); records who this data is for. */
@@ -247,10 +317,7 @@ export class CairnNode implements NodeApi {
       facts = { ...facts, removedAt: null };
     }
     const problem = dataDirProblem(facts, { id: this.id, cluster: this.config.cluster, configPath: this.config.path });
-    if (problem) {
-      this.store.close();
-      throw problem;
-    }
+    if (problem) throw problem;
     if (facts.nodeId === null) this.store.setNodeId(this.id);
     // Data from before the cluster name was recorded takes the name of the file it runs with.
     if (facts.clusterName === null && facts.clusterId !== null) this.store.setClusterName(this.config.cluster);
@@ -378,7 +445,7 @@ export class CairnNode implements NodeApi {
       }
       this.decideFounding();
     };
-    this.probeTimer = setInterval(probe, LIMITS.probeEveryMs);
+    this.probeTimer = setInterval(() => this.guarded(probe), LIMITS.probeEveryMs);
     this.timers.push(this.probeTimer);
     probe();
   }
@@ -430,7 +497,7 @@ export class CairnNode implements NodeApi {
     // turn of the event loop is proposed first, so one Ready (one fsync) carries them all.
     setImmediate(() => {
       this.scheduled = false;
-      this.runReady();
+      this.guarded(() => this.runReady());
     });
   }
 
@@ -501,10 +568,12 @@ export class CairnNode implements NodeApi {
     const man = this.checkpointer.forPeer(core.to, this.store.firstIndex());
     const m: Message = man ? { ...core, snapshot: { index: man.index, term: man.term, conf: man.conf } } : core;
     const report = (ok: boolean) =>
-      queueMicrotask(() => {
-        this.raft?.reportSnapshot(m.to, ok);
-        this.schedule();
-      });
+      queueMicrotask(() =>
+        this.guarded(() => {
+          this.raft?.reportSnapshot(m.to, ok);
+          this.schedule();
+        }),
+      );
     if (!man) {
       // A restored or recovered node's snapshot has no file yet: build one (the core retries with it).
       this.checkpointer.requestBuild(`${m.to} needs snapshot ${meta.index}, which has no checkpoint file`);
@@ -616,9 +685,34 @@ export class CairnNode implements NodeApi {
     return m ? { manifest: m, path: dbPath(this.checkpointer.dir, m.id) } : null;
   }
 
+  /**
+   * A checkpoint's file, checked against its manifest's SHA-256 first (read
+   * without blocking the loop). A damaged one is discarded (a new one is built
+   * when one is needed) and ChecksumMismatchError thrown.
+   */
+  async verifiedCheckpointFile(id: string): Promise<{ manifest: Manifest; path: string } | null> {
+    const f = this.checkpointFile(id);
+    if (!f) return null;
+    try {
+      await verifyFile(f.path, f.manifest.sha256);
+    } catch (e) {
+      if (!(e instanceof ChecksumMismatchError)) throw e;
+      this.log.error(`${e.message}: discarded it (a new checkpoint is built when one is needed)`, { checkpoint: id });
+      discardCheckpoint(this.checkpointer.dir, id);
+      throw e;
+    }
+    return f;
+  }
+
   async createCheckpoint(): Promise<Manifest | null> {
     if (this.stopping) throw new StoppedError();
-    return await this.checkpointer.create();
+    try {
+      return await this.checkpointer.create();
+    } catch (e) {
+      // Recording it wrote the node's own store: a database error there is the node's end, as in the loop.
+      if (e instanceof DbError && !(e instanceof DbDiskFullError)) this.fatal(e);
+      throw e;
+    }
   }
 
   private afterApply(rd: Ready, results: Map<number, unknown>): void {
@@ -940,6 +1034,7 @@ export class CairnNode implements NodeApi {
 
   readiness(): { ready: boolean; reason: string } {
     const raft = this.raft;
+    if (this.failure) return { ready: false, reason: `failed: ${this.failure.message}` };
     if (this.stopping) return { ready: false, reason: "stopping" };
     if (!raft) return { ready: false, reason: this.waitingReason || "not joined yet" };
     if (this.diskFull) return { ready: false, reason: "disk full" };

@@ -67,6 +67,8 @@ export const BUSY_TIMEOUT_MS_DEFAULT = 5000;
 const SQLITE_BUSY = 5;
 const SQLITE_FULL = 13;
 const SQLITE_CANTOPEN = 14;
+const SQLITE_CORRUPT = 11;
+const SQLITE_NOTADB = 26;
 
 /** A SQLite failure, with SQLite's primary result code (or -1 when unknown). */
 export class DbError extends Error {
@@ -92,6 +94,18 @@ export class DbBusyError extends DbError {
   override name = "DbBusyError";
   constructor(readonly path: string, cause?: unknown) {
     super(`database ${path} is locked by another connection (is another cairn using this data directory?)`, SQLITE_BUSY, cause);
+  }
+}
+
+/**
+ * SQLITE_CORRUPT / SQLITE_NOTADB: the file is damaged. Nothing in it can be
+ * trusted any more: the process stops (crash-only), and the data directory is
+ * restored from a checkpoint or backup, or rejoined empty.
+ */
+export class DbCorruptError extends DbError {
+  override name = "DbCorruptError";
+  constructor(readonly path: string, detail: string, cause?: unknown) {
+    super(`database ${path} is damaged (${detail})`, SQLITE_CORRUPT, cause);
   }
 }
 
@@ -222,6 +236,7 @@ function classify(path: string, err: unknown): unknown {
   const code = resultCode(err);
   if (code === SQLITE_FULL) return new DiskFullError(path, err);
   if (code === SQLITE_BUSY) return new DbBusyError(path, err);
+  if (code === SQLITE_CORRUPT || code === SQLITE_NOTADB) return new DbCorruptError(path, err.message, err);
   if (code === SQLITE_CANTOPEN) {
     return new DbError(`cannot open database ${path} (${err.message}): check that its directory exists and is writable`, code, err);
   }
@@ -233,7 +248,68 @@ function resultCode(err: Error): number {
   const e = err as { errno?: unknown; errcode?: unknown };
   const n = typeof e.errno === "number" ? e.errno : typeof e.errcode === "number" ? e.errcode : undefined;
   if (n !== undefined) return n & 0xff;
-  // Some node:sqlite errors carry no code; this message is SQLite's own
-  // sqlite3_errstr(SQLITE_FULL), the only way left to recognise it.
-  return err.message.includes("database or disk is full") ? SQLITE_FULL : -1;
+  // Some node:sqlite errors (Deno's) carry no code; these messages are SQLite's own
+  // sqlite3_errstr(SQLITE_FULL / SQLITE_BUSY), the only way left to recognise them.
+  if (err.message.includes("database or disk is full")) return SQLITE_FULL;
+  if (err.message.includes("database is locked")) return SQLITE_BUSY;
+  if (err.message.includes("database disk image is malformed")) return SQLITE_CORRUPT;
+  if (err.message.includes("file is not a database")) return SQLITE_NOTADB;
+  return -1;
+}
+
+/** Another process (or connection) holds the exclusive lock of a lock file. */
+export class LockHeldError extends DbError {
+  override name = "LockHeldError";
+  constructor(readonly path: string, cause?: unknown) {
+    super(`${path} is locked by another process`, SQLITE_BUSY, cause);
+  }
+}
+
+/** An exclusive lock held on a file until release() or the process's death. */
+export interface FileLock {
+  readonly path: string;
+  release(): void;
+}
+
+/**
+ * Takes an exclusive lock on `path` (a small SQLite file, created if needed),
+ * or throws LockHeldError at once if another process holds it.
+ *
+ * Why SQLite's own locking rather than a PID file: node:fs has no flock, and a
+ * PID file with O_EXCL survives kill -9 (a stale file then blocks the restart
+ * or needs a liveness check that PID reuse defeats). In locking_mode=EXCLUSIVE
+ * a connection that has begun an EXCLUSIVE transaction keeps its POSIX lock
+ * (fcntl) after COMMIT, until the connection closes; the kernel drops POSIX
+ * locks when the process dies, however it dies. No journal (journal_mode=OFF)
+ * so that nothing but the lock file itself is ever left behind. Both drivers
+ * (bun:sqlite, node:sqlite) are SQLite with the unix VFS, so both behave alike,
+ * also between a Bun and a Deno process.
+ */
+export function lockFile(path: string): FileLock {
+  const raw = wrapErrors(path, () => (IS_BUN ? new driver.Database(path, { create: true }) : new driver.DatabaseSync(path)));
+  try {
+    raw.exec("PRAGMA busy_timeout=0");
+    raw.exec("PRAGMA locking_mode=EXCLUSIVE");
+    raw.exec("BEGIN EXCLUSIVE");
+    raw.exec("CREATE TABLE IF NOT EXISTS held (id INTEGER PRIMARY KEY)");
+    raw.exec("COMMIT");
+  } catch (err) {
+    try {
+      raw.close();
+    } catch {
+      // closing a connection that never got the lock cannot fail in a way that matters
+    }
+    const e = classify(path, err);
+    if (e instanceof DbBusyError) throw new LockHeldError(path, err);
+    throw e;
+  }
+  let held = true;
+  return {
+    path,
+    release: () => {
+      if (!held) return;
+      held = false;
+      raw.close();
+    },
+  };
 }

@@ -15,6 +15,7 @@
  */
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
+import { quickCheck } from "./integrity.ts";
 import { openDatabase, type Db, type Row, type Statement } from "../platform/sqlite.ts";
 import { CompactedError, UnavailableError } from "../raft/errors.ts";
 import { limitSize, type InitialState, type LogStorage } from "../raft/storage.ts";
@@ -41,6 +42,8 @@ export interface StoreOptions {
   readonly entryCacheLengthMax?: number;
   readonly entryCacheBytesMax?: number;
   readonly schema?: SchemaOptions;
+  /** Run PRAGMA quick_check before anything reads the file (DbCorruptError if it fails). */
+  readonly verify?: boolean;
 }
 
 /** What persist() takes: a Ready fits, plus an optional snapshot restore hook. */
@@ -100,6 +103,7 @@ export class RaftStore implements LogStorage, AppliedState {
     mkdirSync(opts.dir, { recursive: true });
     const db = openDatabase(join(opts.dir, DB_FILE_NAME), opts);
     try {
+      if (opts.verify) quickCheck(db);
       return new RaftStore(db, opts);
     } catch (err) {
       db.close();
