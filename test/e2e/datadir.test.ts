@@ -1,0 +1,214 @@
+/**
+ * The data directory's integrity (issue 8), against the built binary: one
+ * process per data directory (an exclusive lock that dies with its process),
+ * a damaged database refused at start, a database error while running ends
+ * the process (crash-only, one log line), no temporary file left by a
+ * checkpoint that had nothing new, and checkpoint files verified against their
+ * checksum before they are used.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { Database } from "bun:sqlite";
+import { waitFor } from "../helpers/ports.ts";
+import { cli, writeBulk } from "./checkpoint-helpers.ts";
+import { BINARY, E2ECluster } from "./harness.ts";
+
+const clusters: E2ECluster[] = [];
+let testNo = 0;
+afterEach(async () => {
+  testNo++;
+  for (const [i, c] of clusters.splice(0).entries()) {
+    if (process.env.E2E_LOGS) c.dumpLogs(join(process.env.E2E_LOGS, `datadir-${testNo}-${i}`));
+    await c.close();
+  }
+});
+
+async function single(): Promise<E2ECluster> {
+  const c = await E2ECluster.init(1);
+  clusters.push(c);
+  c.start("n1");
+  await waitFor("n1 ready", async () => (await c.get("n1", "/ready").catch(() => null))?.status === 200, 20_000, 50);
+  return c;
+}
+
+/** `cairn serve` for `id` as a separate process, run to its end (killed after timeoutMs). */
+async function serveToEnd(c: E2ECluster, id: string, timeoutMs = 15_000): Promise<{ code: number | null; out: string; ms: number }> {
+  const t0 = performance.now();
+  const child = spawn(BINARY, ["serve", "--config", c.file, "--id", id, "--data", c.dataDir(id)], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((res) => child.once("exit", (x) => res(x)));
+  clearTimeout(timer);
+  return { code, out, ms: performance.now() - t0 };
+}
+
+async function put(c: E2ECluster, id: string, key: string, value: string): Promise<number> {
+  const r = await c.get(id, `/kv/${key}`, { method: "PUT", headers: { "content-type": "text/plain" }, body: value, signal: AbortSignal.timeout(5000) });
+  await r.arrayBuffer();
+  return r.status;
+}
+
+/** Random bytes over pages [from, to) of a database file (page size from its header). */
+function scribble(file: string, from: number, to: number): void {
+  const pageSize = new DataView(readFileSync(file).buffer.slice(16, 18)).getUint16(0) || 4096;
+  const fd = openSync(file, "r+");
+  try {
+    for (let p = from; p < to; p++) writeSync(fd, crypto.getRandomValues(new Uint8Array(pageSize)), 0, pageSize, p * pageSize);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+test("a second serve on the same data directory is refused with the first one's PID, the first keeps serving; after kill -9 of the first a restart works", async () => {
+  const c = await single();
+  expect(await put(c, "n1", "before", "1")).toBeLessThan(300);
+  const first = c.procs.get("n1")!.child.pid!;
+
+  const second = await serveToEnd(c, "n1");
+  expect(second.code).toBe(1);
+  expect(second.out).toContain(`in use by another cairn process (PID ${first}`);
+  expect(second.out).toContain("Stop that process first");
+
+  // The first one was not disturbed: it still takes writes and serves them.
+  expect(await put(c, "n1", "after", "2")).toBeLessThan(300);
+  expect((await c.json("n1", "/kv/after")).status).toBe(200);
+  expect(c.logs("n1").some((l) => l.includes("UNIQUE constraint") || l.includes("removed partial"))).toBe(false);
+
+  // kill -9 leaves no stale lock: the restart takes the directory and serves the data.
+  await c.signal("n1", "SIGKILL");
+  c.start("n1");
+  await waitFor("n1 ready after kill -9", async () => (await c.get("n1", "/ready").catch(() => null))?.status === 200, 20_000, 50);
+  expect((await c.json("n1", "/kv/after")).status).toBe(200);
+  expect(await put(c, "n1", "restarted", "3")).toBeLessThan(300);
+}, 90_000);
+
+test("a damaged page in cairn.db of a stopped node: start is refused at once with what to do, exit 1", async () => {
+  const c = await single();
+  for (let i = 0; i < 200; i++) expect(await put(c, "n1", `k/${i}`, `value ${i} `.repeat(50))).toBeLessThan(300);
+  expect(await c.stop("n1")).toBe(0);
+  const file = join(c.dataDir("n1"), "cairn.db");
+  expect(existsSync(`${file}-wal`) && statSync(`${file}-wal`).size > 0).toBe(false);
+  // A page of the key-value table: nothing reads it at start, only a check of the whole file finds it.
+  const db = new Database(file, { readonly: true });
+  const root = Number((db.query("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'kv'").get() as { rootpage: number }).rootpage);
+  db.close();
+  scribble(file, root - 1, root);
+
+  const r = await serveToEnd(c, "n1");
+  expect(r.code).toBe(1);
+  expect(r.out).toContain("is damaged");
+  expect(r.out).toContain("quick_check");
+  expect(r.out).toContain("cairn restore");
+  expect(r.out).toContain("empty data directory");
+  expect(r.out).not.toContain("API listening");
+  expect(r.ms).toBeLessThan(10_000);
+}, 90_000);
+
+for (const reads of [true, false]) {
+test(`a database damaged under a running node (${reads ? "reads and writes" : "writes only: the Raft loop's own store writes"}): the process exits 1 within seconds, with one fatal line and no log storm`, async () => {
+  const c = await single();
+  // Larger than SQLite's page cache (2 MB), so that reads go to the file.
+  await writeBulk(c, { via: () => "n1", count: 800, bytes: 8192, parallel: 8 });
+  const file = join(c.dataDir("n1"), "cairn.db");
+  const pages = Math.floor(statSync(file).size / 4096);
+  expect(pages).toBeGreaterThan(1000);
+  const before = c.logs("n1").length;
+  scribble(file, 1, pages);
+  const t0 = performance.now();
+  // Reads of keys not in the cache, and writes, until the process is gone.
+  const load = (async () => {
+    for (let i = 0; c.procs.has("n1") && performance.now() - t0 < 20_000; i++) {
+      if (reads) await c.get("n1", `/kv/big/${String(i % 800).padStart(5, "0")}?consistency=stale`, { signal: AbortSignal.timeout(2000) }).then((r) => r.arrayBuffer()).catch(() => null);
+      await put(c, "n1", `w/${i}`, "x".repeat(1000)).catch(() => null);
+    }
+  })();
+  const code = await c.exitOf("n1", 20_000);
+  await load;
+  expect(code).toBe(1);
+  const after = c.lastRunLogs("n1").slice(before);
+  const fatal = after.filter((l) => l.includes('"fatal: '));
+  expect(fatal.length).toBe(1);
+  expect(fatal[0]).toContain("damaged");
+  expect(after.length).toBeLessThan(40);
+}, 120_000);
+}
+
+test("POST /admin/checkpoint and cairn backup with nothing new written leave no temporary file", async () => {
+  const c = await single();
+  for (let i = 0; i < 20; i++) expect(await put(c, "n1", `k/${i}`, `v${i}`)).toBeLessThan(300);
+  const dir = join(c.dataDir("n1"), "checkpoints");
+  const tmps = () => readdirSync(dir).filter((f) => f.includes(".tmp"));
+  const a = await c.json("n1", "/admin/checkpoint", { method: "POST" });
+  expect(a.status).toBe(200);
+  const b = await c.json("n1", "/admin/checkpoint", { method: "POST" });
+  expect(b.status).toBe(200);
+  expect(b.body.checkpoint.id).toBe(a.body.checkpoint.id);
+  const out = join(c.dir, "backup.db");
+  const ca = join(c.dir, "tls", "ca.pem");
+  for (let i = 0; i < 2; i++) expect((await cli(["backup", "--config", c.file, "--ca", ca, "--out", out])).code).toBe(0);
+  expect(tmps()).toEqual([]);
+  expect(existsSync(`${out}.part`)).toBe(false);
+}, 90_000);
+
+test("a checkpoint file with a flipped byte is refused: by restore (nothing installed), by GET /checkpoints/ID (discarded), by recover", async () => {
+  const c = await single();
+  for (let i = 0; i < 50; i++) expect(await put(c, "n1", `k/${i}`, `v${i}`)).toBeLessThan(300);
+  const out = join(c.dir, "backup.db");
+  const ca = join(c.dir, "tls", "ca.pem");
+  const b = await cli(["backup", "--config", c.file, "--ca", ca, "--out", out]);
+  expect(b.code).toBe(0);
+  expect(existsSync(`${out}.sha256`)).toBe(true);
+
+  // The intact backup restores (its checksum is beside it).
+  const good = join(c.dir, "restored-good");
+  expect((await cli(["restore", "--from", out, "--data", good, "--id", "n1"])).code).toBe(0);
+
+  const flip = (file: string, at: number) => {
+    const fd = openSync(file, "r+");
+    const buf = new Uint8Array(1);
+    const { readSync } = require("node:fs") as typeof import("node:fs");
+    readSync(fd, buf, 0, 1, at);
+    buf[0] = buf[0]! ^ 0x01;
+    writeSync(fd, buf, 0, 1, at);
+    closeSync(fd);
+  };
+  flip(out, Math.floor(statSync(out).size / 2));
+  const bad = join(c.dir, "restored-bad");
+  const r = await cli(["restore", "--from", out, "--data", bad, "--id", "n1"]);
+  expect(r.code).toBe(1);
+  expect(r.stderr).toContain("is damaged: its SHA-256 is");
+  expect(r.stderr).toContain("nothing was restored");
+  expect(existsSync(join(bad, "cairn.db"))).toBe(false);
+
+  // Without any checksum to check against, restore refuses too (it says how to give one).
+  const bare = join(c.dir, "bare.db");
+  require("node:fs").copyFileSync(out, bare);
+  const nr = await cli(["restore", "--from", bare, "--data", join(c.dir, "restored-bare"), "--id", "n1"]);
+  expect(nr.code).not.toBe(0);
+  expect(nr.stderr).toContain("--sha256");
+
+  // On the node: a damaged checkpoint file is not served, and is discarded.
+  const list = (await c.json("n1", "/checkpoints")).body.checkpoints as { id: string }[];
+  const id = list[0]!.id;
+  const file = join(c.dataDir("n1"), "checkpoints", `${id}.db`);
+  flip(file, Math.floor(statSync(file).size / 2));
+  const g = await c.json("n1", `/checkpoints/${id}`);
+  expect(g.status).toBe(500);
+  expect(g.body.error?.code ?? g.body.code).toBe("checkpoint_damaged");
+  expect(((await c.json("n1", "/checkpoints")).body.checkpoints as { id: string }[]).some((m) => m.id === id)).toBe(false);
+  expect(existsSync(file)).toBe(false);
+
+  // recover discards a damaged checkpoint rather than handing it to the nodes that join.
+  const m2 = (await c.json("n1", "/admin/checkpoint", { method: "POST" })).body.checkpoint as { id: string };
+  expect(await c.stop("n1")).toBe(0);
+  const file2 = join(c.dataDir("n1"), "checkpoints", `${m2.id}.db`);
+  flip(file2, Math.floor(statSync(file2).size / 2));
+  const rc = await cli(["recover", "--data", c.dataDir("n1"), "--id", "n1", "--yes"]);
+  expect(rc.code).toBe(0);
+  expect(rc.stderr).toContain("is damaged");
+  expect(existsSync(file2)).toBe(false);
+}, 120_000);
