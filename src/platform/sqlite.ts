@@ -265,7 +265,11 @@ export class LockHeldError extends DbError {
   }
 }
 
-/** An exclusive lock held on a file until release() or the process's death. */
+/**
+ * An exclusive lock held on a file until release() or the process's death.
+ * Keep it referenced: a connection the garbage collector finalizes is closed,
+ * and its lock goes with it.
+ */
 export interface FileLock {
   readonly path: string;
   release(): void;
