@@ -594,6 +594,9 @@ export class CairnNode implements NodeApi {
         if (ok) this.checkpointer.delivered(m.to);
         if (ok) this.log.info(`sent checkpoint ${man.id} (${man.bytes} bytes) to ${m.to} in ${ms} ms`, { index: man.index });
         else this.log.warn(`checkpoint transfer to ${m.to} stopped: ${reason}`, { index: man.index });
+        // A receiver refuses a file that fails its checksum, and would be offered the same one forever:
+        // after a failed transfer the file is checked here, and a damaged one discarded (a new one gets built).
+        if (!ok) void this.verifiedCheckpointFile(man.id).catch(() => undefined); // logged there; a missing file is no news
         report(ok);
       },
     });

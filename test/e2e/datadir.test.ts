@@ -8,7 +8,8 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync, writeSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { waitFor } from "../helpers/ports.ts";
@@ -211,4 +212,41 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   expect(rc.code).toBe(0);
   expect(rc.stderr).toContain("is damaged");
   expect(existsSync(file2)).toBe(false);
+}, 120_000);
+
+test("a leader's checkpoint file with a flipped byte is refused by the follower it is sent to, discarded by the leader, rebuilt, and the follower catches up", async () => {
+  const c = await E2ECluster.init(3);
+  clusters.push(c);
+  const args = ["--checkpoint-trailing", "0", "--checkpoint-every", "0"];
+  for (const id of ["n1", "n2", "n3"]) c.start(id, { args });
+  await c.waitVoters(3);
+  const leader = await c.leader();
+  const lagging = ["n1", "n2", "n3"].find((id) => id !== leader)!;
+  await c.stop(lagging);
+  // Wiped: it comes back empty, and the log it needs from index 1 is compacted away, so it must be sent a checkpoint.
+  rmSync(c.dataDir(lagging), { recursive: true, force: true });
+  for (let i = 0; i < 40; i++) expect(await put(c, leader, `k/${i}`, `v${i}`)).toBeLessThan(300);
+  // Once the stopped follower no longer counts as active, a checkpoint compacts the log it would need.
+  // (each round writes one more entry, so that each checkpoint is new and compacts again).
+  let round = 0;
+  const m = await waitFor("a checkpoint that compacts the log", async () => {
+    expect(await put(c, leader, `more/${round++}`, "x")).toBeLessThan(300);
+    const r = await c.json(leader, "/admin/checkpoint", { method: "POST" });
+    const st = await c.status(leader);
+    return r.status === 200 && st.index.first > 45 ? (r.body.checkpoint as { id: string; sha256: string }) : undefined;
+  }, 20_000, 200);
+  const file = join(c.dataDir(leader), "checkpoints", `${m.id}.db`);
+  const fd = openSync(file, "r+");
+  writeSync(fd, new Uint8Array([0x5a]), 0, 1, Math.floor(statSync(file).size / 2));
+  closeSync(fd);
+
+  c.start(lagging, { args });
+  await c.waitForLog(lagging, "a refused checkpoint", (l) => /failed verification/.test(l.msg ?? ""), 30_000);
+  await c.waitForLog(leader, "the damaged file discarded", (l) => /is damaged: its SHA-256 is .*discarded/.test(l.msg ?? ""), 30_000);
+  await waitFor(`${lagging} to catch up`, async () => (await c.json(lagging, "/kv/k/39?consistency=stale")).status === 200, 30_000, 100);
+  // What the leader has now is intact (a rebuilt checkpoint at the same index has the same name).
+  for (const cm of (await c.json(leader, "/checkpoints")).body.checkpoints as { id: string; sha256: string }[]) {
+    const f = join(c.dataDir(leader), "checkpoints", `${cm.id}.db`);
+    expect(createHash("sha256").update(readFileSync(f)).digest("hex")).toBe(cm.sha256);
+  }
 }, 120_000);
