@@ -54,14 +54,19 @@ export function isCheckpointId(id: string): boolean {
 /** Writes a file durably: temp file, fsync, rename, fsync the directory. */
 export function writeFileDurably(path: string, text: string): void {
   const tmp = `${path}.tmp`;
-  const fd = openSync(tmp, "w");
   try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+    const fd = openSync(tmp, "w");
+    try {
+      writeSync(fd, text);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true }); // a failed write (a full disk) leaves no temporary file behind
+    throw e;
   }
-  renameSync(tmp, path);
   fsyncDir(join(path, ".."));
 }
 

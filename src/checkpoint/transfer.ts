@@ -13,6 +13,7 @@ import { join } from "node:path";
 import type { Message } from "../raft/types.ts";
 import type { Logger } from "../util/log.ts";
 import { sha256File } from "./build.ts";
+import { OFFER_HOLD_MS } from "./checkpointer.ts";
 import type { Manifest } from "./manifest.ts";
 
 export type SnapPayload =
@@ -225,6 +226,9 @@ export interface ReadyCheckpoint {
   readonly path: string;
 }
 
+/** A partial file older than this at start is deleted: no leader still holds the offer it could resume. */
+const PART_KEEP_MS = OFFER_HOLD_MS;
+
 /** Receives checkpoints from leaders; one transfer at a time. */
 export class SnapshotReceiver {
   private cur: Incoming | null = null;
@@ -248,7 +252,12 @@ export class SnapshotReceiver {
     this.dir = o.dir;
     mkdirSync(o.dir, { recursive: true });
     // A verified file that was not installed before a restart is tracked nowhere: it would only take space.
-    for (const f of readdirSync(o.dir)) if (f.endsWith(".ready")) rmSync(join(o.dir, f), { force: true });
+    // A partial file is kept for the leader to resume, but not past the time a leader holds its offer.
+    const now = Date.now();
+    for (const f of readdirSync(o.dir)) {
+      const p = join(o.dir, f);
+      if (f.endsWith(".ready") || (f.endsWith(".part") && now - statSync(p).mtimeMs > PART_KEEP_MS)) rmSync(p, { force: true });
+    }
   }
 
   /** The verified file for a snapshot the core decided to install (still tracked until installed()). */
@@ -256,9 +265,10 @@ export class SnapshotReceiver {
     return this.ready.get(index);
   }
 
-  /** The file was installed (moved away): forget it. */
+  /** The file was installed (moved away): forget it, and partial files of other transfers, which are older. */
   installed(index: number): void {
     this.ready.delete(index);
+    this.removeOtherParts(this.cur?.path ?? "");
   }
 
   onPayload(from: string, p: SnapPayload): void {

@@ -7,7 +7,7 @@
  */
 import { afterEach, beforeEach, expect, test } from "bun:test";
 import { createHash, randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Manifest } from "../../src/checkpoint/manifest.ts";
@@ -386,4 +386,18 @@ test("a newer verified checkpoint replaces an older one that was never installed
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("at start the receiver deletes partial files no leader can resume any more (older than the offer hold), and keeps recent ones", () => {
+  const incoming = join(dir, "incoming");
+  mkdirSync(incoming, { recursive: true });
+  const old = join(incoming, `${"a".repeat(64)}.part`);
+  const recent = join(incoming, `${"b".repeat(64)}.part`);
+  writeFileSync(old, randomBytes(1000));
+  writeFileSync(recent, randomBytes(1000));
+  const past = (Date.now() - 11 * 60_000) / 1000;
+  utimesSync(old, past, past);
+  new SnapshotReceiver({ dir: incoming, log: new Logger({ level: "error", sink: () => {} }), send: () => true, onComplete: () => {} }).close();
+  expect(existsSync(old)).toBe(false);
+  expect(existsSync(recent)).toBe(true);
 });
