@@ -40,7 +40,9 @@ ${CHECKPOINT_USAGE}
 
 A node the file does not list (yet) waits for the file to list it. A data
 directory of another node or cluster, or of a node removed from the cluster,
-is refused at start with a message that says what to do.
+in use by another process (DIR/cairn.lock), or whose database fails PRAGMA
+quick_check, is refused at start (exit 1) with a message that says what to do.
+A database error while running stops the node and exits 1 (crash-only).
 
 SIGTERM or SIGINT stops the node; a leader first hands leadership over.`;
 

@@ -9,12 +9,12 @@
 import { afterEach, expect, test } from "bun:test";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from "node:fs";
+import { closeSync, copyFileSync, existsSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { Database } from "bun:sqlite";
 import { waitFor } from "../helpers/ports.ts";
 import { cli, writeBulk } from "./checkpoint-helpers.ts";
-import { BINARY, E2ECluster } from "./harness.ts";
+import { BINARY, E2ECluster, ROOT } from "./harness.ts";
 
 const clusters: E2ECluster[] = [];
 let testNo = 0;
@@ -26,18 +26,25 @@ afterEach(async () => {
   }
 });
 
-async function single(): Promise<E2ECluster> {
+type Runtime = "bun" | "deno";
+const DENO = join(ROOT, "node_modules", ".bin", "deno");
+
+async function single(runtime: Runtime = "bun"): Promise<E2ECluster> {
   const c = await E2ECluster.init(1);
   clusters.push(c);
-  c.start("n1");
+  c.start("n1", { runtime });
   await waitFor("n1 ready", async () => (await c.get("n1", "/ready").catch(() => null))?.status === 200, 20_000, 50);
   return c;
 }
 
 /** `cairn serve` for `id` as a separate process, run to its end (killed after timeoutMs). */
-async function serveToEnd(c: E2ECluster, id: string, timeoutMs = 15_000): Promise<{ code: number | null; out: string; ms: number }> {
+async function serveToEnd(c: E2ECluster, id: string, runtime: Runtime = "bun", timeoutMs = 15_000): Promise<{ code: number | null; out: string; ms: number }> {
   const t0 = performance.now();
-  const child = spawn(BINARY, ["serve", "--config", c.file, "--id", id, "--data", c.dataDir(id)], { stdio: ["ignore", "pipe", "pipe"] });
+  const args = ["serve", "--config", c.file, "--id", id, "--data", c.dataDir(id)];
+  const child =
+    runtime === "deno"
+      ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
+      : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
@@ -64,78 +71,82 @@ function scribble(file: string, from: number, to: number): void {
   }
 }
 
-test("a second serve on the same data directory is refused with the first one's PID, the first keeps serving; after kill -9 of the first a restart works", async () => {
-  const c = await single();
-  expect(await put(c, "n1", "before", "1")).toBeLessThan(300);
-  const first = c.procs.get("n1")!.child.pid!;
+for (const [first, second] of [["bun", "bun"], ["bun", "deno"], ["deno", "bun"]] as const) {
+  test(`a second serve (${second}) on the same data directory as a running one (${first}) is refused with the first one's PID, the first keeps serving; after kill -9 of the first a restart works`, async () => {
+    const c = await single(first);
+    expect(await put(c, "n1", "before", "1")).toBeLessThan(300);
+    const pid = c.procs.get("n1")!.child.pid!;
 
-  const second = await serveToEnd(c, "n1");
-  expect(second.code).toBe(1);
-  expect(second.out).toContain(`in use by another cairn process (PID ${first}`);
-  expect(second.out).toContain("Stop that process first");
+    const refused = await serveToEnd(c, "n1", second);
+    expect(refused.code).toBe(1);
+    expect(refused.out).toContain(`in use by another cairn process (PID ${pid}`);
+    expect(refused.out).toContain("Stop that process first");
 
-  // The first one was not disturbed: it still takes writes and serves them.
-  expect(await put(c, "n1", "after", "2")).toBeLessThan(300);
-  expect((await c.json("n1", "/kv/after")).status).toBe(200);
-  expect(c.logs("n1").some((l) => l.includes("UNIQUE constraint") || l.includes("removed partial"))).toBe(false);
+    // The first one was not disturbed: it still takes writes and serves them.
+    expect(await put(c, "n1", "after", "2")).toBeLessThan(300);
+    expect((await c.json("n1", "/kv/after")).status).toBe(200);
+    expect(c.logs("n1").some((l) => l.includes("UNIQUE constraint") || l.includes("removed partial"))).toBe(false);
 
-  // kill -9 leaves no stale lock: the restart takes the directory and serves the data.
-  await c.signal("n1", "SIGKILL");
-  c.start("n1");
-  await waitFor("n1 ready after kill -9", async () => (await c.get("n1", "/ready").catch(() => null))?.status === 200, 20_000, 50);
-  expect((await c.json("n1", "/kv/after")).status).toBe(200);
-  expect(await put(c, "n1", "restarted", "3")).toBeLessThan(300);
-}, 90_000);
+    // kill -9 leaves no stale lock: the restart takes the directory and serves the data.
+    await c.signal("n1", "SIGKILL");
+    c.start("n1", { runtime: second });
+    await waitFor("n1 ready after kill -9", async () => (await c.get("n1", "/ready").catch(() => null))?.status === 200, 20_000, 50);
+    expect((await c.json("n1", "/kv/after")).status).toBe(200);
+    expect(await put(c, "n1", "restarted", "3")).toBeLessThan(300);
+  }, 90_000);
+}
 
-test("a damaged page in cairn.db of a stopped node: start is refused at once with what to do, exit 1", async () => {
-  const c = await single();
-  for (let i = 0; i < 200; i++) expect(await put(c, "n1", `k/${i}`, `value ${i} `.repeat(50))).toBeLessThan(300);
-  expect(await c.stop("n1")).toBe(0);
-  const file = join(c.dataDir("n1"), "cairn.db");
-  expect(existsSync(`${file}-wal`) && statSync(`${file}-wal`).size > 0).toBe(false);
-  // A page of the key-value table: nothing reads it at start, only a check of the whole file finds it.
-  const db = new Database(file, { readonly: true });
-  const root = Number((db.query("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'kv'").get() as { rootpage: number }).rootpage);
-  db.close();
-  scribble(file, root - 1, root);
+for (const runtime of ["bun", "deno"] as const) {
+  test(`a damaged page in cairn.db of a stopped node: start (${runtime}) is refused at once with what to do, exit 1`, async () => {
+    const c = await single();
+    for (let i = 0; i < 200; i++) expect(await put(c, "n1", `k/${i}`, `value ${i} `.repeat(50))).toBeLessThan(300);
+    expect(await c.stop("n1")).toBe(0);
+    const file = join(c.dataDir("n1"), "cairn.db");
+    expect(existsSync(`${file}-wal`) && statSync(`${file}-wal`).size > 0).toBe(false);
+    // A page of the key-value table: nothing reads it at start, only a check of the whole file finds it.
+    const db = new Database(file, { readonly: true });
+    const root = Number((db.query("SELECT rootpage FROM sqlite_master WHERE type = 'table' AND name = 'kv'").get() as { rootpage: number }).rootpage);
+    db.close();
+    scribble(file, root - 1, root);
 
-  const r = await serveToEnd(c, "n1");
-  expect(r.code).toBe(1);
-  expect(r.out).toContain("is damaged");
-  expect(r.out).toContain("quick_check");
-  expect(r.out).toContain("cairn restore");
-  expect(r.out).toContain("empty data directory");
-  expect(r.out).not.toContain("API listening");
-  expect(r.ms).toBeLessThan(10_000);
-}, 90_000);
+    const r = await serveToEnd(c, "n1", runtime);
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("is damaged");
+    expect(r.out).toContain("quick_check");
+    expect(r.out).toContain("cairn restore");
+    expect(r.out).toContain("empty data directory");
+    expect(r.out).not.toContain("API listening");
+    expect(r.ms).toBeLessThan(10_000);
+  }, 90_000);
+}
 
-for (const reads of [true, false]) {
-test(`a database damaged under a running node (${reads ? "reads and writes" : "writes only: the Raft loop's own store writes"}): the process exits 1 within seconds, with one fatal line and no log storm`, async () => {
-  const c = await single();
-  // Larger than SQLite's page cache (2 MB), so that reads go to the file.
-  await writeBulk(c, { via: () => "n1", count: 800, bytes: 8192, parallel: 8 });
-  const file = join(c.dataDir("n1"), "cairn.db");
-  const pages = Math.floor(statSync(file).size / 4096);
-  expect(pages).toBeGreaterThan(1000);
-  const before = c.logs("n1").length;
-  scribble(file, 1, pages);
-  const t0 = performance.now();
-  // Reads of keys not in the cache, and writes, until the process is gone.
-  const load = (async () => {
-    for (let i = 0; c.procs.has("n1") && performance.now() - t0 < 20_000; i++) {
-      if (reads) await c.get("n1", `/kv/big/${String(i % 800).padStart(5, "0")}?consistency=stale`, { signal: AbortSignal.timeout(2000) }).then((r) => r.arrayBuffer()).catch(() => null);
-      await put(c, "n1", `w/${i}`, "x".repeat(1000)).catch(() => null);
-    }
-  })();
-  const code = await c.exitOf("n1", 20_000);
-  await load;
-  expect(code).toBe(1);
-  const after = c.lastRunLogs("n1").slice(before);
-  const fatal = after.filter((l) => l.includes('"fatal: '));
-  expect(fatal.length).toBe(1);
-  expect(fatal[0]).toContain("damaged");
-  expect(after.length).toBeLessThan(40);
-}, 120_000);
+for (const [runtime, reads] of [["bun", true], ["bun", false], ["deno", false]] as const) {
+  test(`a database damaged under a running node (${runtime}, ${reads ? "reads and writes" : "writes only: the Raft loop's own store writes"}): the process exits 1 within seconds, with one fatal line and no log storm`, async () => {
+    const c = await single(runtime);
+    // Larger than SQLite's page cache (2 MB), so that reads go to the file.
+    await writeBulk(c, { via: () => "n1", count: 800, bytes: 8192, parallel: 8 });
+    const file = join(c.dataDir("n1"), "cairn.db");
+    const pages = Math.floor(statSync(file).size / 4096);
+    expect(pages).toBeGreaterThan(1000);
+    const before = c.logs("n1").length;
+    scribble(file, 1, pages);
+    const t0 = performance.now();
+    // Reads of keys not in the cache, and writes, until the process is gone.
+    const load = (async () => {
+      for (let i = 0; c.procs.has("n1") && performance.now() - t0 < 20_000; i++) {
+        if (reads) await c.get("n1", `/kv/big/${String(i % 800).padStart(5, "0")}?consistency=stale`, { signal: AbortSignal.timeout(2000) }).then((r) => r.arrayBuffer()).catch(() => null);
+        await put(c, "n1", `w/${i}`, "x".repeat(1000)).catch(() => null);
+      }
+    })();
+    const code = await c.exitOf("n1", 20_000);
+    await load;
+    expect(code).toBe(1);
+    const after = c.lastRunLogs("n1").slice(before);
+    const fatal = after.filter((l) => l.includes('"fatal: '));
+    expect(fatal.length).toBe(1);
+    expect(fatal[0]).toContain("damaged");
+    expect(after.length).toBeLessThan(40);
+  }, 120_000);
 }
 
 test("POST /admin/checkpoint and cairn backup with nothing new written leave no temporary file", async () => {
@@ -171,7 +182,6 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   const flip = (file: string, at: number) => {
     const fd = openSync(file, "r+");
     const buf = new Uint8Array(1);
-    const { readSync } = require("node:fs") as typeof import("node:fs");
     readSync(fd, buf, 0, 1, at);
     buf[0] = buf[0]! ^ 0x01;
     writeSync(fd, buf, 0, 1, at);
@@ -187,7 +197,7 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
 
   // Without any checksum to check against, restore refuses too (it says how to give one).
   const bare = join(c.dir, "bare.db");
-  require("node:fs").copyFileSync(out, bare);
+  copyFileSync(out, bare);
   const nr = await cli(["restore", "--from", bare, "--data", join(c.dir, "restored-bare"), "--id", "n1"]);
   expect(nr.code).not.toBe(0);
   expect(nr.stderr).toContain("--sha256");
