@@ -13,7 +13,7 @@ import { DataDirRefusedError, LOCK_FILES, lockDataDir, openCheckedStore } from "
 import { quickCheck } from "../storage/integrity.ts";
 import { createInterface } from "node:readline";
 import { copyCheckpointTables, attachCheckpoint, detachCheckpoint } from "../checkpoint/restore.ts";
-import { DbCorruptError, openDatabase, type FileLock } from "../platform/sqlite.ts";
+import { DbCorruptError, openReadOnly, type FileLock } from "../platform/sqlite.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { Applier } from "../statemachine/fsm.ts";
 import { RaftStore } from "../storage/store.ts";
@@ -158,7 +158,8 @@ export async function restore(argv: string[]): Promise<number> {
   if (!values.from || !values.data || !values.id) throw new UsageError(usage);
   emptyDataDir(values.data);
   verifyCheckpointFile(values.from, values.sha256);
-  const src = openDatabase(values.from);
+  // Read-only: the backup must keep its bytes (its checksum), to be restored from again.
+  const src = openReadOnly(values.from);
   let st;
   try {
     try {

@@ -92,6 +92,8 @@ const LIMITS = {
   formerPeersMax: 256,
   probeEveryMs: 300,
   diskRetryMs: 1000,
+  /** After a fatal error, the embedder is told within this long even if stopping hangs. */
+  fatalStopMs: 3000,
   trimEveryMs: 10_000,
   retainEntries: 1_000_000,
   retainAgeMs: 7 * 24 * 3600_000,
@@ -287,10 +289,20 @@ export class CairnNode implements NodeApi {
     this.failure = e;
     const damaged = e instanceof DbCorruptError ? " (the database is damaged: restore this data directory from a checkpoint or backup, or rejoin with an empty one)" : "";
     this.log.error(`fatal: ${e.message}${damaged}; this node stops now and the process exits (restart it)`, { error: e.name, stack: e.stack });
-    void this.stop({ transfer: false }).then(
-      () => this.opts.onFatal?.(e),
-      () => this.opts.onFatal?.(e),
-    );
+    // Stopping is bounded: a peer connection that does not close must not keep a failed process alive.
+    let told = false;
+    const tell = () => {
+      if (told) return;
+      told = true;
+      this.opts.onFatal?.(e);
+    };
+    const timer = setTimeout(tell, LIMITS.fatalStopMs);
+    void this.stop({ transfer: false })
+      .catch(() => undefined) // the failure that matters is logged above
+      .finally(() => {
+        clearTimeout(timer);
+        tell();
+      });
   }
 
   /** Why this node stopped by itself (fatal()), or null. */

@@ -126,6 +126,16 @@ export function openDatabase(path: string, opts: OpenOptions = {}): Db {
   return db;
 }
 
+/**
+ * Opens an existing database file read-only, with no pragma that writes (not
+ * even journal_mode): a checkpoint or backup being checked or restored from
+ * must keep its bytes, or its SHA-256 would no longer match.
+ */
+export function openReadOnly(path: string): Db {
+  const raw = wrapErrors(path, () => (IS_BUN ? new driver.Database(path, { readonly: true }) : new driver.DatabaseSync(path, { readOnly: true })));
+  return new SqliteDb(path, raw);
+}
+
 class SqliteDb implements Db {
   private depth = 0;
   constructor(readonly path: string, private readonly raw: AnyDriver) {}

@@ -175,9 +175,14 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   expect(b.code).toBe(0);
   expect(existsSync(`${out}.sha256`)).toBe(true);
 
-  // The intact backup restores (its checksum is beside it).
-  const good = join(c.dir, "restored-good");
-  expect((await cli(["restore", "--from", out, "--data", good, "--id", "n1"])).code).toBe(0);
+  // The intact backup restores (its checksum is beside it), and again: restoring does not change its bytes.
+  for (const n of [1, 2]) {
+    const good = join(c.dir, `restored-good-${n}`);
+    const ok = await cli(["restore", "--from", out, "--data", good, "--id", "n1"]);
+    expect(ok.stderr).toContain("restored");
+    expect(ok.code).toBe(0);
+  }
+  expect(readdirSync(c.dir).filter((f) => f.startsWith("backup.db"))).toEqual(["backup.db", "backup.db.sha256"]);
 
   const flip = (file: string, at: number) => {
     const fd = openSync(file, "r+");
