@@ -114,6 +114,7 @@ export class CairnNode implements NodeApi {
   private readonly readTimeoutMs: number;
   private store!: RaftStore;
   private lock: FileLock | null = null;
+  private openMs = 0;
   /** The error that stopped this node (fatal()), if one did. */
   private failure: Error | null = null;
   private checkpointer!: Checkpointer;
@@ -189,8 +190,10 @@ export class CairnNode implements NodeApi {
     // Before anything reads or deletes a file in it: a second process on the same directory
     // would remove this one's temporary files and write into its log.
     this.lock = lockDataDir(this.opts.dataDir, `cairn node ${this.id}`);
+    const t0 = performance.now();
     try {
       this.store = openCheckedStore({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
+      this.openMs = Math.round(performance.now() - t0);
     } catch (e) {
       this.releaseLock();
       throw e;
@@ -245,7 +248,13 @@ export class CairnNode implements NodeApi {
     else this.startEmpty();
     this.lastTickAt = performance.now();
     this.timers.push(setInterval(() => this.guarded(() => this.onTick()), this.tickMs));
-    this.log.info("node started", { dataDir: this.opts.dataDir, clusterId: this.store.clusterId(), applied: this.store.appliedIndex(), lastIndex: this.store.lastIndex() });
+    this.log.info("node started", {
+      dataDir: this.opts.dataDir,
+      clusterId: this.store.clusterId(),
+      applied: this.store.appliedIndex(),
+      lastIndex: this.store.lastIndex(),
+      openCheckedMs: this.openMs, // opening the database, PRAGMA quick_check included
+    });
   }
 
   /** Stops the node; a leader first hands leadership to the most up-to-date voter. */
