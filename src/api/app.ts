@@ -92,9 +92,10 @@ export function createApp(opts: ApiOptions): Hono {
 
   app.onError((err, c) => {
     // A damaged or failing database under a request (a read of a corrupt page) is the node's end, as in the loop.
-    if (err instanceof DbError && !(err instanceof DiskFullError) && !(err instanceof DbBusyError) && opts.node.fatal) {
-      opts.node.fatal(err); // logs it, once
-      return errorResponse(new ApiError(503, "failed", `this node has failed and is stopping (${err.message}): send requests to another node`));
+    if (err instanceof DbError && !(err instanceof DiskFullError) && !(err instanceof DbBusyError)) {
+      opts.node.fatal?.(err); // logs it, once (not when the node was stopping anyway)
+      const failure = opts.node.failed?.();
+      if (failure) return errorResponse(new ApiError(503, "failed", `this node has failed and is stopping (${failure.message}): send requests to another node`));
     }
     return errorResponse(toApiError(err, log, `${c.req.method} ${c.req.path}`));
   });
