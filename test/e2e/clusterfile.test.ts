@@ -100,6 +100,17 @@ test("an emptied file and an edit removing 2 of 3 voters change nothing (held, i
   expect(warn.msg).toContain("ignored, the last good version stays in force");
   await waitProblem(cl, [keep], `tls.cert: ${abs}`);
   await w.more(20);
+
+  // 5. The TLS path put back and the raft timings changed: used, but the timings only at the next restart, and it says so.
+  cl.editFile((f) => {
+    f.tls = before.tls;
+    f.raft = { heartbeatMs: 60, electionMs: 600 };
+  });
+  await cl.waitForLog(keep, "that new timings wait for a restart", (l) => l.level === "warn" && (l.msg ?? "").includes("raft timings changed to heartbeatMs 60, electionMs 600; they take effect when the node restarts"));
+  const now = (await waitProblem(cl, [keep], "raft timings changed"))[0];
+  expect(now).toContain("(in use: 50, 500)");
+  expect(((await cl.status(keep)).problems as string[]).some((p) => p.includes("tls.cert"))).toBe(false);
+  await w.more(20);
   await w.stop();
   console.log(`clusterfile: ${w.summary()}`);
   await expectFeedsAgree(cl, [keep], w);
