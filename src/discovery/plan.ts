@@ -294,7 +294,8 @@ function planReduction(v: View, c: Reduction): PlanStep {
       reason:
         `${verb} ${c.id} would leave voters ${list(rest)} of which only ${active.length} ${list(active)} ` +
         `${active.length === 1 ? "is" : "are"} recently active, fewer than the majority of ${quorum(rest.length)} it needs; ` +
-        `bring ${inactive.join(", ")} back, or take ${inactive.length > 1 ? "them" : "it"} out of the cluster file if gone for good`,
+        `bring ${inactive.join(", ")} back, or take ${inactive.length > 1 ? "them" : "it"} out of the cluster file if gone for good` +
+        shrinkHint(v, inactive, c.id),
     };
   }
   if (c.id !== v.input.leaderId) return { kind: c.kind, id: c.id };
@@ -306,6 +307,14 @@ function planReduction(v: View, c: Reduction): PlanStep {
     };
   }
   return { kind: "transferLeader", to };
+}
+
+/** Taking the inactive voters out too would be held (rule 0b): say how to do it instead. */
+function shrinkHint(v: View, inactive: readonly NodeId[], id: NodeId): string {
+  const leaving = new Set([...v.voters].filter((x) => !v.wantsVoter(x)));
+  for (const x of inactive) leaving.add(x);
+  if (v.input.allowShrink === true || 2 * leaving.size <= v.voters.size) return "";
+  return ` (that takes ${leaving.size} of the ${v.voters.size} voters out at once, which is held: keep ${id} a voter in the file until ${inactive.join(", ")} ${inactive.length > 1 ? "are" : "is"} out, or add "allowShrink": true)`;
 }
 
 function transferTarget(v: View): NodeId | undefined {

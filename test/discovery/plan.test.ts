@@ -104,12 +104,14 @@ describe("planNextStep: table", () => {
     [
       "removing a live voter when another is down",
       { file: "n1 n3", voters: "n1 n2 n3", inactive: "n3" },
-      "removing n2 would leave voters [n1, n3] of which only 1 [n1] is recently active, fewer than the majority of 2 it needs; bring n3 back, or take it out of the cluster file if gone for good",
+      "removing n2 would leave voters [n1, n3] of which only 1 [n1] is recently active, fewer than the majority of 2 it needs; bring n3 back, or take it out of the cluster file if gone for good" +
+        ' (that takes 2 of the 3 voters out at once, which is held: keep n2 a voter in the file until n3 is out, or add "allowShrink": true)',
     ],
     [
       "demoting a live voter when two of five are down",
       { file: "n1 n2 n3:l n4 n5", voters: "n1 n2 n3 n4 n5", inactive: "n4 n5" },
-      "demoting n3 would leave voters [n1, n2, n4, n5] of which only 2 [n1, n2] are recently active, fewer than the majority of 3 it needs; bring n4, n5 back, or take them out of the cluster file if gone for good",
+      "demoting n3 would leave voters [n1, n2, n4, n5] of which only 2 [n1, n2] are recently active, fewer than the majority of 3 it needs; bring n4, n5 back, or take them out of the cluster file if gone for good" +
+        ' (that takes 3 of the 5 voters out at once, which is held: keep n3 a voter in the file until n4, n5 are out, or add "allowShrink": true)',
     ],
   ])("refuse: %s", (_name, c, reason) => {
     expect(plan(c)).toEqual({ kind: "refuse", reason });

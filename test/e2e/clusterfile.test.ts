@@ -10,7 +10,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
 import { waitFor } from "../helpers/ports.ts";
-import { E2ECluster, expectFeedsAgree, type ClusterFile, type LogLine, Writer } from "./harness.ts";
+import { E2ECluster, expectFeedsAgree, type LogLine, Writer } from "./harness.ts";
 
 let c: E2ECluster | undefined;
 let w: Writer | undefined;
@@ -82,7 +82,7 @@ test("an emptied file and an edit removing 2 of 3 voters change nothing (held, i
   expect(membershipSteps(cl)).toEqual(founding);
 
   // 3. The same edit with "allowShrink": true goes ahead, one change at a time, the leader last.
-  cl.editFile((f) => ((f as ClusterFile & { allowShrink?: boolean }).allowShrink = true));
+  cl.editFile((f) => (f.allowShrink = true));
   await waitFor("only the kept node to be a voter", async () => JSON.stringify(await voters(cl, [keep]).catch(() => [])) === JSON.stringify([keep]), 30_000, 100);
   for (const id of ALL.filter((x) => x !== keep)) {
     await cl.waitForLog(id, "that it was removed", (l) => /was removed from the cluster/.test(l.msg ?? ""));
