@@ -17,7 +17,7 @@ export class ChecksumMismatchError extends Error {
     readonly expected: string,
     readonly actual: string,
   ) {
-    super(`checkpoint file ${path} is damaged: its SHA-256 is ${actual}, but ${expected} was recorded for it; the file is not used`);
+    super(`checkpoint file ${path} failed verification: its SHA-256 is ${actual}, expected ${expected}; it is damaged (or the checksum is not this file's) and is not used`);
   }
 }
 

@@ -196,7 +196,7 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   const bad = join(c.dir, "restored-bad");
   const r = await cli(["restore", "--from", out, "--data", bad, "--id", "n1"]);
   expect(r.code).toBe(1);
-  expect(r.stderr).toContain("is damaged: its SHA-256 is");
+  expect(r.stderr).toContain("failed verification: its SHA-256 is");
   expect(r.stderr).toContain("nothing was restored");
   expect(existsSync(join(bad, "cairn.db"))).toBe(false);
 
@@ -206,6 +206,16 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   const nr = await cli(["restore", "--from", bare, "--data", join(c.dir, "restored-bare"), "--id", "n1"]);
   expect(nr.code).not.toBe(0);
   expect(nr.stderr).toContain("--sha256");
+  // A checkpoint file of a data directory is checked against the manifest beside it, or against --sha256.
+  const ckpts = join(c.dataDir("n1"), "checkpoints");
+  const intact = readdirSync(ckpts).find((f) => /^ckpt-\d+\.db$/.test(f))!;
+  expect((await cli(["restore", "--from", join(ckpts, intact), "--data", join(c.dir, "restored-ckpt"), "--id", "n1"])).code).toBe(0);
+  const manifest = JSON.parse(readFileSync(join(ckpts, intact.replace(/\.db$/, ".json")), "utf8")) as { sha256: string };
+  const wrong = manifest.sha256.replace(/^./, (ch) => (ch === "0" ? "1" : "0"));
+  const bad2 = await cli(["restore", "--from", join(ckpts, intact), "--data", join(c.dir, "restored-wrong"), "--id", "n1", "--sha256", wrong]);
+  expect(bad2.code).toBe(1);
+  expect(bad2.stderr).toContain("failed verification");
+  expect(existsSync(join(c.dir, "restored-wrong", "cairn.db"))).toBe(false);
 
   // On the node: a damaged checkpoint file is not served, and is discarded.
   const list = (await c.json("n1", "/checkpoints")).body.checkpoints as { id: string }[];
@@ -225,7 +235,7 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   flip(file2, Math.floor(statSync(file2).size / 2));
   const rc = await cli(["recover", "--data", c.dataDir("n1"), "--id", "n1", "--yes"]);
   expect(rc.code).toBe(0);
-  expect(rc.stderr).toContain("is damaged");
+  expect(rc.stderr).toContain("failed verification");
   expect(existsSync(file2)).toBe(false);
 }, 120_000);
 
@@ -257,7 +267,7 @@ test("a leader's checkpoint file with a flipped byte is refused by the follower 
 
   c.start(lagging, { args });
   await c.waitForLog(lagging, "a refused checkpoint", (l) => /failed verification/.test(l.msg ?? ""), 30_000);
-  await c.waitForLog(leader, "the damaged file discarded", (l) => /is damaged: its SHA-256 is .*discarded/.test(l.msg ?? ""), 30_000);
+  await c.waitForLog(leader, "the damaged file discarded", (l) => /failed verification: its SHA-256 is .*discarded/.test(l.msg ?? ""), 30_000);
   await waitFor(`${lagging} to catch up`, async () => (await c.json(lagging, "/kv/k/39?consistency=stale")).status === 200, 30_000, 100);
   // What the leader has now is intact (a rebuilt checkpoint at the same index has the same name).
   for (const cm of (await c.json(leader, "/checkpoints")).body.checkpoints as { id: string; sha256: string }[]) {
