@@ -13,7 +13,7 @@ import { DataDirRefusedError, LOCK_FILES, lockDataDir, openCheckedStore } from "
 import { quickCheck } from "../storage/integrity.ts";
 import { createInterface } from "node:readline";
 import { copyCheckpointTables, attachCheckpoint, detachCheckpoint } from "../checkpoint/restore.ts";
-import { DbCorruptError, openReadOnly, type FileLock } from "../platform/sqlite.ts";
+import { DbCorruptError, DbError, openReadOnly, type FileLock } from "../platform/sqlite.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { Applier } from "../statemachine/fsm.ts";
 import { RaftStore } from "../storage/store.ts";
@@ -142,13 +142,31 @@ function expectedChecksum(file: string, given: string | undefined): string {
   );
 }
 
-/** Refuses a checkpoint file that does not match its checksum or fails SQLite's quick_check. */
-function verifyCheckpointFile(file: string, given: string | undefined): void {
+/**
+ * Checks a backup or checkpoint before anything is written: its SHA-256, then
+ * SQLite's quick_check, then that it is cairn's. Returns its applied index.
+ */
+function checkSource(file: string, given: string | undefined): number {
+  if (!existsSync(file)) throw new UsageError(`cannot restore from ${file}: there is no such file`);
   try {
     verifyFileSync(file, expectedChecksum(file, given));
   } catch (e) {
     if (e instanceof ChecksumMismatchError) throw new ClientError(`${e.message}: nothing was restored; use another backup or checkpoint (cairn backup makes a fresh one)`, 0);
     throw e;
+  }
+  // Read-only: the backup must keep its bytes (its checksum), to be restored from again.
+  const src = openReadOnly(file);
+  try {
+    quickCheck(src);
+    const st = src.prepare("SELECT applied_index FROM raft_state WHERE id = 1").get();
+    if (!st) throw new UsageError(`${file} is not a cairn checkpoint (no raft_state)`);
+    return Number(st.applied_index);
+  } catch (e) {
+    if (e instanceof DbCorruptError) throw new ClientError(`${e.message}: nothing was restored; use another backup or checkpoint`, 0);
+    if (e instanceof DbError) throw new UsageError(`${file} is not a cairn checkpoint (${e.message})`);
+    throw e;
+  } finally {
+    src.close();
   }
 }
 
@@ -157,26 +175,10 @@ export async function restore(argv: string[]): Promise<number> {
   const { values } = parse(argv, { from: { type: "string" }, data: { type: "string" }, id: { type: "string" }, sha256: { type: "string" } } as const, usage);
   if (!values.from || !values.data || !values.id) throw new UsageError(usage);
   emptyDataDir(values.data);
-  verifyCheckpointFile(values.from, values.sha256);
-  // Read-only: the backup must keep its bytes (its checksum), to be restored from again.
-  const src = openReadOnly(values.from);
-  let st;
-  try {
-    try {
-      quickCheck(src);
-    } catch (e) {
-      if (e instanceof DbCorruptError) throw new ClientError(`${e.message}: nothing was restored; use another backup or checkpoint`, 0);
-      throw e;
-    }
-    st = src.prepare("SELECT applied_index, conf FROM raft_state WHERE id = 1").get();
-  } finally {
-    src.close();
-  }
-  if (!st) throw new UsageError(`${values.from} is not a cairn checkpoint (no raft_state)`);
-  const index = Number(st.applied_index);
+  const index = checkSource(values.from, values.sha256);
   const lock = lockOrExplain(values.data, `cairn restore --from ${values.from}`);
   try {
-    restoreInto(values.data, values.from, values.id, index);
+    restoreInto({ data: values.data, from: values.from, id: values.id, index });
   } catch (e) {
     // Nothing half-restored stays: the directory was empty, and is again.
     for (const f of readdirSync(values.data)) if (!LOCK_FILES.has(f)) rmSync(join(values.data, f), { recursive: true, force: true });
@@ -187,8 +189,8 @@ export async function restore(argv: string[]): Promise<number> {
   return 0;
 }
 
-function restoreInto(dir: string, from: string, id: string, index: number): void {
-  const values = { data: dir, from, id };
+function restoreInto(values: { data: string; from: string; id: string; index: number }): void {
+  const index = values.index;
   const store = RaftStore.open({ dir: values.data });
   try {
     new Applier({ store, fsm: new CairnFsm() });
@@ -221,7 +223,7 @@ export async function recover(argv: string[]): Promise<number> {
   const lock = lockOrExplain(values.data, "cairn recover");
   try {
     discardDamagedCheckpoints(values.data);
-    recoverLocked(values.data, values.id);
+    recoverLocked({ data: values.data, id: values.id });
   } finally {
     lock.release();
   }
@@ -242,8 +244,7 @@ function discardDamagedCheckpoints(dataDir: string): void {
   }
 }
 
-function recoverLocked(dir: string, id: string): void {
-  const values = { data: dir, id };
+function recoverLocked(values: { data: string; id: string }): void {
   const store = openStoreOrExplain(values.data);
   try {
     const stored = store.nodeId();
