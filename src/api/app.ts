@@ -9,7 +9,7 @@
  */
 import { Hono } from "hono";
 import type { NodeApi } from "../node/api.ts";
-import { DbBusyError, DbError, DiskFullError } from "../platform/sqlite.ts";
+import { isFatalDbError } from "../platform/sqlite.ts";
 import type { Logger } from "../util/log.ts";
 import { registerChanges } from "./changes.ts";
 import { Slots, type ApiContext, type ApiLimits, type CheckpointProvider } from "./context.ts";
@@ -92,7 +92,7 @@ export function createApp(opts: ApiOptions): Hono {
 
   app.onError((err, c) => {
     // A damaged or failing database under a request (a read of a corrupt page) is the node's end, as in the loop.
-    if (err instanceof DbError && !(err instanceof DiskFullError) && !(err instanceof DbBusyError)) {
+    if (isFatalDbError(err)) {
       opts.node.fatal?.(err); // logs it, once (not when the node was stopping anyway)
       const failure = opts.node.failed?.();
       if (failure) return errorResponse(new ApiError(503, "failed", `this node has failed and is stopping (${failure.message}): send requests to another node`));

@@ -7,6 +7,7 @@
  * reads nothing for `stallMs` while a page waits for it is dropped (it can
  * resume with Last-Event-ID). Each event's id is the change's feed index.
  */
+import { isFatalDbError } from "../platform/sqlite.ts";
 import type { NodeApi } from "../node/api.ts";
 import type { Change } from "../statemachine/feed.ts";
 import type { Logger } from "../util/log.ts";
@@ -131,7 +132,9 @@ class ChangeStream {
       if (step === null || step.end) this.close();
     } catch (err) {
       if (this.closed) return;
-      this.o.log.error("SSE stream failed", { err, cursor: this.cursor });
+      // A damaged or failing database under the stream is the node's end, as under any request.
+      if (isFatalDbError(err)) this.o.node.fatal?.(err);
+      else this.o.log.error("SSE stream failed", { err, cursor: this.cursor });
       const data = JSON.stringify({ code: "internal", message: "the stream failed; reconnect with Last-Event-ID" });
       controller.enqueue(this.enc.encode(formatSse({ event: "error", data })));
       this.close();

@@ -6,7 +6,7 @@
  * At most one build at a time; the Raft loop never waits for one.
  */
 import { renameSync, rmSync } from "node:fs";
-import { DbError, DiskFullError } from "../platform/sqlite.ts";
+import { isFatalDbError } from "../platform/sqlite.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildRequest, BuildResult } from "./build.ts";
@@ -183,7 +183,7 @@ export class Checkpointer {
 
   /** A build that failed in the background: backed off and logged, or fatal if the node's own database failed. */
   private failed(e: unknown): void {
-    if (e instanceof DbError && !(e instanceof DiskFullError) && this.opts.onFatal) return this.opts.onFatal(e);
+    if (isFatalDbError(e) && this.opts.onFatal) return this.opts.onFatal(e);
     this.opts.log.error("checkpoint failed", { error: e });
   }
 

@@ -159,7 +159,14 @@ export class SnapshotSender {
   private sendChunk(): boolean {
     const chunk = this.o.chunkBytes ?? TRANSFER_DEFAULTS.chunkBytes;
     const buf = new Uint8Array(Math.min(chunk, this.o.manifest.bytes - this.next));
-    const n = readSync(this.fd, buf, 0, buf.length, this.next);
+    let n: number;
+    try {
+      n = readSync(this.fd, buf, 0, buf.length, this.next);
+    } catch (e) {
+      // In a timer, where a throw would go nowhere useful: the transfer fails (the node then checks the file).
+      this.finish(false, `cannot read checkpoint file ${this.o.path}: ${(e as Error).message}`);
+      return false;
+    }
     if (n !== buf.length) {
       this.finish(false, `checkpoint file ${this.o.path} is shorter than its manifest says`);
       return false;

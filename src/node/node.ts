@@ -17,7 +17,7 @@ import { attachCheckpoint, copyCheckpointTables, detachCheckpoint } from "../che
 import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoint/transfer.ts";
 import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
 import type { ClusterConfig, ClusterNode } from "../discovery/load.ts";
-import { DbCorruptError, DbError, DiskFullError as DbDiskFullError, type FileLock } from "../platform/sqlite.ts";
+import { DbCorruptError, DiskFullError as DbDiskFullError, isFatalDbError, type FileLock } from "../platform/sqlite.ts";
 import { allMembers } from "../raft/confchange.ts";
 import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
 import { Raft, type ReadOnlyMode } from "../raft/raft.ts";
@@ -183,7 +183,8 @@ export class CairnNode implements NodeApi {
         silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
         lastIndex: this.store.lastIndex(),
       }),
-      onRemoved: (e) => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`),
+      // Called in a promise's then(), whose catch() would swallow a database error of markRemoved: guarded.
+      onRemoved: (e) => this.guarded(() => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`)),
     });
   }
 
@@ -741,7 +742,7 @@ export class CairnNode implements NodeApi {
       return await this.checkpointer.create();
     } catch (e) {
       // Recording it wrote the node's own store: a database error there is the node's end, as in the loop.
-      if (e instanceof DbError && !(e instanceof DbDiskFullError)) this.fatal(e);
+      if (isFatalDbError(e)) this.fatal(e);
       throw e;
     }
   }

@@ -109,6 +109,15 @@ export class DbCorruptError extends DbError {
   }
 }
 
+/**
+ * A database error the process cannot go on after (crash-only): any DbError
+ * but a full disk (writes stop until space returns) and a lock held past the
+ * busy timeout (retried).
+ */
+export function isFatalDbError(err: unknown): err is DbError {
+  return err instanceof DbError && !(err instanceof DiskFullError) && !(err instanceof DbBusyError);
+}
+
 /** Opens (creating if needed) a database file with cairn's pragmas. */
 export function openDatabase(path: string, opts: OpenOptions = {}): Db {
   const raw = wrapErrors(path, () => (IS_BUN ? new driver.Database(path, { create: true }) : new driver.DatabaseSync(path)));
