@@ -51,7 +51,7 @@ interface Origin {
   readonly clientCert: Uint8Array | null;
 }
 
-export async function serveHttpsWithClientCa(opts: TlsFrontOptions): Promise<HttpServerHandle> {
+export async function serveHttpsWithClientCa(opts: TlsFrontOptions): Promise<HttpServerHandle & { readonly relayPort: number }> {
   const origins = new Map<number, Origin>();
   const inner = await serveHttp({
     hostname: RELAY_HOST,
@@ -86,6 +86,7 @@ export async function serveHttpsWithClientCa(opts: TlsFrontOptions): Promise<Htt
   const port = (server.address() as net.AddressInfo).port;
   return {
     port,
+    relayPort: inner.port,
     async close() {
       server.close();
       for (const s of sockets) s.destroy();
