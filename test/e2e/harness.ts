@@ -366,7 +366,7 @@ export function withToken(f: HttpFetch, token: () => string | null): HttpFetch {
   const g = (input: string | URL | Request, init?: RequestInit) => {
     const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
     const t = token();
-    if (t !== null && !headers.has("authorization")) headers.set("authorization", `Bearer ${t}`);
+    if (t && !headers.has("authorization")) headers.set("authorization", `Bearer ${t}`);
     return f(input, { ...init, headers });
   };
   return Object.assign(g, { close: () => f.close() });
