@@ -90,7 +90,8 @@ export class Authenticator {
     }
     const role = this.roleOf(req, need, address);
     if (ROLE_RANK[role.role] < ROLE_RANK[need]) {
-      this.fail("forbidden", address);
+      // Counted, but not against the address: the caller proved who it is, nothing is being guessed.
+      this.count("forbidden");
       throw new ApiError(403, "forbidden", `${req.method} ${req.path} needs the ${need} role; ${role.who} has ${role.role}`);
     }
   }

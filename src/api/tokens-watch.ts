@@ -79,6 +79,8 @@ export interface TokensWatchOptions {
   readonly initial: TokenSet;
   readonly logger: Logger;
   readonly pollMs?: number;
+  /** False: poll only (network filesystems where events are unreliable). Default true. */
+  readonly fsWatch?: boolean;
 }
 
 export function watchTokensFile(opts: TokensWatchOptions): TokensWatch {
@@ -125,7 +127,7 @@ export function watchTokensFile(opts: TokensWatchOptions): TokensWatch {
     return running;
   };
   const startWatch = () => {
-    if (watcher || closed) return;
+    if (watcher || closed || opts.fsWatch === false) return;
     try {
       watcher = watch(dirname(abs), { persistent: false }, (_e, f) => {
         if (f == null || String(f) === name) void check();
