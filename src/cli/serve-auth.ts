@@ -3,7 +3,7 @@
  * client CA, and the server that gives the app each request's client
  * address and certificate.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { type ConnInfo, type createApp } from "../api/app.ts";
 import { Authenticator } from "../api/auth.ts";
@@ -61,10 +61,23 @@ export function setupAuth(values: AuthValues, clusterFile: string, log: Logger):
   }
   const r = loadTokensFileSync(path);
   if (!r.ok) throw new UsageError(`${r.error.message}${r.error.problems.length > 1 ? `\n  ${r.error.problems.join("\n  ")}` : ""}`);
+  warnIfWritableByOthers(path, log);
   const watch: TokensWatch = watchTokensFile({ path, initial: r.tokens, logger: log });
   log.info(`API authentication: ${r.tokens.size} tokens from ${resolve(path)}${clientCa ? `, and client certificates signed by ${values["api-client-ca"]}` : ""}`);
   if (r.tokens.size === 0 && !clientCa) log.warn("the tokens file has no tokens: every API call but /health is refused until one is added (cairn token add)");
   return { auth: new Authenticator({ tokens: () => watch.current(), clientCa: clientCa !== null }), clientCa, close: () => watch.close() };
+}
+
+/** Whoever can write the tokens file can add an admin token: say so when that is more than its owner. */
+function warnIfWritableByOthers(path: string, log: Logger): void {
+  try {
+    const mode = statSync(path).mode;
+    if ((mode & 0o022) !== 0) {
+      log.warn(`the tokens file ${resolve(path)} is writable by its group or others (mode ${(mode & 0o777).toString(8)}): anyone who can write it can add an admin token; chmod 600 it`);
+    }
+  } catch {
+    // It was just read; a race with its removal is reported by the watcher.
+  }
 }
 
 function readClientCa(path: string): string {
