@@ -24,7 +24,8 @@ export class FailureLimiter {
   private readonly table = new Map<string, Window>();
   constructor(
     readonly limits: FailureLimits = FAILURE_LIMITS_DEFAULT,
-    private readonly nowMs: () => number = () => Date.now(),
+    /** Monotonic: a wall-clock step must not end or stretch a window. */
+    private readonly nowMs: () => number = () => performance.now(),
   ) {}
 
   /** Seconds to wait before `address` may try again, or 0 when it may now. */

@@ -114,3 +114,10 @@ export async function listenApi(o: {
     fetch: (req, conn) => fetch(req, { remoteAddress: conn.remoteAddress, cert: read(conn.clientCert) }),
   });
 }
+
+/** Tokens over plain http travel in clear: say so (the API URL in the cluster file decides). */
+export function warnPlainHttp(apiUrl: string, auth: ServeAuth, log: Logger): void {
+  if (auth.auth !== null && apiUrl.startsWith("http:")) {
+    log.warn(`the API is plain http (${apiUrl}): bearer tokens cross the network in clear; use an https:// API address and the tls section`);
+  }
+}

@@ -18,7 +18,7 @@ import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import { parse, UsageError } from "./args.ts";
-import { AUTH_OPTIONS, AUTH_USAGE, listenApi as serveApi, setupAuth } from "./serve-auth.ts";
+import { AUTH_OPTIONS, AUTH_USAGE, listenApi as serveApi, setupAuth, warnPlainHttp } from "./serve-auth.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
 export const SERVE_USAGE = `cairn serve --config FILE [--id ID] [--data DIR] [options]
@@ -123,6 +123,7 @@ export async function serve(argv: string[]): Promise<number> {
   let server = await listenApi(self.node.api);
   let apiUrl = self.node.api;
   log.info(`API listening on ${apiUrl}`);
+  warnPlainHttp(apiUrl, auth, log);
   /** This node's API address changed in the file: serve there from now on, no restart. */
   const followApi = async (url: string) => {
     try {
