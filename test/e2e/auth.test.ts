@@ -74,7 +74,7 @@ test('a malformed tokens file ({"admin": "s3cret"}) is refused at start with exi
 test("serve without a tokens file and without --no-auth refuses to start; --no-auth warns and shows in /status", async () => {
   c = await E2ECluster.init(1);
   renameSync(join(c.dir, "tokens.json"), join(c.dir, "tokens.json.away"));
-  c.start("n1", { args: ["--no-auth"] }); // harness adds no --tokens with --no-auth
+  c.start("n1", { args: ["--no-auth"] });
   await ready(c);
   await c.stop("n1");
   expect(c.lastRunLogs("n1").some((l) => l.includes('"level":"warn"') && l.includes("NO authentication (--no-auth)"))).toBe(true);

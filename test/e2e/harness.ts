@@ -159,8 +159,10 @@ export class E2ECluster {
   start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[] } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
     const extra = opts.args ?? [];
-    // The tokens file of `cairn init`, also when a test points --config at another file.
-    const auth = extra.includes("--tokens") || extra.includes("--no-auth") ? [] : ["--tokens", join(this.dir, "tokens.json")];
+    // serve finds `cairn init`'s tokens.json beside this.file; a test that points --config at
+    // another file gets it passed explicitly.
+    const other = extra.includes("--config") && !extra.includes("--tokens") && !extra.includes("--no-auth");
+    const auth = other ? ["--tokens", join(this.dir, "tokens.json")] : [];
     const args = ["serve", "--config", this.file, "--id", id, "--data", this.dataDir(id), ...auth, ...extra];
     const child =
       opts.runtime === "deno"
