@@ -43,6 +43,8 @@ export interface ClusterConfig {
   readonly raft: RaftTiming;
   /** The founding list written by `cairn init`, or null if the file has none. */
   readonly founders: readonly string[] | null;
+  /** Node ids and certificate serials refused as peers (the file's "revoked"); absent = none. */
+  readonly revoked?: readonly string[];
 }
 
 export type LoadResult = { ok: true; config: ClusterConfig } | { ok: false; error: ClusterFileError };
@@ -151,7 +153,7 @@ export function resolveClusterFile(file: ClusterFile, path: string): ClusterConf
       tls: tls ? tlsForId(tls, n.id) : null,
     };
   });
-  return { path: abs, cluster: file.cluster, nodes, tls, raft: raftTiming(file.raft), founders: file.founders ?? null };
+  return { path: abs, cluster: file.cluster, nodes, tls, raft: raftTiming(file.raft), founders: file.founders ?? null, revoked: file.revoked ?? [] };
 }
 
 function absPath(dir: string, p: string): string {

@@ -160,6 +160,10 @@ const tlsPath = z
     }),
   );
 
+/** Entries of "revoked" (node ids or certificate serials); a serial has at most 20 octets. */
+export const REVOKED_MAX = 1024;
+const REVOKED_CHARS_MAX = 128;
+
 export const nodeSchema = z
   .object({
     id: z.string().regex(NODE_ID_RE),
@@ -182,6 +186,8 @@ export const clusterFileSchema = z
       .strict()
       .optional(),
     founders: z.array(z.string().regex(NODE_ID_RE)).min(1).max(NODES_MAX).optional(),
+    // Node ids or certificate serials (hex, ':' allowed) refused as peers even if members.
+    revoked: z.array(z.string().min(1).max(REVOKED_CHARS_MAX)).max(REVOKED_MAX).optional(),
   })
   .strict();
 
