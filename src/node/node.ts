@@ -559,6 +559,17 @@ export class CairnNode implements NodeApi {
   }
 
   private onSnapPayload(from: string, p: SnapPayload): void {
+    if (p.t === "snapOffer") {
+      // Its msg reaches the core once the file is in: it gets the checks every Raft message gets.
+      const m: unknown = p.msg;
+      const problem = typeof p.manifest !== "object" || p.manifest === null ? "no manifest" : messageProblem(m, this.id);
+      const msg = m as Message;
+      if (problem !== null || msg.type !== "snap" || msg.from !== from || msg.snapshot === undefined) {
+        this.counters.badPeerPayloads++;
+        this.log.warn(`ignored a malformed checkpoint offer from ${from}: ${problem ?? (msg.from !== from ? `its message claims to be from ${msg.from}` : "its message is not a snapshot")}`);
+        return;
+      }
+    }
     if (p.t === "snapAck" || p.t === "snapDone") {
       const s = this.senders.get(from);
       s?.onPayload(p); // checks that the answer is about this transfer, not an older one
@@ -876,7 +887,7 @@ export class CairnNode implements NodeApi {
       case "probe":
         return void this.answer(from, p.id, Promise.resolve(this.probeAnswer()));
       case "resp":
-        return this.calls.answer(p);
+        return this.calls.answer(from, p);
       default:
         return this.onSnapPayload(from, p);
     }
