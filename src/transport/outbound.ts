@@ -136,6 +136,10 @@ export class OutboundPeer {
     } catch (e) {
       if (!(e instanceof NotAdmittedError)) throw e;
       this.ctx.refusedByKind[e.kind] = (this.ctx.refusedByKind[e.kind] ?? 0) + 1;
+      // What waits for it is not for a non-member: dropped, so it is not redialled until something new is sent.
+      const n = this.queue.clear();
+      this.counters.dropped += n;
+      this.ctx.counters.dropped += n;
       this.lost(conn, `this node does not admit peer ${this.id}${serial === null ? "" : ` (certificate serial ${serial})`}: ${e.reason}`);
       return false;
     }
