@@ -137,6 +137,9 @@ test("a removed node's certificate stops working once the removal is applied and
     30_000,
     100,
   );
+  // Its open connection to the leader (it was answering heartbeats) is closed the moment the removal applies.
+  const closed = await c.waitLog(first.leader, `closed peer connection: node ${gone} is not a member`, 10_000);
+  expect(closed.peer).toBe(gone);
   await c.stop(gone);
   const before = await leaderAndTerm(c, rest);
   const clusterId: string = (await c.status(before.leader)).clusterId;
