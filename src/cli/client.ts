@@ -68,7 +68,8 @@ export async function json(res: Response): Promise<unknown> {
   }
   if (!res.ok) {
     const err = (body as { error?: { code?: string; message?: string } })?.error;
-    throw new ClientError(`HTTP ${res.status}${err?.code ? ` ${err.code}` : ""}: ${err?.message ?? text}`, res.status);
+    const hint = res.status === 401 ? `; pass --token TOKEN or set CAIRN_TOKEN (cairn init printed an admin token; cairn token add makes more)` : "";
+    throw new ClientError(`HTTP ${res.status}${err?.code ? ` ${err.code}` : ""}: ${err?.message ?? text}${hint}`, res.status);
   }
   return body;
 }

@@ -7,12 +7,14 @@ import { createServer } from "node:net";
 import { basename, join, resolve } from "node:path";
 import { writeClusterTls } from "../transport/certs.ts";
 import { intOption, parse, UsageError } from "./args.ts";
+import { initialTokenLines, writeInitialTokens } from "./tokens.ts";
 
 export const INIT_USAGE = `cairn init --nodes N --dir DIR [--host 127.0.0.1] [--base-port 7400] [--name NAME] [--force]
 
 Writes DIR/cluster.json with nodes n1..nN (peer and API ports on free
 consecutive ports from --base-port), a CA and a certificate and key per node
-under DIR/tls/, and records n1..nN as the founding list. Copy cairn, the
+under DIR/tls/, and records n1..nN as the founding list. Writes DIR/tokens.json
+with one admin API token (hashes only) and prints the token once. Copy cairn, the
 cluster file and DIR/tls to each host, then run \`cairn serve\` there.`;
 
 const OPTIONS = {
@@ -71,6 +73,7 @@ export async function init(argv: string[]): Promise<number> {
   };
   writeFileSync(file, JSON.stringify(cluster, null, 2) + "\n");
   console.log(`wrote ${file} (${n} nodes, ports ${start}-${start + 2 * n - 1}) and certificates in ${join(dir, "tls")}`);
+  for (const l of initialTokenLines(writeInitialTokens(dir))) console.log(l);
   console.log(`start each node with: cairn serve --config ${file} --id n1 --data ${join(dir, "data", "n1")}`);
   return 0;
 }

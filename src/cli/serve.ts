@@ -14,13 +14,13 @@ import { vetReload } from "../discovery/vet.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
 import { DataDirRefusedError, dataDirFacts, describeData, lockDataDir, openCheckedStore, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
-import { serveHttp } from "../platform/http.ts";
 import { onTerminate } from "../platform/process.ts";
 import { DB_FILE_NAME } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import { parse, UsageError } from "./args.ts";
+import { AUTH_OPTIONS, AUTH_USAGE, listenApi as serveApi, setupAuth, warnPlainHttp } from "./serve-auth.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
 export const SERVE_USAGE = `cairn serve --config FILE [--id ID] [--data DIR] [options]
@@ -34,9 +34,10 @@ Runs this host's node of the cluster described by FILE (cluster.json).
   --insecure         plain TCP between peers (development only); needed when
                      the file has no "tls" section
   --read-only MODE   "safe" (read index, default) or "lease"
-  --tokens FILE      JSON {"read": [...], "write": [...], "admin": [...]} of API bearer tokens
   --log-level LEVEL  debug | info | warn | error (default info)
   --sync MODE        SQLite synchronous: FULL (default) or NORMAL
+
+${AUTH_USAGE}
 
 ${CHECKPOINT_USAGE}
 
@@ -54,7 +55,7 @@ const OPTIONS = {
   data: { type: "string" },
   insecure: { type: "boolean", default: false },
   "read-only": { type: "string", default: "safe" },
-  tokens: { type: "string" },
+  ...AUTH_OPTIONS,
   "log-level": { type: "string", default: "info" },
   sync: { type: "string", default: "FULL" },
   ...CHECKPOINT_OPTIONS,
@@ -82,16 +83,6 @@ function readTls(self: ClusterNode, insecure: boolean): PeerTls | "insecure" {
   return { ca: read("CA", self.tls.ca), cert: read("certificate", self.tls.cert), key: read("key", self.tls.key) };
 }
 
-function readTokens(path: string | undefined) {
-  if (!path) return null;
-  try {
-    const t = JSON.parse(readFileSync(path, "utf8")) as { read?: string[]; write?: string[]; admin?: string[] };
-    return { read: t.read ?? [], write: t.write ?? [], admin: t.admin ?? [] };
-  } catch (e) {
-    throw new UsageError(`cannot read tokens file ${path}: ${(e as Error).message}`);
-  }
-}
-
 export async function serve(argv: string[]): Promise<number> {
   const { values } = parse(argv, OPTIONS, SERVE_USAGE);
   const level = values["log-level"]!;
@@ -103,15 +94,19 @@ export async function serve(argv: string[]): Promise<number> {
   const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
+  const initial = loadConfig(values.config);
+  const auth = setupAuth(values, initial.path, root);
   let found: Awaited<ReturnType<typeof locateSelf>>;
   try {
-    found = await locateSelf({ config: loadConfig(values.config), id: values.id, data: values.data, log: root, terminated: term.signalled });
+    found = await locateSelf({ config: initial, id: values.id, data: values.data, log: root, terminated: term.signalled });
   } catch (e) {
+    auth.close();
     // Reading the data directory of a node the file does not list: locked by another process, or damaged.
     if (!(e instanceof DataDirRefusedError)) throw e;
     root.error(e.message, { dataDir: e.dataDir });
     return 1;
   }
+  if (found === "stopped" || found === "refused") auth.close();
   if (found === "stopped") return 0;
   if (found === "refused") return 1;
   const { self, config } = found;
@@ -129,22 +124,25 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     if (!(e instanceof DataDirRefusedError)) throw e;
     log.error(e.message, { dataDir });
+    auth.close();
     return 1;
   }
   const shutdown = new AbortController();
-  const app = createApp({ node, logger: log, version: VERSION, tokens: readTokens(values.tokens), signal: shutdown.signal });
+  const app = createApp({ node, logger: log, version: VERSION, auth: auth.auth, signal: shutdown.signal });
   const listenApi = (url: string) => {
     const api = new URL(url);
-    return serveHttp({
+    return serveApi({
       hostname: api.hostname.replace(/^\[|\]$/g, ""),
       port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
-      fetch: app.fetch,
+      app,
       tls: api.protocol === "https:" && tls !== "insecure" ? { cert: tls.cert, key: tls.key } : undefined,
+      clientCa: auth.clientCa,
     });
   };
   let server = await listenApi(self.node.api);
   let apiUrl = self.node.api;
   log.info(`API listening on ${apiUrl}`);
+  warnPlainHttp(apiUrl, auth, log);
   /** This node's API address changed in the file: serve there from now on, no restart. */
   const followApi = async (url: string) => {
     try {
@@ -172,6 +170,7 @@ export async function serve(argv: string[]): Promise<number> {
   });
   const end = await Promise.race([term.signalled, fatal]);
   watcher.close();
+  auth.close();
   if (end instanceof Error) {
     // The node has stopped already (and said why, in one line): close the API, bounded, and exit 1.
     await Promise.race([server.close(), new Promise((r) => setTimeout(r, FATAL_CLOSE_MS))]);

@@ -45,6 +45,8 @@ export interface ClusterConfig {
   readonly founders: readonly string[] | null;
   /** `"allowShrink": true`: one edit may take a majority of the voters out (plan.ts, shrinkHold). */
   readonly allowShrink: boolean;
+  /** Node ids and certificate serials refused as peers (the file's "revoked"); absent = none. */
+  readonly revoked?: readonly string[];
 }
 
 export type LoadResult = { ok: true; config: ClusterConfig } | { ok: false; error: ClusterFileError };
@@ -215,7 +217,16 @@ export function resolveClusterFile(file: ClusterFile, path: string): ClusterConf
       tls: tls ? tlsForId(tls, n.id) : null,
     };
   });
-  return { path: abs, cluster: file.cluster, nodes, tls, raft: raftTiming(file.raft), founders: file.founders ?? null, allowShrink: file.allowShrink === true };
+  return {
+    path: abs,
+    cluster: file.cluster,
+    nodes,
+    tls,
+    raft: raftTiming(file.raft),
+    founders: file.founders ?? null,
+    allowShrink: file.allowShrink === true,
+    revoked: file.revoked ?? [],
+  };
 }
 
 function absPath(dir: string, p: string): string {

@@ -163,6 +163,10 @@ const tlsPath = z
     }),
   );
 
+/** Entries of "revoked" (node ids or certificate serials); a serial has at most 20 octets. */
+export const REVOKED_MAX = 1024;
+const REVOKED_CHARS_MAX = 128;
+
 export const nodeSchema = z
   .object({
     id: z.string().regex(NODE_ID_RE),
@@ -186,6 +190,8 @@ export const clusterFileSchema = z
       .optional(),
     founders: z.array(z.string().regex(NODE_ID_RE)).min(1).max(NODES_MAX).optional(),
     allowShrink: z.boolean().optional(),
+    // Node ids or certificate serials (hex, ':' allowed) refused as peers even if members.
+    revoked: z.array(z.string().min(1).max(REVOKED_CHARS_MAX)).max(REVOKED_MAX).optional(),
   })
   .strict();
 

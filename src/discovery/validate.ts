@@ -15,6 +15,7 @@ import {
   HEARTBEAT_MS_MIN,
   KNOWN_KEYS,
   NODES_MAX,
+  REVOKED_MAX,
   parseApiUrl,
   parseHostPort,
   raftTiming,
@@ -59,6 +60,8 @@ const HINTS: Readonly<Record<string, string>> = {
   founders: `a non-empty array of at most ${NODES_MAX} node ids`,
   "founders[]": ID_HINT,
   allowShrink: "true or false",
+  revoked: `an array of at most ${REVOKED_MAX} node ids or certificate serial numbers (hex)`,
+  "revoked[]": "a node id or a certificate serial number in hex",
 };
 
 export function formatPath(path: readonly (string | number)[]): string {

@@ -27,7 +27,8 @@ import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
 import type { RaftStore } from "../storage/store.ts";
-import type { PeerTls } from "../transport/context.ts";
+import type { AdmissionRefusal, PeerIdentity, PeerTls, RefusedByInfo } from "../transport/context.ts";
+import { LogLimiter } from "../transport/limiter.ts";
 import { PeerTransport } from "../transport/transport.ts";
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
@@ -37,7 +38,8 @@ import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeA
 import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
 import { dataDirFacts, dataDirProblem, lockDataDir, openCheckedStore } from "./datadir.ts";
 import { shrinkHold } from "../discovery/plan.ts";
-import { Converger, RemovalCheck, type ProbeReply } from "./membership.ts";
+import { Converger, RemovalCheck, removalProof, type MemberView, type ProbeReply } from "./membership.ts";
+import { AdmittedSet } from "./admission.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
 import { buildStatus } from "./status.ts";
@@ -152,7 +154,12 @@ export class CairnNode implements NodeApi {
   private waitingReason = "";
   /** Why the cluster file on disk is being ignored (the watcher says), or null. */
   private fileProblem: string | null = null;
-  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0 };
+  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0, refusedPeerPayloads: 0 };
+  /** Who may talk to this node, for the configuration and file it was made from (see admission.ts). */
+  private admittedCache: { conf: unknown; config: ClusterConfig; set: AdmittedSet } | undefined;
+  /** The admitted set the open peer connections were last checked against. */
+  private admittedKey = "";
+  private readonly peerLogLimiter = new LogLimiter({ intervalMs: 10_000, burst: 2, keysMax: 1024 });
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
@@ -174,18 +181,22 @@ export class CairnNode implements NodeApi {
     this.removalCheck = new RemovalCheck({
       everyMs: opts.config.raft.electionMs,
       ask: (peer) => this.calls.call(peer, `membership check with ${peer}`, opts.config.raft.electionMs, (id) => this.transport.send(peer, { t: "probe", id })),
-      view: () => ({
-        self: this.id,
-        clusterId: this.store.clusterId(),
-        members: this.raft ? allMembers(this.raft.trk.conf) : [],
-        leader: this.raft?.role === "leader",
-        removed: this.removed || this.stopping,
-        silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
-        lastIndex: this.store.lastIndex(),
-      }),
+      view: () => this.memberView(),
       // Called in a promise's then(), whose catch() would swallow a database error of markRemoved: guarded.
       onRemoved: (e) => this.guarded(() => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`)),
     });
+  }
+
+  private memberView(): MemberView {
+    return {
+      self: this.id,
+      clusterId: this.store.clusterId(),
+      members: this.raft ? allMembers(this.raft.trk.conf) : [],
+      leader: this.raft?.role === "leader",
+      removed: this.removed || this.stopping,
+      silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
+      lastIndex: this.store.lastIndex(),
+    };
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -245,7 +256,10 @@ export class CairnNode implements NodeApi {
       tls: this.opts.tls,
       logger: this.log,
       onMessage: (from, p) => this.guarded(() => this.onPeer(from, p)),
+      admit: (p) => this.admitPeer(p),
+      onRefusedBy: (e) => this.guarded(() => this.onRefusedBy(e)),
     });
+    this.admittedKey = this.admittedSet().key;
     this.transport.setPeers(this.peerAddresses());
     await this.transport.listen();
     if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.startRaft(this.store.clusterId());
@@ -388,6 +402,7 @@ export class CairnNode implements NodeApi {
     const timing = this.raftTimingProblem();
     if (timing) this.log.warn(`cluster file ${config.path}: ${timing}`);
     this.transport.setPeers(this.peerAddresses());
+    this.refreshAdmission();
     this.nextConvergeAt = 0;
     this.followOwnAddress(before);
   }
@@ -645,6 +660,17 @@ export class CairnNode implements NodeApi {
   }
 
   private onSnapPayload(from: string, p: SnapPayload): void {
+    if (p.t === "snapOffer") {
+      // Its msg reaches the core once the file is in: it gets the checks every Raft message gets.
+      const m: unknown = p.msg;
+      const problem = typeof p.manifest !== "object" || p.manifest === null ? "no manifest" : messageProblem(m, this.id);
+      const msg = m as Message;
+      if (problem !== null || msg.type !== "snap" || msg.from !== from || msg.snapshot === undefined) {
+        this.counters.badPeerPayloads++;
+        this.log.warn(`ignored a malformed checkpoint offer from ${from}: ${problem ?? (msg.from !== from ? `its message claims to be from ${msg.from}` : "its message is not a snapshot")}`);
+        return;
+      }
+    }
     if (p.t === "snapAck" || p.t === "snapDone") {
       const s = this.senders.get(from);
       s?.onPayload(p); // checks that the answer is about this transfer, not an older one
@@ -793,6 +819,7 @@ export class CairnNode implements NodeApi {
       case "confApplied":
         this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.nextConvergeAt = 0;
+        this.refreshAdmission();
         if (this.removed && ev.index > (this.store.removedAt() ?? 0) && allMembers(ev.conf).includes(this.id)) {
           // Added back while its history replays (a wiped node re-added under the same id).
           this.removed = false;
@@ -847,6 +874,8 @@ export class CairnNode implements NodeApi {
       for (let i = 0; i < ticks; i++) raft.tick();
     }
     this.removalCheck.tick(now);
+    // Covers configurations that arrive without a confApplied event (a checkpoint installed).
+    this.refreshAdmission();
     if (!this.diskFull) {
       this.checkpointer.maybeStart();
       this.maybeTrimFeed(now);
@@ -914,8 +943,61 @@ export class CairnNode implements NodeApi {
 
   // ---------------------------------------------------------------- peers
 
+  /** Who may talk to this node now: members of the applied configuration and nodes the file lists, less revoked ones. */
+  private admittedSet(): AdmittedSet {
+    const conf = this.raft?.trk.conf ?? this.store.confState();
+    const c = this.admittedCache;
+    if (c !== undefined && c.conf === conf && c.config === this.config) return c.set;
+    const set = new AdmittedSet({
+      members: allMembers(conf),
+      appliedIndex: this.store.appliedIndex(),
+      fileIds: this.config.nodes.map((n) => n.id),
+      filePath: this.config.path,
+      revoked: this.config.revoked ?? [],
+    });
+    // Without a core the conf is parsed afresh each time: cache by content then.
+    if (c !== undefined && c.set.key === set.key) {
+      this.admittedCache = { ...c, conf };
+      return c.set;
+    }
+    this.admittedCache = { conf, config: this.config, set };
+    return set;
+  }
+
+  /** The transport's admission rule (every handshake, either direction). */
+  private admitPeer(p: PeerIdentity): AdmissionRefusal | null {
+    const r = this.admittedSet().check(p);
+    if (r === null || r.kind !== "notMember") return r;
+    // A removed node can no longer ask whether it is out (its probes are refused): the refusal tells it.
+    return { ...r, info: this.probeAnswer() };
+  }
+
+  /** The admitted set may have changed: close the connections of peers no longer admitted. */
+  private refreshAdmission(): void {
+    const key = this.admittedSet().key;
+    if (key === this.admittedKey) return;
+    this.admittedKey = key;
+    this.transport.recheckPeers();
+  }
+
+  /** A peer refused this node as a non-member and said what its configuration is: that may prove this node was removed. */
+  private onRefusedBy(e: RefusedByInfo): void {
+    const v = this.memberView();
+    if (v.leader || !v.members.includes(this.id)) return;
+    const applied = removalProof(e.info, v);
+    if (applied !== null) this.markRemoved(applied, `learned from ${e.peer}, which refused this node: its configuration, applied up to index ${applied}, does not list this node`);
+  }
+
   private onPeer(from: string, p: PeerPayload): void {
     if (this.stopping) return;
+    // Defence in depth: the transport admits only members, but membership changes under open connections.
+    const refusal = this.admittedSet().check({ id: from, serial: null });
+    if (refusal !== null) {
+      this.counters.refusedPeerPayloads++;
+      const suppressed = this.peerLogLimiter.take(`payload:${from}`);
+      if (suppressed !== undefined) this.log.warn(`dropped a payload from peer ${from}: ${refusal.reason}`, { peer: from, refusal: refusal.kind, suppressedLines: suppressed });
+      return;
+    }
     if (!isPeerPayload(p)) {
       this.counters.badPeerPayloads++;
       this.log.warn(`ignored a malformed payload from ${from}`);
@@ -931,7 +1013,7 @@ export class CairnNode implements NodeApi {
       case "probe":
         return void this.answer(from, p.id, Promise.resolve(this.probeAnswer()));
       case "resp":
-        return this.calls.answer(p);
+        return this.calls.answer(from, p);
       default:
         return this.onSnapPayload(from, p);
     }

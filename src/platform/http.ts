@@ -10,18 +10,26 @@
 
 // Declared here so that `deno check` (no Bun types) and `tsc` (no Deno types)
 // both accept this file; at run time each is the global or undefined.
+interface BunServer {
+  port?: number;
+  stop(closeActive?: boolean): Promise<void>;
+  requestIP(req: Request): { address: string; port: number } | null;
+}
 declare const Bun: {
-  serve(opts: BunServeOptions): { port?: number; stop(closeActive?: boolean): Promise<void> };
+  serve(opts: BunServeOptions): BunServer;
 } | undefined;
 declare const Deno: {
-  serve(opts: DenoServeOptions, handler: FetchHandler): { addr: { port: number }; shutdown(): Promise<void>; finished: Promise<void> };
+  serve(
+    opts: DenoServeOptions,
+    handler: (req: Request, info: { remoteAddr: { hostname?: string; port?: number } }) => Response | Promise<Response>,
+  ): { addr: { port: number }; shutdown(): Promise<void>; finished: Promise<void> };
   createHttpClient(opts: { caCerts: string[] }): { close(): void };
 } | undefined;
 
 interface BunServeOptions {
   hostname: string;
   port: number;
-  fetch: FetchHandler;
+  fetch: (req: Request, server: BunServer) => Response | Promise<Response>;
   error?: (err: Error) => Response;
   tls?: { cert: string; key: string };
   idleTimeout?: number;
@@ -36,7 +44,15 @@ interface DenoServeOptions {
   onError?: (err: unknown) => Response;
 }
 
-export type FetchHandler = (req: Request) => Response | Promise<Response>;
+/** What the runtime tells of a request's connection. */
+export interface Conn {
+  /** The client's IP address (Bun: server.requestIP, Deno: info.remoteAddr), or null. */
+  readonly remoteAddress: string | null;
+  /** The client's source port, or null. */
+  readonly remotePort: number | null;
+}
+
+export type FetchHandler = (req: Request, conn: Conn) => Response | Promise<Response>;
 
 export interface ServeOptions {
   readonly hostname: string;
@@ -78,7 +94,10 @@ export async function serveHttp(opts: ServeOptions): Promise<HttpServerHandle> {
     const server = Bun.serve({
       hostname: opts.hostname,
       port: opts.port,
-      fetch: opts.fetch,
+      fetch: (req, srv) => {
+        const ip = srv.requestIP(req);
+        return opts.fetch(req, { remoteAddress: ip?.address ?? null, remotePort: ip?.port ?? null });
+      },
       error: fallbackError,
       idleTimeout: idle,
       ...(opts.tls ? { tls: { cert: opts.tls.cert, key: opts.tls.key } } : {}),
@@ -103,7 +122,7 @@ async function serveDeno(opts: ServeOptions, closeWaitMs: number): Promise<HttpS
       onListen: (addr) => listening(addr.port),
       onError: fallbackError,
     },
-    opts.fetch,
+    (req, info) => opts.fetch(req, { remoteAddress: info.remoteAddr.hostname ?? null, remotePort: info.remoteAddr.port ?? null }),
   );
   const port = await ready;
   // shutdown() is graceful: it waits for open responses. The API ends its

@@ -13,7 +13,10 @@
  *   ID must match (null = not known yet is accepted and reported), the hello
  *   must be addressed to this node, and with TLS the certificate's CN must be
  *   the node id the peer claims. The TLS layer itself only admits peers with
- *   a certificate signed by the cluster CA.
+ *   a certificate signed by the cluster CA; the node's admission rule (`admit`)
+ *   then decides whether that id (and certificate serial) may take part, at
+ *   every handshake either way and, through recheckPeers(), for connections
+ *   already open.
  * - A bad peer (garbage, an oversized frame, a bad hello, a certificate from
  *   another CA) loses its connection with one log line; the server keeps
  *   serving everyone else.
@@ -28,11 +31,13 @@ import type { Logger } from "../util/log.ts";
 import { parsePeerAddress, type PeerAddress } from "./address.ts";
 import {
   errorMessage,
+  type Admission,
   type Counters,
   type DropPolicy,
   type Limits,
   type PeerHelloInfo,
   type PeerTls,
+  type RefusedByInfo,
   type TransportContext,
 } from "./context.ts";
 import { FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameTooLargeError, checkFrameBytesMax, encodeFrame } from "./frame.ts";
@@ -40,7 +45,7 @@ import { InboundConn } from "./inbound.ts";
 import { LogLimiter } from "./limiter.ts";
 import { OutboundPeer } from "./outbound.ts";
 
-export type { DropPolicy, PeerHelloInfo, PeerTls } from "./context.ts";
+export type { Admission, AdmissionRefusal, DropPolicy, PeerHelloInfo, PeerIdentity, PeerTls, RefusedByInfo } from "./context.ts";
 export { BadPeerAddressError, parsePeerAddress } from "./address.ts";
 
 export interface PeerTransportOptions<P> {
@@ -54,6 +59,14 @@ export interface PeerTransportOptions<P> {
   readonly onMessage: (from: string, payload: P) => void;
   /** Called after each successful handshake with what the peer announced. */
   readonly onPeerHello?: (info: PeerHelloInfo) => void;
+  /**
+   * Who may connect, checked at every handshake (inbound and outbound) and
+   * again for open connections by recheckPeers(). Default: every peer with a
+   * certificate of the cluster CA (or, insecure, any peer).
+   */
+  readonly admit?: Admission;
+  /** A peer this node dialled refused it and attached info (see AdmissionRefusal.info). Must not throw. */
+  readonly onRefusedBy?: (info: RefusedByInfo) => void;
   readonly frameBytesMax?: number;
   readonly queueLengthMax?: number;
   readonly queueBytesMax?: number;
@@ -79,6 +92,8 @@ export interface PeerMetrics {
 
 export interface TransportMetrics extends Readonly<Counters> {
   readonly inboundConnections: number;
+  /** Peers refused by the admission rule, per kind ("notMember", "revoked"). */
+  readonly refusedByKind: Readonly<Record<string, number>>;
   readonly peers: Readonly<Record<string, PeerMetrics>>;
 }
 
@@ -163,6 +178,9 @@ export class PeerTransport<P = unknown> {
       counters: this.counters,
       track: (s) => this.track(s),
       onPeerHello: (info) => this.onPeerHello(info),
+      admit: opts.admit ?? (() => null),
+      refusedByKind: {},
+      onRefusedBy: (info) => opts.onRefusedBy?.(info),
     };
   }
 
@@ -372,6 +390,13 @@ export class PeerTransport<P = unknown> {
     }
   }
 
+  /** The admitted set changed (membership, cluster file, revocations): connections of peers no longer admitted close at once. */
+  recheckPeers(): void {
+    if (this.closing !== undefined) return;
+    for (const conn of [...this.inbound]) conn.recheck();
+    for (const peer of this.peers.values()) peer.recheck();
+  }
+
   /** This node learned its cluster ID: connections from peers that announced another one are closed. */
   setClusterId(id: string): void {
     if (this.cluster === id) return;
@@ -419,7 +444,7 @@ export class PeerTransport<P = unknown> {
     for (const [id, p] of this.peers) {
       peers[id] = { address: p.address.text, connected: p.connected, queueLength: p.queueLength, queueBytes: p.queueBytes, ...p.counters };
     }
-    return { ...this.counters, inboundConnections: this.accepted.size, peers };
+    return { ...this.counters, inboundConnections: this.accepted.size, refusedByKind: { ...this.ctx.refusedByKind }, peers };
   }
 
   /** Stops the server and closes every connection; resolves when all sockets have closed. Idempotent. */

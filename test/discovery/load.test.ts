@@ -260,7 +260,7 @@ describe("a broken cluster file is refused with one clear line", () => {
       'unknown key "rol" in nodes[0]; known keys are id, peer, api, role',
     ]);
     expect(problem(clusterJson({ tokens: [] })).problems).toEqual([
-      'unknown key "tokens" at the top level; known keys are cluster, nodes, tls, raft, founders, allowShrink',
+      'unknown key "tokens" at the top level; known keys are cluster, nodes, tls, raft, founders, allowShrink, revoked',
     ]);
   });
 

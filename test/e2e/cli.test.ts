@@ -18,7 +18,7 @@ afterAll(async () => {
 
 function cairn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: c.env() });
     let out = "";
     let err = "";
     p.stdout.on("data", (d) => (out += d));
