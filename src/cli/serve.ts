@@ -16,6 +16,8 @@ import { serveHttp } from "../platform/http.ts";
 import { onTerminate } from "../platform/process.ts";
 import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
+import { BadTlsPairError, checkPair } from "../transport/pair.ts";
+import { readTlsFiles, TlsWatch } from "../transport/tlswatch.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import { parse, UsageError } from "./args.ts";
@@ -63,17 +65,26 @@ function loadConfig(path: string | undefined): ClusterConfig {
   return r.config;
 }
 
-function readTls(self: ClusterNode, insecure: boolean): PeerTls | "insecure" {
-  if (insecure) return "insecure";
+/**
+ * This node's TLS files, read and checked (key matches, signed by the CA, CN =
+ * node id), with a watch that picks up a rotated pair while running.
+ */
+async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promise<{ tls: PeerTls | "insecure"; watch: TlsWatch | null; apply: (f: (t: PeerTls) => void | Promise<void>) => void }> {
+  if (insecure) return { tls: "insecure", watch: null, apply: () => {} };
   if (!self.tls) throw new UsageError(`the cluster file has no "tls" section: add one (cairn init writes it) or pass --insecure for plain TCP (development only)`);
-  const read = (what: string, p: string) => {
-    try {
-      return readFileSync(p, "utf8");
-    } catch (e) {
-      throw new UsageError(`cannot read the TLS ${what} ${p}: ${(e as Error).message}`);
-    }
-  };
-  return { ca: read("CA", self.tls.ca), cert: read("certificate", self.tls.cert), key: read("key", self.tls.key) };
+  const paths = self.tls;
+  let tls: PeerTls;
+  let facts;
+  try {
+    tls = await readTlsFiles(paths);
+    facts = await checkPair(tls, self.id);
+  } catch (e) {
+    if (e instanceof BadTlsPairError) throw new UsageError(`cannot use the TLS files of ${self.id} (${paths.cert}, ${paths.key}): ${e.message}`);
+    throw e;
+  }
+  let handler: (t: PeerTls) => void | Promise<void> = () => {};
+  const watch = new TlsWatch({ paths, nodeId: self.id, logger: log, initial: tls, initialFacts: facts, onChange: (t) => handler(t) });
+  return { tls, watch, apply: (f) => (handler = f) };
 }
 
 function readTokens(path: string | undefined) {
@@ -103,9 +114,10 @@ export async function serve(argv: string[]): Promise<number> {
   const { self, config } = found;
   const log = root.with({ node: self.node.id });
   log.info(`this node is ${self.node.id} (${self.detail})`);
-  const tls = readTls(self.node, values.insecure!);
+  const { tls, watch: tlsWatch, apply: onTlsChange } = await readTls(self.node, values.insecure!, log);
   const dataDir = dataDirOf(self.node.id, values.data);
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, ...ckpt });
+  const tlsHealth = tlsWatch ?? undefined;
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, ...ckpt });
   try {
     await node.start();
   } catch (e) {
@@ -115,18 +127,26 @@ export async function serve(argv: string[]): Promise<number> {
   }
   const shutdown = new AbortController();
   const app = createApp({ node, logger: log, version: VERSION, tokens: readTokens(values.tokens), signal: shutdown.signal });
+  let apiTls = tls;
   const listenApi = (url: string) => {
     const api = new URL(url);
     return serveHttp({
       hostname: api.hostname.replace(/^\[|\]$/g, ""),
       port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
       fetch: app.fetch,
-      tls: api.protocol === "https:" && tls !== "insecure" ? { cert: tls.cert, key: tls.key } : undefined,
+      tls: api.protocol === "https:" && apiTls !== "insecure" ? { cert: apiTls.cert, key: apiTls.key } : undefined,
     });
   };
   let server = await listenApi(self.node.api);
   let apiUrl = self.node.api;
   log.info(`API listening on ${apiUrl}`);
+  // A rotated pair: new peer connections and new API connections use it; nothing restarts.
+  onTlsChange(async (next) => {
+    apiTls = next;
+    node.updateTls(next);
+    if (new URL(apiUrl).protocol === "https:") await server.updateTls({ cert: next.cert, key: next.key });
+  });
+  tlsWatch?.start();
   /** This node's API address changed in the file: serve there from now on, no restart. */
   const followApi = async (url: string) => {
     try {
@@ -153,6 +173,7 @@ export async function serve(argv: string[]): Promise<number> {
   const sig = await term.signalled;
   log.info(`${sig}: stopping`);
   watcher.close();
+  tlsWatch?.close();
   await node.stop({ transfer: true });
   await server.close();
   return 0;

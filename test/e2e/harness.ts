@@ -55,7 +55,7 @@ export class E2ECluster {
     readonly dir: string,
     readonly file: string,
   ) {
-    this.fetch = httpClient({ ca: readFileSync(join(dir, "tls", "ca.pem"), "utf8") });
+    this.fetch = httpClient({ ca: readFileSync(join(dir, "ca", "ca.pem"), "utf8") });
   }
 
   /** `cairn init` in a fresh temp dir, then optional edits to the file (timings, ...). */
@@ -128,13 +128,13 @@ export class E2ECluster {
 
   /** The cluster CA that `cairn init` wrote (certificate and key, PEM). */
   ca(): CertAndKey {
-    return { cert: readFileSync(join(this.dir, "tls", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "tls", "ca.key"), "utf8") };
+    return { cert: readFileSync(join(this.dir, "ca", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "ca", "ca.key"), "utf8") };
   }
 
-  /** Node `id`'s TLS material as `cairn init` wrote it. */
+  /** Node `id`'s TLS material as `cairn init` (or `cairn tls`) wrote it: its bundle tls/<id>/. */
   nodeTls(id: string): PeerTls {
-    const read = (f: string) => readFileSync(join(this.dir, "tls", f), "utf8");
-    return { ca: read("ca.pem"), cert: read(`${id}.pem`), key: read(`${id}.key`) };
+    const read = (f: string) => readFileSync(join(this.dir, "tls", id, f), "utf8");
+    return { ca: read("ca.pem"), cert: read("node.pem"), key: read("node.key") };
   }
 
   /** A fresh certificate for `id` signed by this cluster's CA (valid, but for an id the file may not list). */
