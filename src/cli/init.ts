@@ -66,7 +66,7 @@ export async function init(argv: string[]): Promise<number> {
   const start = await freeRun(host, base, 2 * n);
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
   mkdirSync(dir, { recursive: true });
-  await writeClusterBundles(dir, ids, [host, "localhost", "127.0.0.1"]);
+  await writeClusterBundles(dir, ids, [...new Set([host, "localhost", "127.0.0.1"])]);
   const hostPart = host.includes(":") ? `[${host}]` : host;
   const cluster = {
     cluster: values.name ?? basename(dir),

@@ -16,6 +16,7 @@ declare const Bun: {
 interface BunServer {
   port?: number;
   stop(closeActive?: boolean): Promise<void>;
+  reload(opts: { fetch: FetchHandler; error?: (err: Error) => Response }): void;
 }
 declare const Deno: {
   serve(opts: DenoServeOptions, handler: FetchHandler): { addr: { port: number }; shutdown(): Promise<void>; finished: Promise<void> };
@@ -64,8 +65,10 @@ export interface HttpServerHandle {
    * Serves new connections with another certificate and key, same address, no
    * restart (a server started without tls throws). Requests under way finish
    * on the connection they came on. Bun: a second listener on the port
-   * (SO_REUSEPORT) takes over before the old one stops accepting, so no
-   * connection is refused. Deno (reusePort is an unstable API there): the old
+   * (SO_REUSEPORT) starts first, so no connection is refused; the old one
+   * answers with "Connection: close" for DRAIN_MS (clients leave its
+   * keep-alive connections after their next response: closing them idle
+   * would race a client reusing one) and then stops. Deno (reusePort is an unstable API there): the old
    * listener stops accepting and the new one binds right after (~10 ms in
    * which a new connection may be refused; clients retry).
    */
@@ -96,6 +99,18 @@ export async function serveHttp(opts: ServeOptions): Promise<HttpServerHandle> {
 
 /** A listener replaced by updateTls still ends its open streams by this bound (above the 60 s long-poll cap). */
 const RETIRE_WAIT_MS = 70_000;
+/** How long a replaced Bun listener keeps answering (with Connection: close) before it stops accepting. */
+const DRAIN_MS = 1000;
+
+/** The handler with "Connection: close" on every answer: the client opens a new connection next time. */
+function closingFetch(fetch: FetchHandler): FetchHandler {
+  return async (req) => {
+    const r = await fetch(req);
+    const headers = new Headers(r.headers);
+    headers.set("connection", "close");
+    return new Response(r.body, { status: r.status, statusText: r.statusText, headers });
+  };
+}
 
 function noTls(): Promise<void> {
   return Promise.reject(new Error("updateTls on an HTTP server started without TLS: start it with tls"));
@@ -124,8 +139,11 @@ function serveBun(opts: ServeOptions, idle: number, closeWaitMs: number): HttpSe
       const next = start(port, tls);
       const old = server;
       server = next;
-      // Graceful: stops accepting at once, lets requests under way finish; then a bound for streams.
-      const done = withinMs(old.stop(false), RETIRE_WAIT_MS).then(() => old.stop(true));
+      old.reload({ fetch: closingFetch(opts.fetch), error: fallbackError });
+      // stop(false): stops accepting, closes idle connections, lets requests under way finish; then a bound for streams.
+      const done = new Promise((r) => setTimeout(r, DRAIN_MS))
+        .then(() => withinMs(old.stop(false), RETIRE_WAIT_MS))
+        .then(() => old.stop(true));
       retiring.add(done);
       void done.finally(() => retiring.delete(done));
     },

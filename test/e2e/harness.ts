@@ -149,9 +149,9 @@ export class E2ECluster {
   }
 
   /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[] } = {}): Proc {
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
-    const args = ["serve", "--config", this.file, "--id", id, "--data", this.dataDir(id), ...(opts.args ?? [])];
+    const args = ["serve", "--config", opts.config ?? this.file, "--id", id, "--data", this.dataDir(id), ...(opts.args ?? [])];
     const child =
       opts.runtime === "deno"
         ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
@@ -440,7 +440,7 @@ export class Writer {
       this.acks.push({ index: r.body.index, data, via: id, at: performance.now() });
       return null;
     } catch (e) {
-      return `error: ${(e as Error).name}`;
+      return `error: ${(e as Error).name}: ${(e as Error).message}`;
     }
   }
 
