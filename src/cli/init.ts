@@ -3,7 +3,7 @@
  * consecutive ports, a CA (DIR/ca, kept apart) and one bundle per node
  * (DIR/tls/<id>: the CA certificate, the node's certificate and key).
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, join, resolve } from "node:path";
 import { CLUSTER_TLS_SECTION, writeClusterBundles } from "../transport/bundle.ts";
@@ -77,6 +77,7 @@ export async function init(argv: string[]): Promise<number> {
   };
   writeFileSync(file, JSON.stringify(cluster, null, 2) + "\n");
   printLayout({ dir, file, n, ports: `${start}-${start + 2 * n - 1}` });
+  warnOldLayout(dir);
   return 0;
 }
 
@@ -86,4 +87,11 @@ function printLayout(o: { dir: string; file: string; n: number; ports: string })
   console.log(`  ${join(o.dir, "tls", "<id>")}/  one bundle per node (ca.pem, node.pem, node.key): host <id> gets cluster.json and its own bundle only`);
   console.log(`  ${join(o.dir, "ca")}/  the cluster CA and its private key: keep it apart, never copy it to a host (cairn tls issue/rotate use it)`);
   console.log(`start each node with: cairn serve --config ${o.file} --id n1 --data ${join(o.dir, "data", "n1")}`);
+}
+
+/** Files an older cairn init left directly in DIR/tls (ca.key among them): say so, they must not go to hosts. */
+function warnOldLayout(dir: string): void {
+  const stale = readdirSync(join(dir, "tls"), { withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => e.name);
+  if (stale.length === 0) return;
+  console.warn(`warning: ${join(dir, "tls")} still holds files of the old layout (${stale.slice(0, 5).join(", ")}${stale.length > 5 ? ", ..." : ""}), ca.key perhaps among them: delete them (the new CA is in ${join(dir, "ca")})`);
 }
