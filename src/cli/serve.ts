@@ -16,7 +16,7 @@ import { serveHttp } from "../platform/http.ts";
 import { onTerminate } from "../platform/process.ts";
 import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
-import { BadTlsPairError, checkPair } from "../transport/pair.ts";
+import { BadTlsPairError, checkPair, type PairFacts } from "../transport/pair.ts";
 import { readTlsFiles, TlsWatch } from "../transport/tlswatch.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
@@ -69,12 +69,14 @@ function loadConfig(path: string | undefined): ClusterConfig {
  * This node's TLS files, read and checked (key matches, signed by the CA, CN =
  * node id), with a watch that picks up a rotated pair while running.
  */
-async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promise<{ tls: PeerTls | "insecure"; watch: TlsWatch | null; apply: (f: (t: PeerTls) => void | Promise<void>) => void }> {
+type TlsChange = (t: PeerTls) => void | Promise<void>;
+
+async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promise<{ tls: PeerTls | "insecure"; watch: TlsWatch | null; apply: (f: TlsChange) => void }> {
   if (insecure) return { tls: "insecure", watch: null, apply: () => {} };
   if (!self.tls) throw new UsageError(`the cluster file has no "tls" section: add one (cairn init writes it) or pass --insecure for plain TCP (development only)`);
   const paths = self.tls;
   let tls: PeerTls;
-  let facts;
+  let facts: PairFacts;
   try {
     tls = await readTlsFiles(paths);
     facts = await checkPair(tls, self.id);
@@ -82,7 +84,8 @@ async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promi
     if (e instanceof BadTlsPairError) throw new UsageError(`cannot use the TLS files of ${self.id} (${paths.cert}, ${paths.key}): ${e.message}`);
     throw e;
   }
-  let handler: (t: PeerTls) => void | Promise<void> = () => {};
+  // The watch starts once the API listens; until then a change has nowhere to go.
+  let handler: TlsChange = () => {};
   const watch = new TlsWatch({ paths, nodeId: self.id, logger: log, initial: tls, initialFacts: facts, onChange: (t) => handler(t) });
   return { tls, watch, apply: (f) => (handler = f) };
 }
