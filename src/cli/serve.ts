@@ -9,6 +9,8 @@ import { createApp } from "../api/app.ts";
 import { SelfNotFoundError } from "../discovery/errors.ts";
 import { loadClusterFileSync, type ClusterConfig, type ClusterNode } from "../discovery/load.ts";
 import { findSelf, type SelfMatch } from "../discovery/self.ts";
+import { tlsFileProblems } from "../discovery/tlsfiles.ts";
+import { vetReload } from "../discovery/vet.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
 import { DataDirRefusedError, dataDirFacts, describeData, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
@@ -65,15 +67,18 @@ function loadConfig(path: string | undefined): ClusterConfig {
   return r.config;
 }
 
-/**
- * This node's TLS files, read and checked (key matches, signed by the CA, CN =
- * node id), with a watch that picks up a rotated pair while running.
- */
 type TlsChange = (t: PeerTls) => void | Promise<void>;
 
+/**
+ * This node's TLS files, read and checked (usable files, then: key matches,
+ * signed by the CA, CN = node id), with a watch that picks up a rotated pair
+ * while running.
+ */
 async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promise<{ tls: PeerTls | "insecure"; watch: TlsWatch | null; apply: (f: TlsChange) => void }> {
   if (insecure) return { tls: "insecure", watch: null, apply: () => {} };
   if (!self.tls) throw new UsageError(`the cluster file has no "tls" section: add one (cairn init writes it) or pass --insecure for plain TCP (development only)`);
+  const problems = tlsFileProblems(self.tls);
+  if (problems.length > 0) throw new UsageError(`cannot use the TLS files of node ${self.id} named by the cluster file: ${problems.join("; ")}`);
   const paths = self.tls;
   let tls: PeerTls;
   let facts: PairFacts;
@@ -166,6 +171,8 @@ export async function serve(argv: string[]): Promise<number> {
     path: config.path,
     logger: log,
     initial: config,
+    vet: (next) => vetReload(next, { selfId: self.node.id, cluster: config.cluster, tls: tls !== "insecure" }),
+    onProblem: (p) => node.setFileProblem(p),
     onChange: (c) => {
       log.info("cluster file changed: applying it");
       node.updateConfig(c);

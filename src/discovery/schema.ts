@@ -42,6 +42,9 @@
  *  - `founders` (written by `cairn init`): the ids that may bootstrap the
  *    cluster together; non-empty, no duplicates. An id need not be in
  *    `nodes`: removing a founding node later is deleting its entry.
+ *  - `allowShrink` (default false): lets one edit take a majority of the
+ *    current voters out (see the hold rule in plan.ts); without it such an
+ *    edit is held. It never allows a file with no voter.
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
@@ -182,6 +185,7 @@ export const clusterFileSchema = z
       .strict()
       .optional(),
     founders: z.array(z.string().regex(NODE_ID_RE)).min(1).max(NODES_MAX).optional(),
+    allowShrink: z.boolean().optional(),
   })
   .strict();
 

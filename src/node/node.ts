@@ -35,6 +35,7 @@ import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from ".
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
 import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
 import { dataDirFacts, dataDirProblem } from "./datadir.ts";
+import { shrinkHold } from "../discovery/plan.ts";
 import { Converger, RemovalCheck, type ProbeReply } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
@@ -138,6 +139,8 @@ export class CairnNode implements NodeApi {
   private removed = false;
   private stopping = false;
   private waitingReason = "";
+  /** Why the cluster file on disk is being ignored (the watcher says), or null. */
+  private fileProblem: string | null = null;
   readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0 };
 
   constructor(private readonly opts: CairnNodeOptions) {
@@ -298,6 +301,10 @@ export class CairnNode implements NodeApi {
     }
     const before = this.config.nodes.find((n) => n.id === this.id);
     this.config = config;
+    const held = this.shrinkHeld();
+    if (held) this.log.warn(`cluster file ${config.path}: membership change held: ${held}`);
+    const timing = this.raftTimingProblem();
+    if (timing) this.log.warn(`cluster file ${config.path}: ${timing}`);
     this.transport.setPeers(this.peerAddresses());
     this.nextConvergeAt = 0;
     this.followOwnAddress(before);
@@ -937,9 +944,35 @@ export class CairnNode implements NodeApi {
     });
   }
 
+  /** The watcher's reason for ignoring the file on disk (null: the file is in force). */
+  setFileProblem(problem: string | null): void {
+    this.fileProblem = problem;
+  }
+
+  /** Why the file's membership is held against the voters in force (plan.ts rule 0b), or null. */
+  private shrinkHeld(): string | null {
+    const conf = this.raft?.trk.conf;
+    if (!conf || conf.votersOutgoing.length > 0) return null;
+    return shrinkHold({ voters: conf.voters, nodes: this.config.nodes, allowShrink: this.config.allowShrink });
+  }
+
+  private raftTimingProblem(): string | null {
+    const [now, file] = [this.opts.config.raft, this.config.raft];
+    if (now.heartbeatMs === file.heartbeatMs && now.electionMs === file.electionMs) return null;
+    return (
+      `raft timings changed to heartbeatMs ${file.heartbeatMs}, electionMs ${file.electionMs}; they take effect when the node restarts ` +
+      `(in use: ${now.heartbeatMs}, ${now.electionMs})`
+    );
+  }
+
   private problems(): string[] {
     const out: string[] = [];
     if (this.waitingReason) out.push(this.waitingReason);
+    if (this.fileProblem) out.push(this.fileProblem);
+    const held = this.shrinkHeld();
+    if (held) out.push(`membership change held: ${held}`);
+    const timing = this.raftTimingProblem();
+    if (timing) out.push(timing);
     if (this.diskFull) out.push(new DiskFullError(this.diskFull.path).message);
     if (this.removed) out.push("this node was removed from the cluster");
     out.push(...(this.opts.tlsHealth?.problems() ?? []));

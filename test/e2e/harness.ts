@@ -35,6 +35,7 @@ export interface ClusterFile {
   nodes: ClusterFileNode[];
   tls?: { ca: string; cert: string; key: string };
   raft?: { heartbeatMs: number; electionMs: number };
+  allowShrink?: boolean;
 }
 
 interface Proc {
