@@ -61,7 +61,7 @@ test("cairn init keeps the CA apart and writes one bundle per host: no bundle ho
   const r = cairn(["init", "--nodes", "3", "--dir", dir, "--base-port", String(20_000 + Math.floor(Math.random() * 30_000))]);
   expect(r.status).toBe(0);
   expect(r.stdout).toContain("never copy it to a host");
-  expect(readdirSync(dir).sort()).toEqual(["ca", "cluster.json", "tls"]);
+  expect(readdirSync(dir).sort()).toEqual(["ca", "cluster.json", "tls", "tokens.json"]);
   expect(JSON.parse(readFileSync(join(dir, "cluster.json"), "utf8")).tls).toEqual({ ca: "tls/${id}/ca.pem", cert: "tls/${id}/node.pem", key: "tls/${id}/node.key" });
   const mode = (p: string) => statSync(p).mode & 0o777;
   expect(readdirSync(join(dir, "ca")).sort()).toEqual(["ca.key", "ca.pem"]);
