@@ -54,7 +54,7 @@ async function stop(): Promise<void> {
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 
-const f = httpClient({ ca: readFileSync(join(dir, "tls", "ca.pem"), "utf8") });
+const f = httpClient({ ca: readFileSync(join(dir, "ca", "ca.pem"), "utf8") });
 const deadline = Date.now() + 30_000;
 for (const n of config.nodes) {
   for (;;) {
@@ -68,7 +68,7 @@ for (const n of config.nodes) {
   }
 }
 const api = config.nodes[0]!.api;
-const ca = join(dir, "tls", "ca.pem");
+const ca = join(dir, "ca", "ca.pem");
 console.log(`
 cairn: 3 nodes are up (logs in ${join(dir, "logs")}).
 

@@ -17,6 +17,8 @@ import { CairnNode } from "../node/node.ts";
 import { onTerminate } from "../platform/process.ts";
 import { DB_FILE_NAME } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
+import { BadTlsPairError, checkPair, type PairFacts } from "../transport/pair.ts";
+import { readTlsFiles, TlsWatch } from "../transport/tlswatch.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import { parse, UsageError } from "./args.ts";
@@ -68,19 +70,32 @@ function loadConfig(path: string | undefined): ClusterConfig {
   return r.config;
 }
 
-function readTls(self: ClusterNode, insecure: boolean): PeerTls | "insecure" {
-  if (insecure) return "insecure";
+type TlsChange = (t: PeerTls) => void | Promise<void>;
+
+/**
+ * This node's TLS files, read and checked (usable files, then: key matches,
+ * signed by the CA, CN = node id), with a watch that picks up a rotated pair
+ * while running.
+ */
+async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promise<{ tls: PeerTls | "insecure"; watch: TlsWatch | null; apply: (f: TlsChange) => void }> {
+  if (insecure) return { tls: "insecure", watch: null, apply: () => {} };
   if (!self.tls) throw new UsageError(`the cluster file has no "tls" section: add one (cairn init writes it) or pass --insecure for plain TCP (development only)`);
   const problems = tlsFileProblems(self.tls);
   if (problems.length > 0) throw new UsageError(`cannot use the TLS files of node ${self.id} named by the cluster file: ${problems.join("; ")}`);
-  const read = (what: string, p: string) => {
-    try {
-      return readFileSync(p, "utf8");
-    } catch (e) {
-      throw new UsageError(`cannot read the TLS ${what} ${p}: ${(e as Error).message}`);
-    }
-  };
-  return { ca: read("CA", self.tls.ca), cert: read("certificate", self.tls.cert), key: read("key", self.tls.key) };
+  const paths = self.tls;
+  let tls: PeerTls;
+  let facts: PairFacts;
+  try {
+    tls = await readTlsFiles(paths);
+    facts = await checkPair(tls, self.id);
+  } catch (e) {
+    if (e instanceof BadTlsPairError) throw new UsageError(`cannot use the TLS files of ${self.id} (${paths.cert}, ${paths.key}): ${e.message}`);
+    throw e;
+  }
+  // The watch starts once the API listens; until then a change has nowhere to go.
+  let handler: TlsChange = () => {};
+  const watch = new TlsWatch({ paths, nodeId: self.id, logger: log, initial: tls, initialFacts: facts, onChange: (t) => handler(t) });
+  return { tls, watch, apply: (f) => (handler = f) };
 }
 
 export async function serve(argv: string[]): Promise<number> {
@@ -112,30 +127,33 @@ export async function serve(argv: string[]): Promise<number> {
   const { self, config } = found;
   const log = root.with({ node: self.node.id });
   log.info(`this node is ${self.node.id} (${self.detail})`);
-  const tls = readTls(self.node, values.insecure!);
+  const { tls, watch: tlsWatch, apply: onTlsChange } = await readTls(self.node, values.insecure!, log);
   const dataDir = dataDirOf(self.node.id, values.data);
+  const tlsHealth = tlsWatch ?? undefined;
   // Crash-only: a node that hit a database error (or a broken invariant) has stopped serving and
   // logged why; the process exits 1 so that a supervisor restarts it (a damaged file is refused then).
   let failed: (e: Error) => void = () => {};
   const fatal = new Promise<Error>((res) => (failed = res));
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), ...ckpt });
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), ...ckpt });
   try {
     await node.start();
   } catch (e) {
     if (!(e instanceof DataDirRefusedError)) throw e;
     log.error(e.message, { dataDir });
     auth.close();
+    tlsWatch?.close();
     return 1;
   }
   const shutdown = new AbortController();
   const app = createApp({ node, logger: log, version: VERSION, auth: auth.auth, signal: shutdown.signal });
+  let apiTls = tls;
   const listenApi = (url: string) => {
     const api = new URL(url);
     return serveApi({
       hostname: api.hostname.replace(/^\[|\]$/g, ""),
       port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
       app,
-      tls: api.protocol === "https:" && tls !== "insecure" ? { cert: tls.cert, key: tls.key } : undefined,
+      tls: api.protocol === "https:" && apiTls !== "insecure" ? { cert: apiTls.cert, key: apiTls.key } : undefined,
       clientCa: auth.clientCa,
     });
   };
@@ -143,6 +161,13 @@ export async function serve(argv: string[]): Promise<number> {
   let apiUrl = self.node.api;
   log.info(`API listening on ${apiUrl}`);
   warnPlainHttp(apiUrl, auth, log);
+  // A rotated pair: new peer connections and new API connections use it; nothing restarts.
+  onTlsChange(async (next) => {
+    apiTls = next;
+    node.updateTls(next);
+    if (new URL(apiUrl).protocol === "https:") await server.updateTls({ cert: next.cert, key: next.key });
+  });
+  tlsWatch?.start();
   /** This node's API address changed in the file: serve there from now on, no restart. */
   const followApi = async (url: string) => {
     try {
@@ -171,6 +196,7 @@ export async function serve(argv: string[]): Promise<number> {
   const end = await Promise.race([term.signalled, fatal]);
   watcher.close();
   auth.close();
+  tlsWatch?.close();
   if (end instanceof Error) {
     // The node has stopped already (and said why, in one line): close the API, bounded, and exit 1.
     await Promise.race([server.close(), new Promise((r) => setTimeout(r, FATAL_CLOSE_MS))]);

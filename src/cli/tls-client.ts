@@ -59,10 +59,3 @@ export async function tlsClient(argv: string[]): Promise<number> {
   console.log(`wrote ${paths.cert} and ${paths.key} (client "${values.name}", role ${role}, ${days} days)`);
   return 0;
 }
-
-/** `cairn tls SUB`: only `client` lives here (the node-certificate subcommands live in tls.ts). */
-export async function tlsCommand(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === "client") return await tlsClient(rest);
-  throw new UsageError(`unknown tls subcommand ${JSON.stringify(sub ?? "")}\n\n${TLS_CLIENT_USAGE}`);
-}

@@ -8,7 +8,7 @@
  *     { "id": "n1", "peer": "10.0.0.1:7400", "api": "https://10.0.0.1:7401" },
  *     { "id": "n3", "peer": "10.0.0.3:7400", "api": "https://10.0.0.3:7401", "role": "learner" }
  *   ],
- *   "tls": { "ca": "tls/ca.pem", "cert": "tls/${id}.pem", "key": "tls/${id}.key" },
+ *   "tls": { "ca": "tls/${id}/ca.pem", "cert": "tls/${id}/node.pem", "key": "tls/${id}/node.key" },
  *   "raft": { "heartbeatMs": 100, "electionMs": 1000 },
  *   "founders": ["n1", "n2", "n3"]
  * }

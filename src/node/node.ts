@@ -51,6 +51,8 @@ export interface CairnNodeOptions {
   readonly dataDir: string;
   readonly config: ClusterConfig;
   readonly tls: PeerTls | "insecure";
+  /** Certificate expiry (src/transport/tlswatch.ts): its problems go into /status, its gauges into /metrics. */
+  readonly tlsHealth?: { problems(): string[]; metricsText(): string };
   readonly logger: Logger;
   /** Raft's tick; default heartbeatMs / 2. */
   readonly tickMs?: number;
@@ -273,6 +275,11 @@ export class CairnNode implements NodeApi {
       lastIndex: this.store.lastIndex(),
       openCheckedMs: this.openMs, // opening the database, PRAGMA quick_check included
     });
+  }
+
+  /** A new certificate and key (checked by the caller) for new peer connections, both ways. */
+  updateTls(tls: PeerTls): void {
+    this.transport.updateTls(tls);
   }
 
   /** Stops the node; a leader first hands leadership to the most up-to-date voter. */
@@ -1169,6 +1176,7 @@ export class CairnNode implements NodeApi {
     if (timing) out.push(timing);
     if (this.diskFull) out.push(new DiskFullError(this.diskFull.path).message);
     if (this.removed) out.push("this node was removed from the cluster");
+    out.push(...(this.opts.tlsHealth?.problems() ?? []));
     return out;
   }
 
@@ -1244,6 +1252,6 @@ export class CairnNode implements NodeApi {
   }
 
   metricsText(): string {
-    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull !== null });
+    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull !== null }) + (this.opts.tlsHealth?.metricsText() ?? "");
   }
 }

@@ -92,6 +92,10 @@ export async function serveHttpsWithClientCa(opts: TlsFrontOptions): Promise<Htt
       for (const s of sockets) s.destroy();
       await inner.close();
     },
+    // A rotated pair: new handshakes use it, connections under way keep theirs (node:tls in both runtimes).
+    async updateTls(next) {
+      server.setSecureContext({ cert: next.cert, key: next.key, ca: opts.clientCa });
+    },
   };
 }
 

@@ -117,6 +117,10 @@ const LOG_BURST = 5;
 /** Bounds the closing wait: a runtime that never reports a destroyed socket closed must not hang close(). */
 const CLOSE_WAIT_MS = 5000;
 
+function secureContextOf(t: PeerTls): { ca: string; cert: string; key: string } {
+  return { ca: t.ca, cert: t.cert, key: t.key };
+}
+
 function resolveLimits<P>(o: PeerTransportOptions<P>): Limits {
   const d = TRANSPORT_DEFAULTS;
   const limits: Limits = {
@@ -161,17 +165,24 @@ export class PeerTransport<P = unknown> {
   private readonly sockets = new Map<net.Socket, Promise<void>>();
   private closing: Promise<void> | undefined;
   private listenAt: { readonly host: string; readonly port: number };
+  /** The TLS material for connections made from now on (updateTls replaces it). */
+  private tlsNow: PeerTls | "insecure";
 
   constructor(private readonly opts: PeerTransportOptions<P>) {
     const limits = resolveLimits(opts);
     this.cluster = opts.clusterId;
     this.listenAt = opts.listen;
+    this.tlsNow = opts.tls;
     this.log = opts.logger.with({ component: "transport" });
     const limiter = new LogLimiter({ intervalMs: limits.logIntervalMs, burst: LOG_BURST, keysMax: 4096 });
+    const self = this;
     this.ctx = {
       nodeId: opts.nodeId,
       clusterId: () => this.cluster,
-      tls: opts.tls,
+      // A getter: outbound dials read the pair in force when they connect.
+      get tls() {
+        return self.tlsNow;
+      },
       limits,
       log: this.log,
       limiter,
@@ -215,6 +226,20 @@ export class PeerTransport<P = unknown> {
     return port;
   }
 
+  /**
+   * Uses `next` for every connection made from now on, both ways: the
+   * listener's secure context is replaced (inbound handshakes present the new
+   * certificate) and outbound dials read it when they connect. Open
+   * connections keep the pair they were made with. The caller checks the
+   * pair first (src/transport/pair.ts): a bad one would break new handshakes.
+   */
+  updateTls(next: PeerTls): void {
+    if (this.tlsNow === "insecure") throw new Error("PeerTransport.updateTls() on a transport without TLS (--insecure)");
+    this.tlsNow = next;
+    (this.server as tls.Server | undefined)?.setSecureContext(secureContextOf(next));
+    this.log.info("TLS certificate replaced: new peer connections use it");
+  }
+
   private async bind(server: net.Server, at: { readonly host: string; readonly port: number }): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => {
@@ -229,12 +254,13 @@ export class PeerTransport<P = unknown> {
     server.on("error", (e) => this.log.error("peer listener error", { error: errorMessage(e) }));
     const address = server.address();
     const port = typeof address === "object" && address !== null ? address.port : at.port;
-    this.log.info("listening for peers", { host: at.host, port, tls: this.opts.tls !== "insecure" });
+    this.log.info("listening for peers", { host: at.host, port, tls: this.tlsNow !== "insecure" });
     return port;
   }
 
   private createServer(): net.Server {
-    if (this.opts.tls === "insecure") {
+    const material = this.tlsNow;
+    if (material === "insecure") {
       this.log.warn("peer transport is NOT encrypted or authenticated (--insecure): use only for development");
       const server = net.createServer();
       server.on("connection", (socket) => {
@@ -242,11 +268,8 @@ export class PeerTransport<P = unknown> {
       });
       return server;
     }
-    const { ca, cert, key } = this.opts.tls;
     const server = tls.createServer({
-      ca,
-      cert,
-      key,
+      ...secureContextOf(material),
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: "TLSv1.3",

@@ -6,7 +6,7 @@
  * cluster keeps serving writes on every node, before and after.
  */
 import { afterEach, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { join } from "node:path";
 import * as tls from "node:tls";
@@ -232,9 +232,10 @@ test("a node of another real cluster listed in the file is refused by ID, never 
   const n4 = { ...otherFile.nodes[0]!, id: "n4" };
   otherFile.nodes = [n4];
   otherFile.founders = ["n4"];
-  writeFileSync(join(other.dir, "tls", "n4.pem"), n4Tls.cert);
-  writeFileSync(join(other.dir, "tls", "n4.key"), n4Tls.key);
-  writeFileSync(join(other.dir, "tls", "ca.pem"), n4Tls.ca);
+  mkdirSync(join(other.dir, "tls", "n4"), { recursive: true });
+  writeFileSync(join(other.dir, "tls", "n4", "node.pem"), n4Tls.cert);
+  writeFileSync(join(other.dir, "tls", "n4", "node.key"), n4Tls.key);
+  writeFileSync(join(other.dir, "tls", "n4", "ca.pem"), n4Tls.ca);
   other.writeFile(otherFile);
   other.trustCa(n4Tls.ca);
   other.start("n4");

@@ -31,7 +31,7 @@ async function cluster(n: number, args: string[] = []): Promise<E2ECluster> {
   return c;
 }
 
-const ca = (c: E2ECluster) => join(c.dir, "tls", "ca.pem");
+const ca = (c: E2ECluster) => join(c.dir, "ca", "ca.pem");
 
 /** A mix of writes: text, JSON and binary keys, an overwrite, a delete, tagged changes and a batch. */
 async function writeMix(c: E2ECluster, via: string[]): Promise<void> {

@@ -58,7 +58,7 @@ export class E2ECluster {
     /** The admin API token `cairn init` printed; this.fetch sends it unless a request has its own Authorization. */
     public token: string,
   ) {
-    this.fetch = withToken(httpClient({ ca: readFileSync(join(dir, "tls", "ca.pem"), "utf8") }), () => this.token);
+    this.fetch = withToken(httpClient({ ca: readFileSync(join(dir, "ca", "ca.pem"), "utf8") }), () => this.token);
   }
 
   /** The environment for CLI runs against this cluster (CAIRN_TOKEN set to the admin token). */
@@ -136,13 +136,13 @@ export class E2ECluster {
 
   /** The cluster CA that `cairn init` wrote (certificate and key, PEM). */
   ca(): CertAndKey {
-    return { cert: readFileSync(join(this.dir, "tls", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "tls", "ca.key"), "utf8") };
+    return { cert: readFileSync(join(this.dir, "ca", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "ca", "ca.key"), "utf8") };
   }
 
-  /** Node `id`'s TLS material as `cairn init` wrote it. */
+  /** Node `id`'s TLS material as `cairn init` (or `cairn tls`) wrote it: its bundle tls/<id>/. */
   nodeTls(id: string): PeerTls {
-    const read = (f: string) => readFileSync(join(this.dir, "tls", f), "utf8");
-    return { ca: read("ca.pem"), cert: read(`${id}.pem`), key: read(`${id}.key`) };
+    const read = (f: string) => readFileSync(join(this.dir, "tls", id, f), "utf8");
+    return { ca: read("ca.pem"), cert: read("node.pem"), key: read("node.key") };
   }
 
   /** A fresh certificate for `id` signed by this cluster's CA (valid, but for an id the file may not list). */
@@ -157,14 +157,14 @@ export class E2ECluster {
   }
 
   /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[] } = {}): Proc {
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
     const extra = opts.args ?? [];
     // serve finds `cairn init`'s tokens.json beside this.file; a test that points --config at
     // another file gets it passed explicitly.
-    const other = extra.includes("--config") && !extra.includes("--tokens") && !extra.includes("--no-auth");
+    const other = (opts.config !== undefined || extra.includes("--config")) && !extra.includes("--tokens") && !extra.includes("--no-auth");
     const auth = other ? ["--tokens", join(this.dir, "tokens.json")] : [];
-    const args = ["serve", "--config", this.file, "--id", id, "--data", this.dataDir(id), ...auth, ...extra];
+    const args = ["serve", "--config", opts.config ?? this.file, "--id", id, "--data", this.dataDir(id), ...auth, ...extra];
     const child =
       opts.runtime === "deno"
         ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
@@ -471,7 +471,7 @@ export class Writer {
       this.acks.push({ index: r.body.index, data, via: id, at: performance.now() });
       return null;
     } catch (e) {
-      return `error: ${(e as Error).name}`;
+      return `error: ${(e as Error).name}: ${(e as Error).message}`;
     }
   }
 
