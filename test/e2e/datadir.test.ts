@@ -160,7 +160,7 @@ test("POST /admin/checkpoint and cairn backup with nothing new written leave no 
   expect(b.status).toBe(200);
   expect(b.body.checkpoint.id).toBe(a.body.checkpoint.id);
   const out = join(c.dir, "backup.db");
-  const ca = join(c.dir, "tls", "ca.pem");
+  const ca = join(c.dir, "ca", "ca.pem");
   for (let i = 0; i < 2; i++) expect((await cli(["backup", "--config", c.file, "--ca", ca, "--out", out, "--token", c.token])).code).toBe(0);
   expect(tmps()).toEqual([]);
   expect(existsSync(`${out}.part`)).toBe(false);
@@ -170,7 +170,7 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
   const c = await single();
   for (let i = 0; i < 50; i++) expect(await put(c, "n1", `k/${i}`, `v${i}`)).toBeLessThan(300);
   const out = join(c.dir, "backup.db");
-  const ca = join(c.dir, "tls", "ca.pem");
+  const ca = join(c.dir, "ca", "ca.pem");
   const b = await cli(["backup", "--config", c.file, "--ca", ca, "--out", out, "--token", c.token]);
   expect(b.code).toBe(0);
   expect(existsSync(`${out}.sha256`)).toBe(true);
