@@ -5,7 +5,7 @@
  * clusters and compare with etcd.)
  */
 import { CLIENT_OPTIONS, ClientError, target } from "./client.ts";
-import { intOption, parse } from "./args.ts";
+import { expectArgs, intOption, parse } from "./args.ts";
 
 export const BENCH_USAGE = `cairn bench [--clients 64] [--duration 10] [--tag bench] (--url URL | --config FILE)
 
@@ -19,7 +19,8 @@ function percentile(sorted: number[], p: number): number {
 }
 
 export async function bench(argv: string[]): Promise<number> {
-  const { values } = parse(argv, { ...CLIENT_OPTIONS, clients: { type: "string" }, duration: { type: "string" }, tag: { type: "string", default: "bench" } } as const, BENCH_USAGE);
+  const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, clients: { type: "string" }, duration: { type: "string" }, tag: { type: "string", default: "bench" } } as const, BENCH_USAGE);
+  expectArgs(positionals, { min: 0, max: 0 }, BENCH_USAGE);
   const clients = intOption(values.clients, "clients", 64, { min: 1, max: 4096 });
   const seconds = intOption(values.duration, "duration", 10, { min: 1, max: 3600 });
   const t = target(values);

@@ -18,7 +18,7 @@ import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { parse, UsageError } from "./args.ts";
+import { expectArgs, parse, UsageError } from "./args.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
 export const SERVE_USAGE = `cairn serve --config FILE [--id ID] [--data DIR] [options]
@@ -87,7 +87,8 @@ function readTokens(path: string | undefined) {
 }
 
 export async function serve(argv: string[]): Promise<number> {
-  const { values } = parse(argv, OPTIONS, SERVE_USAGE);
+  const { values, positionals } = parse(argv, OPTIONS, SERVE_USAGE);
+  expectArgs(positionals, { min: 0, max: 0 }, SERVE_USAGE);
   const level = values["log-level"]!;
   if (!isLogLevel(level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${level}"`);
   const readOnly = values["read-only"];
