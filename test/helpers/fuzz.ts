@@ -1,17 +1,17 @@
 /**
  * Shared settings of the fast-check property and fuzz tests: a fixed seed
  * and a small number of runs in CI (seconds), more on demand:
- *   CAIRN_FUZZ_RUNS=100000 bun test test/...   (runs per property, scaled from each test's default)
+ *   CAIRN_FUZZ_RUNS=100000 bun test test/...   (runs per property instead of each test's CI number)
  *   CAIRN_FUZZ_SEED=123                         (another fixed seed; fast-check prints the seed of a failure)
  */
 import fc from "fast-check";
 
 const SEED_DEFAULT = 20260101;
 
-/** fast-check parameters: `ciRuns` in CI, CAIRN_FUZZ_RUNS (times ciRuns / 100, at least 1) on demand. */
+/** fast-check parameters: `ciRuns` in CI, CAIRN_FUZZ_RUNS runs per property on demand. */
 export function fuzzParams<T>(ciRuns: number, more: fc.Parameters<T> = {}): fc.Parameters<T> {
   const env = Number(process.env.CAIRN_FUZZ_RUNS ?? "");
-  const numRuns = Number.isSafeInteger(env) && env > 0 ? Math.max(1, Math.round((env * ciRuns) / 100)) : ciRuns;
+  const numRuns = Number.isSafeInteger(env) && env > 0 ? env : ciRuns;
   const seedEnv = Number(process.env.CAIRN_FUZZ_SEED ?? "");
   const seed = Number.isSafeInteger(seedEnv) && process.env.CAIRN_FUZZ_SEED ? seedEnv : SEED_DEFAULT;
   return { seed, numRuns, endOnFailure: true, ...more };
