@@ -9,6 +9,7 @@ import { ClientError, del, get, leader, post, put, status, tail } from "./cli/cl
 import { backup, checkpoint, dump, load, recover, restore } from "./cli/data.ts";
 import { INIT_USAGE, init } from "./cli/init.ts";
 import { SERVE_USAGE, serve } from "./cli/serve.ts";
+import { DbError } from "./platform/sqlite.ts";
 import { VERSION } from "./version.ts";
 
 type Command = { run: (argv: string[]) => Promise<number>; summary: string; usage: string };
@@ -59,6 +60,8 @@ const SYSTEM_HINTS: Record<string, string> = {
 function describeFailure(e: unknown): string {
   const code = (e as { code?: unknown } | null)?.code;
   if (e instanceof CliError) return e.message;
+  // A database that cannot be read (not SQLite, damaged, locked): what SQLite said, and where.
+  if (e instanceof DbError) return `database error: ${e.message}: if the data directory is damaged, restore it from a checkpoint (cairn restore) or start with an empty one to rejoin`;
   if (e instanceof Error && typeof code === "string" && SYSTEM_HINTS[code]) return `${e.message}: ${SYSTEM_HINTS[code]}`;
   if (e instanceof Error && process.env.CAIRN_DEBUG !== "1") {
     return `${e.name}: ${e.message} (unexpected: set CAIRN_DEBUG=1 for the stack trace and report it)`;

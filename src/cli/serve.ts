@@ -3,7 +3,7 @@
  * node, the peer transport, the HTTP API, and the cluster-file watcher. On
  * SIGTERM/SIGINT a leader hands leadership over before it exits.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createApp } from "../api/app.ts";
 import { SelfNotFoundError } from "../discovery/errors.ts";
@@ -18,7 +18,7 @@ import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { expectArgs, parse, UsageError } from "./args.ts";
+import { CliError, expectArgs, parse, UsageError } from "./args.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
 export const SERVE_USAGE = `cairn serve --config FILE [--id ID] [--data DIR] [options]
@@ -106,6 +106,7 @@ export async function serve(argv: string[]): Promise<number> {
   log.info(`this node is ${self.node.id} (${self.detail})`);
   const tls = readTls(self.node, values.insecure!);
   const dataDir = dataDirOf(self.node.id, values.data);
+  checkDataDirPath(dataDir);
   const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, ...ckpt });
   try {
     await node.start();
@@ -165,6 +166,17 @@ function termination(): { signalled: Promise<string> } {
   const signalled = new Promise<string>((res) => (fire = res));
   onTerminate((sig) => fire(sig));
   return { signalled };
+}
+
+/** A data directory that is a file or cannot be created or written is told by name before the node starts. */
+function checkDataDirPath(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--data ${dir} is a file, not a directory: name the node's data directory (it is created if missing)`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new CliError(`cannot use the data directory ${dir} (--data): ${(e as Error).message}: pick a directory this user may write to`);
+  }
 }
 
 function dataDirOf(id: string, data: string | undefined): string {

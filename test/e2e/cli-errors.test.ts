@@ -108,6 +108,20 @@ describe("failures exit 1 without a stack trace", () => {
     await expectError(["init", "--dir", file], 1, "is a file, not a directory");
   });
 
+  test("serve --data on a path that cannot be used says so by name", async () => {
+    const cfg = join(dir, "c1");
+    expect((await cairn("init", "--nodes", "1", "--dir", cfg)).code).toBe(0);
+    await expectError(["serve", "--config", join(cfg, "cluster.json"), "--id", "n1", "--data", "/proc/x"], 1, "cannot use the data directory /proc/x (--data)");
+    const file = join(dir, "data-file");
+    writeFileSync(file, "x");
+    await expectError(["serve", "--config", join(cfg, "cluster.json"), "--id", "n1", "--data", file], 2, "is a file, not a directory");
+    const junk = join(dir, "junk-data");
+    mkdirSync(junk);
+    writeFileSync(join(junk, "cairn.db"), "not a database");
+    // The data-dir checks may word this differently; it names the file and has no stack trace.
+    await expectError(["serve", "--config", join(cfg, "cluster.json"), "--id", "n1", "--data", junk], 1, "cairn.db");
+  });
+
   test("dump --out on a path that cannot be written says so before any request", async () => {
     await expectError(["dump", "--out", "/proc/x/y", "--url", "http://127.0.0.1:1"], 1, "cannot write /proc/x/y");
   });
