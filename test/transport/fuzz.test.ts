@@ -166,7 +166,7 @@ describe("frame decoder fuzz", () => {
       }),
       fuzzParams(100),
     );
-  });
+  }, fuzzTimeoutMs(100, 1));
 });
 
 describe("hello fuzz", () => {
