@@ -76,7 +76,10 @@ export async function request(t: Target, path: string, init: RequestInit = {}): 
     } catch (e) {
       // A closed or reset connection is what an http:// URL gets from an HTTPS port (and the reverse fails the handshake).
       const hint = await schemeHint(url);
-      errors.push(`${url}: ${(e as Error).message}${hint ? `\n    ${hint}` : ""}`);
+      // Deno says only "fetch failed"; the reason is in `cause`.
+      const cause = (e as { cause?: unknown }).cause;
+      const why = cause instanceof Error ? ` (${cause.message})` : "";
+      errors.push(`${url}: ${(e as Error).message}${why}${hint ? `\n    ${hint}` : ""}`);
     }
   }
   throw new ClientError(`no node answered:\n  ${errors.join("\n  ")}\ncheck that the node runs and that the URL (scheme, host, port) is a node's "api" in the cluster file`, 0);
