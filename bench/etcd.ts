@@ -36,7 +36,7 @@ export async function startEtcd(): Promise<System> {
   const peer = new Map(ids.map((id, i) => [id, `https://127.0.0.1:${ports[2 * i + 1]}`]));
   const initialCluster = ids.map((id) => `${id}=${peer.get(id)}`).join(",");
   const procs = new Map<string, { child: ChildProcess; exited: Promise<unknown> }>();
-  const fetch = httpClient({ ca: readFileSync(join(tls, "ca.pem"), "utf8") });
+  const fetch = httpClient({ ca: readFileSync(join(dir, "certs", "ca", "ca.pem"), "utf8") });
 
   const start = (id: string) => {
     const n = `n${id.slice(1)}`;
@@ -45,9 +45,9 @@ export async function startEtcd(): Promise<System> {
       "--listen-client-urls", client.get(id)!, "--advertise-client-urls", client.get(id)!,
       "--listen-peer-urls", peer.get(id)!, "--initial-advertise-peer-urls", peer.get(id)!,
       "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench",
-      "--cert-file", join(tls, `${n}.pem`), "--key-file", join(tls, `${n}.key`),
-      "--peer-cert-file", join(tls, `${n}.pem`), "--peer-key-file", join(tls, `${n}.key`),
-      "--peer-trusted-ca-file", join(tls, "ca.pem"), "--peer-client-cert-auth",
+      "--cert-file", join(tls, n, "node.pem"), "--key-file", join(tls, n, "node.key"),
+      "--peer-cert-file", join(tls, n, "node.pem"), "--peer-key-file", join(tls, n, "node.key"),
+      "--peer-trusted-ca-file", join(tls, n, "ca.pem"), "--peer-client-cert-auth",
       "--heartbeat-interval", "100", "--election-timeout", "1000",
       "--logger", "zap", "--log-level", "warn",
     ];

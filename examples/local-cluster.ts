@@ -2,9 +2,12 @@
  * `npm start`: a working 3-node cluster on loopback, with TLS, from scratch.
  * Writes examples/local/ (cluster.json, certificates, data, logs) on first
  * run and reuses it after; Ctrl-C stops the nodes gracefully (SIGTERM).
+ * The admin API token that `cairn init` prints once is kept in
+ * examples/local/admin-token (a development convenience: a real deployment
+ * stores it in its secret store, never beside the cluster).
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { createWriteStream, existsSync, mkdirSync, readFileSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { httpClient } from "../src/platform/http.ts";
 
@@ -14,9 +17,19 @@ const file = join(dir, "cluster.json");
 const bun = process.execPath;
 const main = join(root, "src", "main.ts");
 
+const tokenFile = join(dir, "admin-token");
 if (!existsSync(file)) {
-  const r = spawnSync(bun, [main, "init", "--nodes", "3", "--dir", dir, "--name", "local"], { stdio: "inherit" });
+  const r = spawnSync(bun, [main, "init", "--nodes", "3", "--dir", dir, "--name", "local"], { stdio: ["ignore", "pipe", "inherit"], encoding: "utf8" });
+  process.stdout.write(r.stdout ?? "");
   if (r.status !== 0) process.exit(r.status ?? 1);
+  const m = /admin API token[^\n]*: (cairn_\S+)$/m.exec(r.stdout);
+  if (!m) throw new Error("cairn init printed no admin API token");
+  writeFileSync(tokenFile, `${m[1]}\n`, { mode: 0o600 });
+}
+const token = existsSync(tokenFile) ? readFileSync(tokenFile, "utf8").trim() : "";
+if (!token) {
+  console.error(`no admin token in ${tokenFile}: remove ${dir} to start afresh, or write a token made by cairn token add --tokens ${join(dir, "tokens.json")} there`);
+  process.exit(1);
 }
 const config = JSON.parse(readFileSync(file, "utf8")) as { nodes: { id: string; api: string }[] };
 mkdirSync(join(dir, "logs"), { recursive: true });
@@ -41,11 +54,11 @@ async function stop(): Promise<void> {
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
 
-const f = httpClient({ ca: readFileSync(join(dir, "tls", "ca.pem"), "utf8") });
+const f = httpClient({ ca: readFileSync(join(dir, "ca", "ca.pem"), "utf8") });
 const deadline = Date.now() + 30_000;
 for (const n of config.nodes) {
   for (;;) {
-    const ok = await f(`${n.api}/ready`).then((r) => r.ok).catch(() => false);
+    const ok = await f(`${n.api}/ready`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.ok).catch(() => false);
     if (ok) break;
     if (Date.now() > deadline) {
       console.error(`${n.id} is not ready after 30 s: see ${join(dir, "logs", `${n.id}.log`)}`);
@@ -55,15 +68,19 @@ for (const n of config.nodes) {
   }
 }
 const api = config.nodes[0]!.api;
-const ca = join(dir, "tls", "ca.pem");
+const ca = join(dir, "ca", "ca.pem");
 console.log(`
 cairn: 3 nodes are up (logs in ${join(dir, "logs")}).
 
+  API token:  in ${tokenFile} (admin; made by cairn init, which printed it once)
+              export CAIRN_TOKEN=$(cat ${tokenFile})
   dashboard:  ${api}/   (the certificate is signed by ${ca})
-  with curl:  curl --cacert ${ca} -X POST ${api}/changes -H 'content-type: application/json' -d '{"data":{"hello":"world"},"tags":["demo"]}'
-              curl --cacert ${ca} '${api}/changes?since=0'
-              curl --cacert ${ca} -X PUT ${api}/kv/greeting -d hi && curl --cacert ${ca} ${api}/kv/greeting
-  with cairn: bun src/main.ts status --config ${file}
+              with the token: ${api}/#token=<token>
+  with curl:  curl --cacert ${ca} -H "Authorization: Bearer $CAIRN_TOKEN" -X POST ${api}/changes -H 'content-type: application/json' -d '{"data":{"hello":"world"},"tags":["demo"]}'
+              curl --cacert ${ca} -H "Authorization: Bearer $CAIRN_TOKEN" '${api}/changes?since=0'
+              curl --cacert ${ca} -H "Authorization: Bearer $CAIRN_TOKEN" -X PUT ${api}/kv/greeting -d hi
+  with cairn: (CAIRN_TOKEN set as above)
+              bun src/main.ts status --config ${file}
               bun src/main.ts post '{"n":1}' --tag demo --config ${file}
               bun src/main.ts tail --follow --config ${file}
 

@@ -9,6 +9,9 @@ import { ClientError, del, get, leader, post, put, status, tail } from "./cli/cl
 import { backup, checkpoint, dump, load, recover, restore } from "./cli/data.ts";
 import { INIT_USAGE, init } from "./cli/init.ts";
 import { SERVE_USAGE, serve } from "./cli/serve.ts";
+import { TOKEN_USAGE, token } from "./cli/tokens.ts";
+import { TLS_USAGE, tlsCommand } from "./cli/tls.ts";
+import { TLS_CLIENT_USAGE } from "./cli/tls-client.ts";
 import { DbError } from "./platform/sqlite.ts";
 import { VERSION } from "./version.ts";
 
@@ -17,8 +20,10 @@ type Command = { run: (argv: string[]) => Promise<number>; summary: string; usag
 const CLIENT = "(--url URL | --config FILE) [--ca CA.pem] [--token T]";
 
 const COMMANDS: Record<string, Command> = {
-  init: { run: init, summary: "write a cluster file, a CA and node certificates for N local nodes", usage: INIT_USAGE },
+  init: { run: init, summary: "write a cluster file, a CA and a certificate bundle per node for N local nodes", usage: INIT_USAGE },
+  tls: { run: tlsCommand, summary: "issue | rotate | client: certificates from the cluster CA", usage: `${TLS_USAGE}\n\n${TLS_CLIENT_USAGE}` },
   serve: { run: serve, summary: "run this host's node", usage: SERVE_USAGE },
+  token: { run: token, summary: "add | revoke | list: the API tokens file", usage: TOKEN_USAGE },
   status: { run: status, summary: "print a node's view of the cluster", usage: `cairn status ${CLIENT}` },
   put: { run: put, summary: "set a key", usage: `cairn put KEY VALUE [--content-type T] [--if-match VERSION] ${CLIENT}` },
   get: { run: get, summary: "print a key's value", usage: `cairn get KEY [--stale] ${CLIENT}` },

@@ -12,7 +12,7 @@ import type { NodeApi } from "../node/api.ts";
 import type { Logger } from "../util/log.ts";
 import { registerChanges } from "./changes.ts";
 import { Slots, type ApiContext, type ApiLimits, type CheckpointProvider } from "./context.ts";
-import { authorize, type Tokens } from "./auth.ts";
+import type { Authenticator, ClientCert } from "./auth.ts";
 import { ApiError, errorResponse, toApiError } from "./errors.ts";
 import { registerKv } from "./kv.ts";
 import { HttpMetrics } from "./metrics.ts";
@@ -21,7 +21,7 @@ import { allowOf, routeLabel, routeOf } from "./routes.ts";
 import { registerTxn } from "./txn.ts";
 
 export type { CheckpointProvider, CheckpointRef } from "./context.ts";
-export type { Tokens } from "./auth.ts";
+export { Authenticator } from "./auth.ts";
 
 export interface ApiOptions {
   readonly node: NodeApi;
@@ -29,13 +29,27 @@ export interface ApiOptions {
   readonly version: string;
   /** Request bodies above this get 413. Default 4 MiB. */
   readonly bodyBytesMax?: number;
-  /** Bearer tokens by role; null or absent: no authentication. */
-  readonly tokens?: Tokens | null;
+  /**
+   * Who may call: tokens and client certificates. Null or absent: no
+   * authentication at all (`cairn serve --no-auth`); /status then says
+   * "auth": "none" and lists it as a problem.
+   */
+  readonly auth?: Authenticator | null;
   /** Newest checkpoint for 410 answers (src/checkpoint/ plugs in here). */
   readonly checkpoints?: CheckpointProvider | null;
   /** Abort at shutdown: long polls answer, streams end, so the server can close. */
   readonly signal?: AbortSignal;
   readonly limits?: Partial<Omit<ApiLimits, "bodyBytesMax">>;
+}
+
+/**
+ * What the server knows of a request's connection, as hono's env:
+ * serveHttp calls `app.fetch(req, conn)` with platform/http.ts's Conn.
+ */
+export interface ConnInfo {
+  readonly remoteAddress: string | null;
+  /** A client certificate verified against the API client CA, or null. */
+  readonly cert?: ClientCert | null;
 }
 
 export const BODY_BYTES_MAX_DEFAULT = 4 * 1024 * 1024;
@@ -60,6 +74,7 @@ export function createApp(opts: ApiOptions): Hono {
     checkpoints: opts.checkpoints === undefined ? nodeCheckpoints(opts.node) : opts.checkpoints,
     shutdown: opts.signal ?? new AbortController().signal,
     waits: new Slots(opts.limits?.waitsMax ?? LIMITS_DEFAULT.waitsMax),
+    auth: opts.auth ?? null,
   };
   const metrics = new HttpMetrics();
   const app = new Hono();
@@ -76,10 +91,17 @@ export function createApp(opts: ApiOptions): Hono {
     }
   });
 
-  const tokens = opts.tokens;
-  if (tokens) {
+  const auth = opts.auth;
+  if (auth) {
     app.use("*", async (c, next) => {
-      authorize(tokens, { method: c.req.method, path: c.req.path, authorization: c.req.header("authorization") ?? null });
+      const conn = c.env as Partial<ConnInfo> | undefined;
+      auth.check({
+        method: c.req.method,
+        path: c.req.path,
+        authorization: c.req.header("authorization") ?? null,
+        clientAddress: conn?.remoteAddress ?? null,
+        cert: conn?.cert ?? null,
+      });
       await next();
     });
   }

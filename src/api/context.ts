@@ -4,6 +4,7 @@
  * wait and pick the read point of a request.
  */
 import type { NodeApi, Staleness } from "../node/api.ts";
+import type { Authenticator } from "./auth.ts";
 import { TimeoutError } from "../node/errors.ts";
 import type { Logger } from "../util/log.ts";
 import { ApiError } from "./errors.ts";
@@ -46,6 +47,8 @@ export interface ApiContext {
   /** Aborted when the server shuts down: long polls and streams end. */
   readonly shutdown: AbortSignal;
   readonly waits: Slots;
+  /** Null: no authentication (--no-auth). */
+  readonly auth: Authenticator | null;
 }
 
 /** A counting limit. */

@@ -17,7 +17,7 @@ const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
 export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): void {
   app.get("/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }));
 
-  app.get("/status", () => json(ctx.node.status()));
+  app.get("/status", () => json(withAuth(ctx.node.status(), ctx)));
 
   app.get("/health", () => json({ ok: true, id: ctx.node.id, version: ctx.version }));
 
@@ -29,7 +29,7 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
 
   app.get("/metrics", () => {
     const node = ctx.node.metricsText();
-    const text = (node.endsWith("\n") || node === "" ? node : node + "\n") + metrics.text(ctx.waits.inUse);
+    const text = (node.endsWith("\n") || node === "" ? node : node + "\n") + metrics.text(ctx.waits.inUse) + (ctx.auth?.metricsText() ?? "");
     return new Response(text, { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
   });
 
@@ -66,4 +66,13 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
     const m = await ctx.node.createCheckpoint();
     return json({ checkpoint: m });
   });
+}
+
+/** NO_AUTH_PROBLEM: the /status problem of a node that lets anyone in. */
+export const NO_AUTH_PROBLEM = "the API has no authentication (--no-auth): anyone who reaches it can read, write and call /admin; start it with a tokens file";
+
+/** /status with how callers are authenticated; no authentication is a problem. */
+function withAuth<S extends { problems: readonly string[] }>(s: S, ctx: ApiContext): S & { auth: string } {
+  if (ctx.auth === null) return { ...s, auth: "none", problems: [...s.problems, NO_AUTH_PROBLEM] };
+  return { ...s, auth: ctx.auth.clientCa ? "tokens+client-certificates" : "tokens" };
 }

@@ -3,8 +3,8 @@
  * the nodes in a cluster file (--config), trusting the cluster CA for https,
  * and find the leader themselves for writes.
  */
-import { readFileSync } from "node:fs";
-import { loadClusterFileSync } from "../discovery/load.ts";
+import { existsSync, readFileSync } from "node:fs";
+import { loadClusterFileSync, type ClusterConfig } from "../discovery/load.ts";
 import { httpClient, type HttpFetch } from "../platform/http.ts";
 import { expectArgs, intOption, parse, UsageError, type Options } from "./args.ts";
 import { schemeHint } from "./scheme.ts";
@@ -30,7 +30,7 @@ export function target(values: { url?: string; config?: string; ca?: string; tok
     const r = loadClusterFileSync(values.config);
     if (!r.ok) throw new UsageError(`cannot use cluster file: ${r.error.message}`);
     urls = r.config.nodes.map((n) => n.api);
-    caPath ??= r.config.tls?.ca;
+    caPath ??= clusterCaPath(r.config);
   } else throw new UsageError("say where the cluster is: --url URL (any node's API) or --config FILE (the cluster file)");
   const ca = caPath ? readCa(caPath) : undefined;
   return { urls, fetch: httpClient({ ca }), token: values.token ?? process.env.CAIRN_TOKEN };
@@ -56,6 +56,19 @@ function readCa(path: string): string {
   } catch (e) {
     throw new UsageError(`cannot read the CA certificate ${path} (--ca or the cluster file's tls.ca): ${(e as Error).message}`);
   }
+}
+
+/**
+ * The CA certificate a cluster file names for its nodes. With per-node
+ * bundles ("tls/${id}/ca.pem") every node's copy is the same CA; a host holds
+ * only its own bundle, so the first copy that exists is used.
+ */
+function clusterCaPath(config: ClusterConfig): string | undefined {
+  if (!config.tls) return undefined;
+  const paths = [...new Set(config.nodes.map((n) => n.tls?.ca).filter((p): p is string => p !== undefined))];
+  const found = paths.find((p) => existsSync(p));
+  if (found === undefined) throw new UsageError(`no CA certificate found for the cluster file's tls section (looked for ${paths.slice(0, 3).join(", ")}${paths.length > 3 ? ", ..." : ""}): pass --ca FILE`);
+  return found;
 }
 
 export class ClientError extends Error {
@@ -96,7 +109,8 @@ export async function json(res: Response): Promise<unknown> {
   }
   if (!res.ok) {
     const err = (body as { error?: { code?: string; message?: string } })?.error;
-    throw new ClientError(`HTTP ${res.status}${err?.code ? ` ${err.code}` : ""}: ${err?.message ?? text}`, res.status);
+    const hint = res.status === 401 ? `; pass --token TOKEN or set CAIRN_TOKEN (cairn init printed an admin token; cairn token add makes more)` : "";
+    throw new ClientError(`HTTP ${res.status}${err?.code ? ` ${err.code}` : ""}: ${err?.message ?? text}${hint}`, res.status);
   }
   return body;
 }

@@ -9,16 +9,20 @@ import { createApp } from "../api/app.ts";
 import { SelfNotFoundError } from "../discovery/errors.ts";
 import { loadClusterFileSync, type ClusterConfig, type ClusterNode } from "../discovery/load.ts";
 import { findSelf, type SelfMatch } from "../discovery/self.ts";
+import { tlsFileProblems } from "../discovery/tlsfiles.ts";
+import { vetReload } from "../discovery/vet.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
 import { DataDirRefusedError, dataDirFacts, describeData, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
-import { serveHttp } from "../platform/http.ts";
 import { onTerminate } from "../platform/process.ts";
 import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
+import { BadTlsPairError, checkPair, type PairFacts } from "../transport/pair.ts";
+import { readTlsFiles, TlsWatch } from "../transport/tlswatch.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import { CliError, expectArgs, parse, UsageError } from "./args.ts";
+import { AUTH_OPTIONS, AUTH_USAGE, listenApi as serveApi, setupAuth, warnPlainHttp } from "./serve-auth.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
 export const SERVE_USAGE = `cairn serve --config FILE [--id ID] [--data DIR] [options]
@@ -32,9 +36,10 @@ Runs this host's node of the cluster described by FILE (cluster.json).
   --insecure         plain TCP between peers (development only); needed when
                      the file has no "tls" section
   --read-only MODE   "safe" (read index, default) or "lease"
-  --tokens FILE      JSON {"read": [...], "write": [...], "admin": [...]} of API bearer tokens
   --log-level LEVEL  debug | info | warn | error (default info)
   --sync MODE        SQLite synchronous: FULL (default) or NORMAL
+
+${AUTH_USAGE}
 
 ${CHECKPOINT_USAGE}
 
@@ -50,7 +55,7 @@ const OPTIONS = {
   data: { type: "string" },
   insecure: { type: "boolean", default: false },
   "read-only": { type: "string", default: "safe" },
-  tokens: { type: "string" },
+  ...AUTH_OPTIONS,
   "log-level": { type: "string", default: "info" },
   sync: { type: "string", default: "FULL" },
   ...CHECKPOINT_OPTIONS,
@@ -63,27 +68,32 @@ function loadConfig(path: string | undefined): ClusterConfig {
   return r.config;
 }
 
-function readTls(self: ClusterNode, insecure: boolean): PeerTls | "insecure" {
-  if (insecure) return "insecure";
-  if (!self.tls) throw new UsageError(`the cluster file has no "tls" section: add one (cairn init writes it) or pass --insecure for plain TCP (development only)`);
-  const read = (what: string, p: string) => {
-    try {
-      return readFileSync(p, "utf8");
-    } catch (e) {
-      throw new UsageError(`cannot read the TLS ${what} ${p}: ${(e as Error).message}`);
-    }
-  };
-  return { ca: read("CA", self.tls.ca), cert: read("certificate", self.tls.cert), key: read("key", self.tls.key) };
-}
+type TlsChange = (t: PeerTls) => void | Promise<void>;
 
-function readTokens(path: string | undefined) {
-  if (!path) return null;
+/**
+ * This node's TLS files, read and checked (usable files, then: key matches,
+ * signed by the CA, CN = node id), with a watch that picks up a rotated pair
+ * while running.
+ */
+async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promise<{ tls: PeerTls | "insecure"; watch: TlsWatch | null; apply: (f: TlsChange) => void }> {
+  if (insecure) return { tls: "insecure", watch: null, apply: () => {} };
+  if (!self.tls) throw new UsageError(`the cluster file has no "tls" section: add one (cairn init writes it) or pass --insecure for plain TCP (development only)`);
+  const problems = tlsFileProblems(self.tls);
+  if (problems.length > 0) throw new UsageError(`cannot use the TLS files of node ${self.id} named by the cluster file: ${problems.join("; ")}`);
+  const paths = self.tls;
+  let tls: PeerTls;
+  let facts: PairFacts;
   try {
-    const t = JSON.parse(readFileSync(path, "utf8")) as { read?: string[]; write?: string[]; admin?: string[] };
-    return { read: t.read ?? [], write: t.write ?? [], admin: t.admin ?? [] };
+    tls = await readTlsFiles(paths);
+    facts = await checkPair(tls, self.id);
   } catch (e) {
-    throw new UsageError(`cannot read tokens file ${path}: ${(e as Error).message}`);
+    if (e instanceof BadTlsPairError) throw new UsageError(`cannot use the TLS files of ${self.id} (${paths.cert}, ${paths.key}): ${e.message}`);
+    throw e;
   }
+  // The watch starts once the API listens; until then a change has nowhere to go.
+  let handler: TlsChange = () => {};
+  const watch = new TlsWatch({ paths, nodeId: self.id, logger: log, initial: tls, initialFacts: facts, onChange: (t) => handler(t) });
+  return { tls, watch, apply: (f) => (handler = f) };
 }
 
 export async function serve(argv: string[]): Promise<number> {
@@ -98,37 +108,52 @@ export async function serve(argv: string[]): Promise<number> {
   const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
-  const found = await locateSelf({ config: loadConfig(values.config), id: values.id, data: values.data, log: root, terminated: term.signalled });
+  const initial = loadConfig(values.config);
+  const auth = setupAuth(values, initial.path, root);
+  const found = await locateSelf({ config: initial, id: values.id, data: values.data, log: root, terminated: term.signalled });
+  if (found === "stopped" || found === "refused") auth.close();
   if (found === "stopped") return 0;
   if (found === "refused") return 1;
   const { self, config } = found;
   const log = root.with({ node: self.node.id });
   log.info(`this node is ${self.node.id} (${self.detail})`);
-  const tls = readTls(self.node, values.insecure!);
+  const { tls, watch: tlsWatch, apply: onTlsChange } = await readTls(self.node, values.insecure!, log);
   const dataDir = dataDirOf(self.node.id, values.data);
   checkDataDirPath(dataDir);
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, ...ckpt });
+  const tlsHealth = tlsWatch ?? undefined;
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, ...ckpt });
   try {
     await node.start();
   } catch (e) {
     if (!(e instanceof DataDirRefusedError)) throw e;
     log.error(e.message, { dataDir });
+    auth.close();
     return 1;
   }
   const shutdown = new AbortController();
-  const app = createApp({ node, logger: log, version: VERSION, tokens: readTokens(values.tokens), signal: shutdown.signal });
+  const app = createApp({ node, logger: log, version: VERSION, auth: auth.auth, signal: shutdown.signal });
+  let apiTls = tls;
   const listenApi = (url: string) => {
     const api = new URL(url);
-    return serveHttp({
+    return serveApi({
       hostname: api.hostname.replace(/^\[|\]$/g, ""),
       port: Number(api.port || (api.protocol === "https:" ? 443 : 80)),
-      fetch: app.fetch,
-      tls: api.protocol === "https:" && tls !== "insecure" ? { cert: tls.cert, key: tls.key } : undefined,
+      app,
+      tls: api.protocol === "https:" && apiTls !== "insecure" ? { cert: apiTls.cert, key: apiTls.key } : undefined,
+      clientCa: auth.clientCa,
     });
   };
   let server = await listenApi(self.node.api);
   let apiUrl = self.node.api;
   log.info(`API listening on ${apiUrl}`);
+  warnPlainHttp(apiUrl, auth, log);
+  // A rotated pair: new peer connections and new API connections use it; nothing restarts.
+  onTlsChange(async (next) => {
+    apiTls = next;
+    node.updateTls(next);
+    if (new URL(apiUrl).protocol === "https:") await server.updateTls({ cert: next.cert, key: next.key });
+  });
+  tlsWatch?.start();
   /** This node's API address changed in the file: serve there from now on, no restart. */
   const followApi = async (url: string) => {
     try {
@@ -145,6 +170,8 @@ export async function serve(argv: string[]): Promise<number> {
     path: config.path,
     logger: log,
     initial: config,
+    vet: (next) => vetReload(next, { selfId: self.node.id, cluster: config.cluster, tls: tls !== "insecure" }),
+    onProblem: (p) => node.setFileProblem(p),
     onChange: (c) => {
       log.info("cluster file changed: applying it");
       node.updateConfig(c);
@@ -155,6 +182,8 @@ export async function serve(argv: string[]): Promise<number> {
   const sig = await term.signalled;
   log.info(`${sig}: stopping`);
   watcher.close();
+  auth.close();
+  tlsWatch?.close();
   await node.stop({ transfer: true });
   await server.close();
   return 0;

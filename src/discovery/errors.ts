@@ -11,7 +11,8 @@ export type ClusterFileErrorKind =
   | "encoding" // not UTF-8
   | "empty" // zero bytes or only whitespace (often a write in progress)
   | "syntax" // not JSON
-  | "invalid"; // JSON, but not a valid cluster file
+  | "invalid" // JSON, but not a valid cluster file
+  | "refused"; // a valid file this running node cannot use (its TLS files are missing, it names another cluster...)
 
 export class ClusterFileError extends Error {
   override name = "ClusterFileError";

@@ -6,8 +6,8 @@
  * Nothing here throws for a bad file: the result says ok or carries one
  * ClusterFileError whose message is a single line naming the problem.
  */
-import { readFileSync, statSync } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { open, stat } from "node:fs/promises";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { assert } from "../util/assert.ts";
 import { ClusterFileError } from "./errors.ts";
@@ -43,6 +43,10 @@ export interface ClusterConfig {
   readonly raft: RaftTiming;
   /** The founding list written by `cairn init`, or null if the file has none. */
   readonly founders: readonly string[] | null;
+  /** `"allowShrink": true`: one edit may take a majority of the voters out (plan.ts, shrinkHold). */
+  readonly allowShrink: boolean;
+  /** Node ids and certificate serials refused as peers (the file's "revoked"); absent = none. */
+  readonly revoked?: readonly string[];
 }
 
 export type LoadResult = { ok: true; config: ClusterConfig } | { ok: false; error: ClusterFileError };
@@ -50,25 +54,83 @@ export type LoadResult = { ok: true; config: ClusterConfig } | { ok: false; erro
 /** Reads and checks the cluster file at `path`. */
 export async function loadClusterFile(path: string): Promise<LoadResult> {
   const abs = resolve(path);
-  try {
-    const st = await stat(abs);
-    if (st.isFile() && st.size > CLUSTER_FILE_BYTES_MAX) return tooLarge(abs, st.size);
-    return parseClusterBytes(await readFile(abs), abs);
-  } catch (e) {
-    return { ok: false, error: readError(abs, e) };
-  }
+  const read = await readClusterBytes(abs);
+  return read.ok ? parseClusterBytes(read.bytes, abs) : read;
 }
 
 /** The same as loadClusterFile, synchronously (for start-up). */
 export function loadClusterFileSync(path: string): LoadResult {
   const abs = resolve(path);
+  const read = readClusterBytesSync(abs);
+  return read.ok ? parseClusterBytes(read.bytes, abs) : read;
+}
+
+export type BytesResult = { ok: true; bytes: Uint8Array; sig: string } | { ok: false; error: ClusterFileError; sig: string | null };
+
+/** What identifies one version of the file on disk (the watcher polls it). */
+export function statSignature(st: { size: number; mtimeMs: number; ctimeMs: number; ino: number }): string {
+  return `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}`;
+}
+
+/**
+ * The file's bytes, at most CLUSTER_FILE_BYTES_MAX of them. Only a regular
+ * file (a symlink to one is fine) is read: a FIFO would block the reader
+ * forever and a device such as /dev/zero never ends; and the read stops past
+ * the limit even when the file grows after the stat.
+ */
+export async function readClusterBytes(abs: string): Promise<BytesResult> {
+  let sig: string | null = null;
+  try {
+    const st = await stat(abs);
+    sig = statSignature(st);
+    const bad = notReadable(abs, st);
+    if (bad) return { ok: false, error: bad, sig };
+    const fh = await open(abs, "r");
+    try {
+      const buf = new Uint8Array(CLUSTER_FILE_BYTES_MAX + 1);
+      let n = 0;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, n, buf.length - n, null);
+        if (bytesRead === 0 || (n += bytesRead) === buf.length) break;
+      }
+      return n > CLUSTER_FILE_BYTES_MAX ? { ok: false, error: tooLargeError(abs, n), sig } : { ok: true, bytes: buf.slice(0, n), sig };
+    } finally {
+      await fh.close();
+    }
+  } catch (e) {
+    return { ok: false, error: readError(abs, e), sig };
+  }
+}
+
+/** readClusterBytes, synchronously. */
+export function readClusterBytesSync(abs: string): BytesResult {
+  let sig: string | null = null;
   try {
     const st = statSync(abs);
-    if (st.isFile() && st.size > CLUSTER_FILE_BYTES_MAX) return tooLarge(abs, st.size);
-    return parseClusterBytes(readFileSync(abs), abs);
+    sig = statSignature(st);
+    const bad = notReadable(abs, st);
+    if (bad) return { ok: false, error: bad, sig };
+    const fd = openSync(abs, "r");
+    try {
+      const buf = new Uint8Array(CLUSTER_FILE_BYTES_MAX + 1);
+      let n = 0;
+      for (;;) {
+        const got = readSync(fd, buf, n, buf.length - n, null);
+        if (got === 0 || (n += got) === buf.length) break;
+      }
+      return n > CLUSTER_FILE_BYTES_MAX ? { ok: false, error: tooLargeError(abs, n), sig } : { ok: true, bytes: buf.slice(0, n), sig };
+    } finally {
+      closeSync(fd);
+    }
   } catch (e) {
-    return { ok: false, error: readError(abs, e) };
+    return { ok: false, error: readError(abs, e), sig };
   }
+}
+
+function notReadable(abs: string, st: { isFile(): boolean; isDirectory(): boolean; size: number }): ClusterFileError | null {
+  if (st.isDirectory()) return new ClusterFileError("read", abs, ["cannot read it: it is a directory, not a file (EISDIR)"]);
+  if (!st.isFile()) return new ClusterFileError("read", abs, ["cannot read it: it is not a regular file (a FIFO, socket or device); put the JSON in a plain file"]);
+  return st.size > CLUSTER_FILE_BYTES_MAX ? tooLargeError(abs, st.size) : null;
 }
 
 function tooLarge(path: string, size: number): LoadResult {
@@ -89,7 +151,11 @@ export function readError(path: string, e: unknown): ClusterFileError {
         ? "permission denied; make it readable by the user running cairn"
         : code === "EISDIR"
           ? "it is a directory, not a file"
-          : e instanceof Error
+          : code === "ELOOP"
+            ? "a loop of symbolic links; point the link at the real file"
+            : code === "ENOTDIR"
+              ? "a part of the path is not a directory; check the --config path"
+              : e instanceof Error
             ? e.message
             : String(e);
   return new ClusterFileError("read", path, [`cannot read it: ${what}${typeof code === "string" ? ` (${code})` : ""}`]);
@@ -151,7 +217,16 @@ export function resolveClusterFile(file: ClusterFile, path: string): ClusterConf
       tls: tls ? tlsForId(tls, n.id) : null,
     };
   });
-  return { path: abs, cluster: file.cluster, nodes, tls, raft: raftTiming(file.raft), founders: file.founders ?? null };
+  return {
+    path: abs,
+    cluster: file.cluster,
+    nodes,
+    tls,
+    raft: raftTiming(file.raft),
+    founders: file.founders ?? null,
+    allowShrink: file.allowShrink === true,
+    revoked: file.revoked ?? [],
+  };
 }
 
 function absPath(dir: string, p: string): string {

@@ -17,6 +17,18 @@
  *       the core leaves it first;
  *     - the leader is not in V;
  *     - fewer than quorum(|V|) voters are active: nothing could commit.
+ *  0b. hold (shrinkHold): W = ids the file wants as voters, R = V \ W (the
+ *     voters it removes or demotes). The whole file is held, no step at all,
+ *     while W is empty (a file with no voter: "nodes": [] or all learners;
+ *     allowShrink does not change that), or while R is more than half of V
+ *     (removing 2 of 3, 3 of 5, 3 of 4; removing 1 of 2 or 2 of 4 is not held)
+ *     and the file does not say "allowShrink": true. The rule only reads V and
+ *     the file, so it holds the same after a reload, a restart or a new leader.
+ *     It is stable both ways: nothing moves while held; and a file that is
+ *     not held stays so while it is carried out (adds only grow V, and
+ *     removing one of R keeps R a minority), so "one edit" means "relative to
+ *     the voters in force": removing one voter, waiting until it is out, then
+ *     removing the next works step by step.
  *  1. addLearner: the first file node (in file order) not in V ∪ L. Every new
  *     node joins as a learner; adding a learner never changes any quorum.
  *  2. promote: the first file node that wants to be a voter, is in L, active
@@ -81,6 +93,8 @@ export interface PlanInput {
   readonly lastIndex: number;
   /** A learner is promoted once it is at most this many entries behind. */
   readonly catchUpLagMax: number;
+  /** The file's "allowShrink": lets one edit take out a majority of the voters (rule 0b). */
+  readonly allowShrink?: boolean;
 }
 
 export type PlanStep =
@@ -91,6 +105,8 @@ export type PlanStep =
   | { readonly kind: "transferLeader"; readonly to: NodeId }
   | { readonly kind: "wait"; readonly reason: string }
   | { readonly kind: "refuse"; readonly reason: string }
+  /** Rule 0b: the file is not carried out at all until it is changed. */
+  | { readonly kind: "hold"; readonly reason: string }
   | { readonly kind: "none" };
 
 export function quorum(n: number): number {
@@ -135,6 +151,7 @@ export function planNextStep(input: PlanInput): PlanStep {
   const v = new View(input);
   return (
     preconditions(v) ??
+    holdStep(input) ??
     planAdd(v) ??
     planPromote(v) ??
     planLearnerRemoval(v) ??
@@ -169,6 +186,33 @@ function preconditions(v: View): PlanStep | null {
     };
   }
   return null;
+}
+
+function holdStep(input: PlanInput): PlanStep | null {
+  const reason = shrinkHold({ voters: input.conf.voters, nodes: input.nodes, allowShrink: input.allowShrink === true });
+  return reason === null ? null : { kind: "hold", reason };
+}
+
+/**
+ * Rule 0b on its own (every node shows it in /status, not only the leader):
+ * why the file's membership is held against the voters in force, or null.
+ */
+export function shrinkHold(o: { voters: readonly NodeId[]; nodes: readonly PlanNode[]; allowShrink: boolean }): string | null {
+  if (o.voters.length === 0) return null;
+  const wanted = new Set(o.nodes.filter((n) => (n.role ?? "voter") === "voter").map((n) => n.id));
+  if (wanted.size === 0) {
+    return (
+      `the cluster file lists no voter (${o.nodes.length === 0 ? "no nodes at all" : "only learners"}), which would leave the ` +
+      `cluster with none: nothing is changed; list the voters ${list(o.voters)} again (allowShrink does not allow this)`
+    );
+  }
+  const leaving = o.voters.filter((id) => !wanted.has(id));
+  if (2 * leaving.length <= o.voters.length || o.allowShrink) return null;
+  return (
+    `the cluster file takes ${leaving.length} of the ${o.voters.length} voters out at once (${list(leaving)}), a majority: ` +
+    `nothing is changed; if that is meant, add "allowShrink": true to the file, or take them out one at a time ` +
+    `(each after the last is out)`
+  );
 }
 
 function planAdd(v: View): PlanStep | null {
@@ -250,7 +294,8 @@ function planReduction(v: View, c: Reduction): PlanStep {
       reason:
         `${verb} ${c.id} would leave voters ${list(rest)} of which only ${active.length} ${list(active)} ` +
         `${active.length === 1 ? "is" : "are"} recently active, fewer than the majority of ${quorum(rest.length)} it needs; ` +
-        `bring ${inactive.join(", ")} back, or take ${inactive.length > 1 ? "them" : "it"} out of the cluster file if gone for good`,
+        `bring ${inactive.join(", ")} back, or take ${inactive.length > 1 ? "them" : "it"} out of the cluster file if gone for good` +
+        shrinkHint(v, inactive, c.id),
     };
   }
   if (c.id !== v.input.leaderId) return { kind: c.kind, id: c.id };
@@ -262,6 +307,14 @@ function planReduction(v: View, c: Reduction): PlanStep {
     };
   }
   return { kind: "transferLeader", to };
+}
+
+/** Taking the inactive voters out too would be held (rule 0b): say how to do it instead. */
+function shrinkHint(v: View, inactive: readonly NodeId[], id: NodeId): string {
+  const leaving = new Set([...v.voters].filter((x) => !v.wantsVoter(x)));
+  for (const x of inactive) leaving.add(x);
+  if (v.input.allowShrink === true || 2 * leaving.size <= v.voters.size) return "";
+  return ` (that takes ${leaving.size} of the ${v.voters.size} voters out at once, which is held: keep ${id} a voter in the file until ${inactive.join(", ")} ${inactive.length > 1 ? "are" : "is"} out, or add "allowShrink": true)`;
 }
 
 function transferTarget(v: View): NodeId | undefined {

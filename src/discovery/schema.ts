@@ -8,7 +8,7 @@
  *     { "id": "n1", "peer": "10.0.0.1:7400", "api": "https://10.0.0.1:7401" },
  *     { "id": "n3", "peer": "10.0.0.3:7400", "api": "https://10.0.0.3:7401", "role": "learner" }
  *   ],
- *   "tls": { "ca": "tls/ca.pem", "cert": "tls/${id}.pem", "key": "tls/${id}.key" },
+ *   "tls": { "ca": "tls/${id}/ca.pem", "cert": "tls/${id}/node.pem", "key": "tls/${id}/node.key" },
  *   "raft": { "heartbeatMs": 100, "electionMs": 1000 },
  *   "founders": ["n1", "n2", "n3"]
  * }
@@ -42,6 +42,9 @@
  *  - `founders` (written by `cairn init`): the ids that may bootstrap the
  *    cluster together; non-empty, no duplicates. An id need not be in
  *    `nodes`: removing a founding node later is deleting its entry.
+ *  - `allowShrink` (default false): lets one edit take a majority of the
+ *    current voters out (see the hold rule in plan.ts); without it such an
+ *    edit is held. It never allows a file with no voter.
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
@@ -160,6 +163,10 @@ const tlsPath = z
     }),
   );
 
+/** Entries of "revoked" (node ids or certificate serials); a serial has at most 20 octets. */
+export const REVOKED_MAX = 1024;
+const REVOKED_CHARS_MAX = 128;
+
 export const nodeSchema = z
   .object({
     id: z.string().regex(NODE_ID_RE),
@@ -182,6 +189,9 @@ export const clusterFileSchema = z
       .strict()
       .optional(),
     founders: z.array(z.string().regex(NODE_ID_RE)).min(1).max(NODES_MAX).optional(),
+    allowShrink: z.boolean().optional(),
+    // Node ids or certificate serials (hex, ':' allowed) refused as peers even if members.
+    revoked: z.array(z.string().min(1).max(REVOKED_CHARS_MAX)).max(REVOKED_MAX).optional(),
   })
   .strict();
 

@@ -15,6 +15,7 @@ import {
   HEARTBEAT_MS_MIN,
   KNOWN_KEYS,
   NODES_MAX,
+  REVOKED_MAX,
   parseApiUrl,
   parseHostPort,
   raftTiming,
@@ -41,7 +42,7 @@ const TLS_HINT = "a file path (relative to the cluster file's directory; ${id} i
 
 /** What a field should be, by its key (for array elements: by the array's key + "[]"). */
 const HINTS: Readonly<Record<string, string>> = {
-  "": "a JSON object with keys cluster, nodes and optionally tls, raft, founders",
+  "": "a JSON object with keys cluster, nodes and optionally tls, raft, founders, allowShrink",
   cluster: 'a cluster name of letters, digits, ".", "_" and "-", at most 63 characters, such as "store-42"',
   nodes: `an array of at most ${NODES_MAX} node entries (it may be empty)`,
   "nodes[]": 'an object with "id", "peer", "api" and optionally "role"',
@@ -58,6 +59,9 @@ const HINTS: Readonly<Record<string, string>> = {
   electionMs: `a whole number of milliseconds from ${ELECTION_MS_MIN} to ${ELECTION_MS_MAX}`,
   founders: `a non-empty array of at most ${NODES_MAX} node ids`,
   "founders[]": ID_HINT,
+  allowShrink: "true or false",
+  revoked: `an array of at most ${REVOKED_MAX} node ids or certificate serial numbers (hex)`,
+  "revoked[]": "a node id or a certificate serial number in hex",
 };
 
 export function formatPath(path: readonly (string | number)[]): string {

@@ -20,17 +20,24 @@
  *   good version stays in force) once per distinct content and ignored; a
  *   valid one is emitted through onChange only if the resolved config
  *   differs from the current one (reformatting the JSON emits nothing).
+ * - A valid file can still be refused by the caller's `vet` (things only the
+ *   running node can judge: its TLS files exist, the cluster name is its
+ *   own, the file still lists nodes): refused like an invalid file, the last
+ *   good version stays. A vetted-out version is vetted again on every full
+ *   check (the TLS file it names may appear), but logged once per problem.
+ * - onProblem tells the caller (for /status) which version is being ignored,
+ *   and null once the file is good again.
  * - Checks never overlap; a trigger during a check runs one more after it.
  *
  * Works under Bun and Deno (both implement node:fs watch, stat and readFile).
  */
 import { createHash } from "node:crypto";
-import { type FSWatcher, readFileSync, statSync, watch } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { type FSWatcher, watch } from "node:fs";
+import { stat } from "node:fs/promises";
 import { basename, dirname, resolve } from "node:path";
 import type { Logger } from "../util/log.ts";
-import { type ClusterConfig, CLUSTER_FILE_BYTES_MAX, parseClusterBytes, readError, sameClusterConfig, tooLargeError } from "./load.ts";
-import type { ClusterFileError } from "./errors.ts";
+import { type BytesResult, type ClusterConfig, parseClusterBytes, readClusterBytes, readClusterBytesSync, sameClusterConfig, statSignature } from "./load.ts";
+import { ClusterFileError } from "./errors.ts";
 
 export const POLL_MS_DEFAULT = 1000;
 export const DEBOUNCE_MS_DEFAULT = 100;
@@ -52,6 +59,13 @@ export interface WatchOptions {
    * when the watch starts (and not emitted).
    */
   readonly initial?: ClusterConfig;
+  /**
+   * Problems that make a valid new version unusable by this node (empty: use it). It sees
+   * the new config and the one in force. Not called for the version in force at start.
+   */
+  readonly vet?: (next: ClusterConfig, current: ClusterConfig | null) => readonly string[];
+  /** The one-line reason the file on disk is being ignored, or null when it is in force again. */
+  readonly onProblem?: (problem: string | null) => void;
 }
 
 export interface ClusterFileWatch {
@@ -90,6 +104,8 @@ class Watcher {
   private running: Promise<void> | null = null;
   private again = false;
   private watchFailed = false;
+  /** The message last logged for an ignored version (logged once each), or null. */
+  private problem: string | null = null;
 
   constructor(private readonly opts: WatchOptions) {
     this.path = resolve(opts.path);
@@ -116,7 +132,7 @@ class Watcher {
 
   /** The first read, synchronous: sets the baseline without emitting. */
   private baseline(): void {
-    const read = readBytesSync(this.path);
+    const read = readClusterBytesSync(this.path);
     this.lastStat = read.sig;
     this.lastKey = keyOf(read);
     const r = read.ok ? parseClusterBytes(read.bytes, this.path) : { ok: false as const, error: read.error };
@@ -206,7 +222,7 @@ class Watcher {
 
   private async checkOnce(): Promise<void> {
     if (this.closed) return;
-    const read = await readBytes(this.path);
+    const read = await readClusterBytes(this.path);
     if (this.closed) return;
     this.lastStat = read.sig;
     const key = keyOf(read);
@@ -219,9 +235,15 @@ class Watcher {
     if (!r.ok) return this.reportInvalid(r.error);
     if (this.config && sameClusterConfig(this.config, r.config)) {
       this.log.debug("cluster file rewritten with the same content");
-      return;
+      return this.clearProblem();
+    }
+    const vetoes = this.opts.vet?.(r.config, this.config) ?? [];
+    if (vetoes.length > 0) {
+      this.lastKey = null; // vetted again on the next check: what it depends on may change
+      return this.reportInvalid(new ClusterFileError("refused", this.path, vetoes));
     }
     this.config = r.config;
+    this.clearProblem();
     this.log.info("cluster file changed", { nodes: r.config.nodes.map((n) => n.id) });
     try {
       this.opts.onChange(r.config);
@@ -232,47 +254,38 @@ class Watcher {
 
   private reportInvalid(error: ClusterFileError): void {
     const kept = this.config ? "the last good version stays in force" : "no valid version has been loaded yet";
-    this.log.warn(`${error.message}; ignored, ${kept}`, { problems: error.problems });
+    const line = `${error.message}; ignored, ${kept}`;
+    if (line === this.problem) return;
+    this.problem = line;
+    this.log.warn(line, { problems: error.problems });
+    this.notify(line);
+  }
+
+  private clearProblem(): void {
+    if (this.problem === null) return;
+    this.problem = null;
+    this.log.info("the cluster file is good again");
+    this.notify(null);
+  }
+
+  private notify(problem: string | null): void {
+    try {
+      this.opts.onProblem?.(problem);
+    } catch (e) {
+      this.log.error("the cluster file problem handler failed", { err: e });
+    }
   }
 }
 
-type ReadOutcome =
-  | { ok: true; bytes: Uint8Array; sig: StatSig | null }
-  | { ok: false; error: ClusterFileError; sig: StatSig | null };
+type ReadOutcome = BytesResult;
 
 function keyOf(read: ReadOutcome): string {
   return read.ok ? `content:${hash(read.bytes)}` : `problem:${read.error.message}`;
 }
 
-function readBytesSync(path: string): ReadOutcome {
-  try {
-    const st = statSync(path);
-    const sig = sigOf(st);
-    if (st.isFile() && st.size > CLUSTER_FILE_BYTES_MAX) return { ok: false, error: tooLargeError(path, st.size), sig };
-    return { ok: true, bytes: readFileSync(path), sig };
-  } catch (e) {
-    return { ok: false, error: readError(path, e), sig: null };
-  }
-}
-
-async function readBytes(path: string): Promise<ReadOutcome> {
-  try {
-    const st = await stat(path);
-    const sig = sigOf(st);
-    if (st.isFile() && st.size > CLUSTER_FILE_BYTES_MAX) return { ok: false, error: tooLargeError(path, st.size), sig };
-    return { ok: true, bytes: await readFile(path), sig };
-  } catch (e) {
-    return { ok: false, error: readError(path, e), sig: null };
-  }
-}
-
-function sigOf(st: { size: number; mtimeMs: number; ctimeMs: number; ino: number }): StatSig {
-  return `${st.size}:${st.mtimeMs}:${st.ctimeMs}:${st.ino}`;
-}
-
 async function statSig(path: string): Promise<StatSig | null> {
   try {
-    return sigOf(await stat(path));
+    return statSignature(await stat(path));
   } catch {
     return null;
   }

@@ -44,7 +44,11 @@ export function decideFounding(opts: { self: string; config: ClusterConfig; answ
     if (!a.empty) return { kind: "join", reason: `founder ${id} already has data (cluster ${a.clusterId ?? "?"}): joining that cluster instead of founding a new one` };
   }
   const missing = list.filter((id) => id !== opts.self && !opts.answers.has(id));
-  if (missing.length > 0) return { kind: "wait", reason: `waiting for founders ${missing.join(", ")} to be reachable before founding the cluster` };
+  if (missing.length > 0) {
+    const unknown = missing.filter((id) => !opts.config.nodes.some((n) => n.id === id));
+    const why = unknown.length > 0 ? ` (${unknown.join(", ")} ${unknown.length > 1 ? "are" : "is"} not in the cluster file, so cannot be reached: fix "founders" or add ${unknown.length > 1 ? "them" : "it"})` : "";
+    return { kind: "wait", reason: `waiting for founders ${missing.join(", ")} to be reachable before founding the cluster${why}` };
+  }
   return { kind: "found" };
 }
 

@@ -43,12 +43,13 @@ export class Converger {
       progress,
       lastIndex: st.lastIndex,
       catchUpLagMax: this.opts.catchUpLagMax,
+      allowShrink: config.allowShrink,
     });
-    this.execute(raft, step, st.term);
+    this.execute(raft, step, st.term, config.path);
     return step;
   }
 
-  private execute(raft: Raft, step: PlanStep, term: number): void {
+  private execute(raft: Raft, step: PlanStep, term: number, path: string): void {
     switch (step.kind) {
       case "none":
         this.lastReason = "";
@@ -58,6 +59,10 @@ export class Converger {
         if (step.reason !== this.lastReason) {
           this.opts.log[step.kind === "wait" ? "info" : "warn"](`membership: ${step.kind}: ${step.reason}`, { term });
         }
+        this.lastReason = step.reason;
+        return;
+      case "hold":
+        if (step.reason !== this.lastReason) this.opts.log.warn(`membership: held: cluster file ${path}: ${step.reason}`, { term });
         this.lastReason = step.reason;
         return;
       case "transferLeader":

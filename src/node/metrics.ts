@@ -12,6 +12,8 @@ export interface NodeCounters {
   leaderChanges: number;
   diskFull: number;
   badPeerPayloads: number;
+  /** Payloads from peers not admitted (not a member, revoked) at the moment they arrived, dropped. */
+  refusedPeerPayloads: number;
 }
 
 function line(name: string, type: "counter" | "gauge", help: string, value: number, labels = ""): string {
@@ -45,8 +47,11 @@ export function metricsText(m: {
   out += line("cairn_disk_full_total", "counter", "Writes refused by a full disk.", c.diskFull);
   out += line("cairn_disk_full", "gauge", "1 while writes are stopped by a full disk.", m.diskFull ? 1 : 0);
   out += line("cairn_bad_peer_payloads_total", "counter", "Malformed payloads from peers, ignored.", c.badPeerPayloads);
+  out += line("cairn_peer_payloads_refused_total", "counter", "Payloads from peers not admitted (not a member, revoked), dropped.", c.refusedPeerPayloads);
   const t = m.transport?.metrics();
   if (t) {
+    out += "# HELP cairn_peer_refused_total Peer connections refused or closed by the admission rule, by reason.\n# TYPE cairn_peer_refused_total counter\n";
+    for (const [reason, n] of Object.entries({ notMember: 0, revoked: 0, ...t.refusedByKind })) out += `cairn_peer_refused_total{reason="${reason}"} ${n}\n`;
     out += "# HELP cairn_peer_dropped_total Messages to a peer dropped (queue full or unreachable).\n# TYPE cairn_peer_dropped_total counter\n";
     for (const [id, p] of Object.entries(t.peers)) out += `cairn_peer_dropped_total{peer="${id}"} ${p.dropped}\n`;
     out += "# HELP cairn_peer_connected 1 if the outbound connection to the peer is up.\n# TYPE cairn_peer_connected gauge\n";

@@ -26,7 +26,8 @@ import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
 import { RaftStore } from "../storage/store.ts";
-import type { PeerTls } from "../transport/context.ts";
+import type { AdmissionRefusal, PeerIdentity, PeerTls, RefusedByInfo } from "../transport/context.ts";
+import { LogLimiter } from "../transport/limiter.ts";
 import { PeerTransport } from "../transport/transport.ts";
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
@@ -35,7 +36,9 @@ import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from ".
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
 import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
 import { dataDirFacts, dataDirProblem } from "./datadir.ts";
-import { Converger, RemovalCheck, type ProbeReply } from "./membership.ts";
+import { shrinkHold } from "../discovery/plan.ts";
+import { Converger, RemovalCheck, removalProof, type MemberView, type ProbeReply } from "./membership.ts";
+import { AdmittedSet } from "./admission.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
 import { buildStatus } from "./status.ts";
@@ -47,6 +50,8 @@ export interface CairnNodeOptions {
   readonly dataDir: string;
   readonly config: ClusterConfig;
   readonly tls: PeerTls | "insecure";
+  /** Certificate expiry (src/transport/tlswatch.ts): its problems go into /status, its gauges into /metrics. */
+  readonly tlsHealth?: { problems(): string[]; metricsText(): string };
   readonly logger: Logger;
   /** Raft's tick; default heartbeatMs / 2. */
   readonly tickMs?: number;
@@ -136,7 +141,14 @@ export class CairnNode implements NodeApi {
   private removed = false;
   private stopping = false;
   private waitingReason = "";
-  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0 };
+  /** Why the cluster file on disk is being ignored (the watcher says), or null. */
+  private fileProblem: string | null = null;
+  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0, refusedPeerPayloads: 0 };
+  /** Who may talk to this node, for the configuration and file it was made from (see admission.ts). */
+  private admittedCache: { conf: unknown; config: ClusterConfig; set: AdmittedSet } | undefined;
+  /** The admitted set the open peer connections were last checked against. */
+  private admittedKey = "";
+  private readonly peerLogLimiter = new LogLimiter({ intervalMs: 10_000, burst: 2, keysMax: 1024 });
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
@@ -158,17 +170,21 @@ export class CairnNode implements NodeApi {
     this.removalCheck = new RemovalCheck({
       everyMs: opts.config.raft.electionMs,
       ask: (peer) => this.calls.call(peer, `membership check with ${peer}`, opts.config.raft.electionMs, (id) => this.transport.send(peer, { t: "probe", id })),
-      view: () => ({
-        self: this.id,
-        clusterId: this.store.clusterId(),
-        members: this.raft ? allMembers(this.raft.trk.conf) : [],
-        leader: this.raft?.role === "leader",
-        removed: this.removed || this.stopping,
-        silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
-        lastIndex: this.store.lastIndex(),
-      }),
+      view: () => this.memberView(),
       onRemoved: (e) => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`),
     });
+  }
+
+  private memberView(): MemberView {
+    return {
+      self: this.id,
+      clusterId: this.store.clusterId(),
+      members: this.raft ? allMembers(this.raft.trk.conf) : [],
+      leader: this.raft?.role === "leader",
+      removed: this.removed || this.stopping,
+      silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
+      lastIndex: this.store.lastIndex(),
+    };
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -202,7 +218,10 @@ export class CairnNode implements NodeApi {
       tls: this.opts.tls,
       logger: this.log,
       onMessage: (from, p) => this.onPeer(from, p),
+      admit: (p) => this.admitPeer(p),
+      onRefusedBy: (e) => this.onRefusedBy(e),
     });
+    this.admittedKey = this.admittedSet().key;
     this.transport.setPeers(this.peerAddresses());
     await this.transport.listen();
     if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.startRaft(this.store.clusterId());
@@ -210,6 +229,11 @@ export class CairnNode implements NodeApi {
     this.lastTickAt = performance.now();
     this.timers.push(setInterval(() => this.onTick(), this.tickMs));
     this.log.info("node started", { dataDir: this.opts.dataDir, clusterId: this.store.clusterId(), applied: this.store.appliedIndex(), lastIndex: this.store.lastIndex() });
+  }
+
+  /** A new certificate and key (checked by the caller) for new peer connections, both ways. */
+  updateTls(tls: PeerTls): void {
+    this.transport.updateTls(tls);
   }
 
   /** Stops the node; a leader first hands leadership to the most up-to-date voter. */
@@ -291,7 +315,12 @@ export class CairnNode implements NodeApi {
     }
     const before = this.config.nodes.find((n) => n.id === this.id);
     this.config = config;
+    const held = this.shrinkHeld();
+    if (held) this.log.warn(`cluster file ${config.path}: membership change held: ${held}`);
+    const timing = this.raftTimingProblem();
+    if (timing) this.log.warn(`cluster file ${config.path}: ${timing}`);
     this.transport.setPeers(this.peerAddresses());
+    this.refreshAdmission();
     this.nextConvergeAt = 0;
     this.followOwnAddress(before);
   }
@@ -544,6 +573,17 @@ export class CairnNode implements NodeApi {
   }
 
   private onSnapPayload(from: string, p: SnapPayload): void {
+    if (p.t === "snapOffer") {
+      // Its msg reaches the core once the file is in: it gets the checks every Raft message gets.
+      const m: unknown = p.msg;
+      const problem = typeof p.manifest !== "object" || p.manifest === null ? "no manifest" : messageProblem(m, this.id);
+      const msg = m as Message;
+      if (problem !== null || msg.type !== "snap" || msg.from !== from || msg.snapshot === undefined) {
+        this.counters.badPeerPayloads++;
+        this.log.warn(`ignored a malformed checkpoint offer from ${from}: ${problem ?? (msg.from !== from ? `its message claims to be from ${msg.from}` : "its message is not a snapshot")}`);
+        return;
+      }
+    }
     if (p.t === "snapAck" || p.t === "snapDone") {
       const s = this.senders.get(from);
       s?.onPayload(p); // checks that the answer is about this transfer, not an older one
@@ -667,6 +707,7 @@ export class CairnNode implements NodeApi {
       case "confApplied":
         this.log.info(`configuration at index ${ev.index}: voters ${ev.conf.voters.join(",")}${ev.conf.votersOutgoing.length ? ` (joint with ${ev.conf.votersOutgoing.join(",")})` : ""}${ev.conf.learners.length ? `, learners ${ev.conf.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.nextConvergeAt = 0;
+        this.refreshAdmission();
         if (this.removed && ev.index > (this.store.removedAt() ?? 0) && allMembers(ev.conf).includes(this.id)) {
           // Added back while its history replays (a wiped node re-added under the same id).
           this.removed = false;
@@ -721,6 +762,8 @@ export class CairnNode implements NodeApi {
       for (let i = 0; i < ticks; i++) raft.tick();
     }
     this.removalCheck.tick(now);
+    // Covers configurations that arrive without a confApplied event (a checkpoint installed).
+    this.refreshAdmission();
     if (!this.diskFull) {
       this.checkpointer.maybeStart();
       this.maybeTrimFeed(now);
@@ -788,8 +831,61 @@ export class CairnNode implements NodeApi {
 
   // ---------------------------------------------------------------- peers
 
+  /** Who may talk to this node now: members of the applied configuration and nodes the file lists, less revoked ones. */
+  private admittedSet(): AdmittedSet {
+    const conf = this.raft?.trk.conf ?? this.store.confState();
+    const c = this.admittedCache;
+    if (c !== undefined && c.conf === conf && c.config === this.config) return c.set;
+    const set = new AdmittedSet({
+      members: allMembers(conf),
+      appliedIndex: this.store.appliedIndex(),
+      fileIds: this.config.nodes.map((n) => n.id),
+      filePath: this.config.path,
+      revoked: this.config.revoked ?? [],
+    });
+    // Without a core the conf is parsed afresh each time: cache by content then.
+    if (c !== undefined && c.set.key === set.key) {
+      this.admittedCache = { ...c, conf };
+      return c.set;
+    }
+    this.admittedCache = { conf, config: this.config, set };
+    return set;
+  }
+
+  /** The transport's admission rule (every handshake, either direction). */
+  private admitPeer(p: PeerIdentity): AdmissionRefusal | null {
+    const r = this.admittedSet().check(p);
+    if (r === null || r.kind !== "notMember") return r;
+    // A removed node can no longer ask whether it is out (its probes are refused): the refusal tells it.
+    return { ...r, info: this.probeAnswer() };
+  }
+
+  /** The admitted set may have changed: close the connections of peers no longer admitted. */
+  private refreshAdmission(): void {
+    const key = this.admittedSet().key;
+    if (key === this.admittedKey) return;
+    this.admittedKey = key;
+    this.transport.recheckPeers();
+  }
+
+  /** A peer refused this node as a non-member and said what its configuration is: that may prove this node was removed. */
+  private onRefusedBy(e: RefusedByInfo): void {
+    const v = this.memberView();
+    if (v.leader || !v.members.includes(this.id)) return;
+    const applied = removalProof(e.info, v);
+    if (applied !== null) this.markRemoved(applied, `learned from ${e.peer}, which refused this node: its configuration, applied up to index ${applied}, does not list this node`);
+  }
+
   private onPeer(from: string, p: PeerPayload): void {
     if (this.stopping) return;
+    // Defence in depth: the transport admits only members, but membership changes under open connections.
+    const refusal = this.admittedSet().check({ id: from, serial: null });
+    if (refusal !== null) {
+      this.counters.refusedPeerPayloads++;
+      const suppressed = this.peerLogLimiter.take(`payload:${from}`);
+      if (suppressed !== undefined) this.log.warn(`dropped a payload from peer ${from}: ${refusal.reason}`, { peer: from, refusal: refusal.kind, suppressedLines: suppressed });
+      return;
+    }
     if (!isPeerPayload(p)) {
       this.counters.badPeerPayloads++;
       this.log.warn(`ignored a malformed payload from ${from}`);
@@ -805,7 +901,7 @@ export class CairnNode implements NodeApi {
       case "probe":
         return void this.answer(from, p.id, Promise.resolve(this.probeAnswer()));
       case "resp":
-        return this.calls.answer(p);
+        return this.calls.answer(from, p);
       default:
         return this.onSnapPayload(from, p);
     }
@@ -930,11 +1026,38 @@ export class CairnNode implements NodeApi {
     });
   }
 
+  /** The watcher's reason for ignoring the file on disk (null: the file is in force). */
+  setFileProblem(problem: string | null): void {
+    this.fileProblem = problem;
+  }
+
+  /** Why the file's membership is held against the voters in force (plan.ts rule 0b), or null. */
+  private shrinkHeld(): string | null {
+    const conf = this.raft?.trk.conf;
+    if (!conf || conf.votersOutgoing.length > 0) return null;
+    return shrinkHold({ voters: conf.voters, nodes: this.config.nodes, allowShrink: this.config.allowShrink });
+  }
+
+  private raftTimingProblem(): string | null {
+    const [now, file] = [this.opts.config.raft, this.config.raft];
+    if (now.heartbeatMs === file.heartbeatMs && now.electionMs === file.electionMs) return null;
+    return (
+      `raft timings changed to heartbeatMs ${file.heartbeatMs}, electionMs ${file.electionMs}; they take effect when the node restarts ` +
+      `(in use: ${now.heartbeatMs}, ${now.electionMs})`
+    );
+  }
+
   private problems(): string[] {
     const out: string[] = [];
     if (this.waitingReason) out.push(this.waitingReason);
+    if (this.fileProblem) out.push(this.fileProblem);
+    const held = this.shrinkHeld();
+    if (held) out.push(`membership change held: ${held}`);
+    const timing = this.raftTimingProblem();
+    if (timing) out.push(timing);
     if (this.diskFull) out.push(new DiskFullError(this.diskFull.path).message);
     if (this.removed) out.push("this node was removed from the cluster");
+    out.push(...(this.opts.tlsHealth?.problems() ?? []));
     return out;
   }
 
@@ -1009,6 +1132,6 @@ export class CairnNode implements NodeApi {
   }
 
   metricsText(): string {
-    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull !== null });
+    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull !== null }) + (this.opts.tlsHealth?.metricsText() ?? "");
   }
 }

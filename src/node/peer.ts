@@ -63,9 +63,10 @@ export class PeerCalls {
     });
   }
 
-  answer(p: Extract<PeerPayload, { t: "resp" }>): void {
+  /** Settles the request `p` answers, if `from` is the peer it was sent to (another peer cannot answer for it). */
+  answer(from: string, p: Extract<PeerPayload, { t: "resp" }>): void {
     const c = this.open.get(p.id);
-    if (!c) return; // timed out already
+    if (!c || c.to !== from) return; // timed out already, or not this peer's to answer
     this.open.delete(p.id);
     clearTimeout(c.timer);
     if (p.ok) c.resolve(p.value);

@@ -52,3 +52,13 @@ export function peerCommonName(socket: TLSSocket): string | undefined {
   const cn: unknown = cert?.subject?.CN;
   return typeof cn === "string" ? cn : undefined;
 }
+
+/**
+ * The serial number of the verified peer certificate as hex (Bun and Deno
+ * both give upper-case hex without separators), or undefined when there is
+ * no certificate.
+ */
+export function peerSerialNumber(socket: TLSSocket): string | undefined {
+  const serial: unknown = socket.getPeerCertificate()?.serialNumber;
+  return typeof serial === "string" && serial.length > 0 ? serial : undefined;
+}

@@ -12,9 +12,7 @@
  */
 import type * as X509 from "@peculiar/x509";
 import { loadX509 } from "./x509.ts";
-import { mkdir, writeFile, chmod } from "node:fs/promises";
 import { isIP } from "node:net";
-import { join } from "node:path";
 
 /** A certificate and its private key, both PEM (the key is PKCS#8). */
 export interface CertAndKey {
@@ -149,45 +147,3 @@ export async function createNodeCert(opts: {
 /** Validity of what `cairn init` writes: the CA ten years, node certificates five. */
 export const CA_DAYS_DEFAULT = 3650;
 export const NODE_CERT_DAYS_DEFAULT = 1825;
-
-export interface ClusterTlsFiles {
-  readonly ca: string;
-  readonly caKey: string;
-  /** Per node id: its certificate and key paths. */
-  readonly nodes: ReadonlyMap<string, { readonly cert: string; readonly key: string }>;
-}
-
-async function writeSecret(path: string, data: string): Promise<void> {
-  // mode applies only when the file is created; chmod covers an existing file.
-  await writeFile(path, data, { mode: 0o600 });
-  await chmod(path, 0o600);
-}
-
-/**
- * Writes a fresh CA (`ca.pem`, `ca.key`) and `<id>.pem`/`<id>.key` for every
- * node id into `dir` (created if missing). Keys are mode 0600. Every node
- * certificate lists all `hosts` in its SAN, which suits `cairn init` on one
- * host or a list of hosts shared by the cluster.
- */
-export async function writeClusterTls(
-  dir: string,
-  nodeIds: readonly string[],
-  hosts: readonly string[],
-): Promise<ClusterTlsFiles> {
-  if (new Set(nodeIds).size !== nodeIds.length) {
-    throw new CertParamsError(`node ids ${JSON.stringify(nodeIds)} contain duplicates: each node needs its own id`);
-  }
-  await mkdir(dir, { recursive: true, mode: 0o700 });
-  const ca = await createCa({ commonName: "cairn cluster CA", days: CA_DAYS_DEFAULT });
-  const files = { ca: join(dir, "ca.pem"), caKey: join(dir, "ca.key"), nodes: new Map<string, { cert: string; key: string }>() };
-  await writeFile(files.ca, ca.cert);
-  await writeSecret(files.caKey, ca.key);
-  for (const id of nodeIds) {
-    const node = await createNodeCert({ ca, nodeId: id, hosts, days: NODE_CERT_DAYS_DEFAULT });
-    const paths = { cert: join(dir, `${id}.pem`), key: join(dir, `${id}.key`) };
-    await writeFile(paths.cert, node.cert);
-    await writeSecret(paths.key, node.key);
-    files.nodes.set(id, paths);
-  }
-  return files;
-}

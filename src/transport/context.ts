@@ -45,6 +45,30 @@ export interface PeerHelloInfo {
   readonly address: string;
 }
 
+/** Who a peer is: the id it proved (CN of its certificate) or, without TLS, claimed; its certificate serial (hex) if any. */
+export interface PeerIdentity {
+  readonly id: string;
+  readonly serial: string | null;
+}
+
+/** Why a peer is not admitted. `kind` names the reason in metrics ("notMember", "revoked"). */
+export interface AdmissionRefusal {
+  readonly kind: string;
+  readonly reason: string;
+  /** Plain data sent to the refused peer with the refusal (e.g. what proves to it that it was removed). */
+  readonly info?: unknown;
+}
+
+/** The node's rule for who may connect, either direction: null admits. Must not throw. */
+export type Admission = (peer: PeerIdentity) => AdmissionRefusal | null;
+
+/** A peer this node dialled refused it, with the reason and whatever `info` its admission rule attached. */
+export interface RefusedByInfo {
+  readonly peer: string;
+  readonly reason: string;
+  readonly info: unknown;
+}
+
 export interface TransportContext {
   readonly nodeId: string;
   clusterId(): string | null;
@@ -56,6 +80,10 @@ export interface TransportContext {
   /** Registers a socket so that close() destroys it and waits for it. */
   track(socket: Socket): void;
   onPeerHello(info: PeerHelloInfo): void;
+  admit: Admission;
+  /** Peers refused (either direction, at the handshake or on a re-check) by the admission rule, per kind. */
+  readonly refusedByKind: Record<string, number>;
+  onRefusedBy(info: RefusedByInfo): void;
 }
 
 export function errorMessage(e: unknown): string {

@@ -9,6 +9,7 @@
  * are refused. The Raft core checks the ID on every message as well.
  */
 import type { LogFields } from "../util/log.ts";
+import type { Admission, PeerIdentity } from "./context.ts";
 
 export const PROTOCOL_VERSION = 1;
 const ID_CHARS_MAX = 256;
@@ -23,6 +24,8 @@ export interface Hello {
 export interface Refusal {
   readonly v: typeof PROTOCOL_VERSION;
   readonly refused: string;
+  /** Set when refused by the admission rule: what the rule attached (see AdmissionRefusal.info). */
+  readonly info?: unknown;
 }
 
 /** A handshake that failed: bad hello, wrong cluster, wrong node, certificate mismatch. */
@@ -37,6 +40,25 @@ function isId(v: unknown): v is string {
   return typeof v === "string" && v.length > 0 && v.length <= ID_CHARS_MAX;
 }
 
+/** A peer the admission rule does not admit (not a member, revoked). */
+export class NotAdmittedError extends HandshakeError {
+  override name = "NotAdmittedError";
+  constructor(
+    reason: string,
+    readonly kind: string,
+    readonly info: unknown,
+    fields: LogFields,
+  ) {
+    super(reason, fields);
+  }
+}
+
+/** Throws NotAdmittedError if `admit` refuses `peer`. */
+export function checkAdmission(admit: Admission, peer: PeerIdentity): void {
+  const r = admit(peer);
+  if (r !== null) throw new NotAdmittedError(r.reason, r.kind, r.info, { peer: peer.id, serial: peer.serial, refusal: r.kind });
+}
+
 /** Parses the first frame of a connection. Throws HandshakeError. */
 export function parseHello(value: unknown): Hello | Refusal {
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
@@ -46,7 +68,10 @@ export function parseHello(value: unknown): Hello | Refusal {
   if (o.v !== PROTOCOL_VERSION) {
     throw new HandshakeError(`hello has protocol version ${JSON.stringify(o.v)}, this node speaks ${PROTOCOL_VERSION}: run the same cairn version on every node`);
   }
-  if (typeof o.refused === "string") return { v: PROTOCOL_VERSION, refused: o.refused.slice(0, 1000) };
+  if (typeof o.refused === "string") {
+    const refused = o.refused.slice(0, 1000);
+    return o.info === undefined ? { v: PROTOCOL_VERSION, refused } : { v: PROTOCOL_VERSION, refused, info: o.info };
+  }
   if (!isId(o.from) || !isId(o.to) || !(o.cluster === null || isId(o.cluster))) {
     throw new HandshakeError("hello lacks string fields from/to or a string-or-null cluster");
   }

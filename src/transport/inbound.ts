@@ -8,10 +8,10 @@
  */
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
-import { peerCommonName } from "../platform/net.ts";
+import { peerCommonName, peerSerialNumber } from "../platform/net.ts";
 import { errorMessage, type TransportContext } from "./context.ts";
 import { BadFrameError, FrameDecoder, FrameTooLargeError, encodeFrame } from "./frame.ts";
-import { HandshakeError, PROTOCOL_VERSION, checkHello, parseHello, type Hello, type Refusal } from "./hello.ts";
+import { HandshakeError, NotAdmittedError, PROTOCOL_VERSION, checkAdmission, checkHello, parseHello, type Hello, type Refusal } from "./hello.ts";
 
 /** How long a refused peer gets to read the refusal before the socket is destroyed. */
 const REFUSAL_LINGER_MS = 1000;
@@ -26,6 +26,8 @@ export interface InboundEvents {
 export class InboundConn {
   peerId: string | undefined;
   remoteCluster: string | null = null;
+  /** The serial of the peer's certificate (hex), null without TLS. */
+  serial: string | null = null;
   private open = false;
   /** A refusal is being sent: read nothing more, close soon. */
   private refusing = false;
@@ -98,6 +100,9 @@ export class InboundConn {
       if ("refused" in hello) throw new HandshakeError("peer sent a refusal instead of a hello");
       const certName = this.ctx.tls === "insecure" ? undefined : (peerCommonName(this.socket as TLSSocket) ?? null);
       checkHello(hello, { self: this.ctx.nodeId, cluster: this.ctx.clusterId(), certName });
+      this.serial = this.ctx.tls === "insecure" ? null : (peerSerialNumber(this.socket as TLSSocket) ?? null);
+      // Without TLS the id is only claimed: the same rule applies, but it proves nothing.
+      checkAdmission(this.ctx.admit, { id: hello.from, serial: this.serial });
     } catch (e) {
       this.refuse(e);
       return false;
@@ -113,20 +118,33 @@ export class InboundConn {
     return true;
   }
 
+  /** Closes an open connection at once if its peer is no longer admitted (the admitted set changed). */
+  recheck(): void {
+    if (!this.isOpen || this.peerId === undefined) return;
+    try {
+      checkAdmission(this.ctx.admit, { id: this.peerId, serial: this.serial });
+    } catch (e) {
+      this.refuse(e);
+    }
+  }
+
   /** Closes this connection because of the peer, with one log line (rate-limited per kind of fault). */
   refuse(e: unknown): void {
     if (this.done || this.refusing) return;
     this.ctx.counters.inboundRefused++;
-    const kind = e instanceof FrameTooLargeError ? "frameTooLarge" : e instanceof BadFrameError ? "badFrame" : "handshake";
-    const suppressed = this.ctx.limiter.take(`inbound:${kind}`);
+    const kind = e instanceof FrameTooLargeError ? "frameTooLarge" : e instanceof BadFrameError ? "badFrame" : e instanceof NotAdmittedError ? "notAdmitted" : "handshake";
+    if (e instanceof NotAdmittedError) this.ctx.refusedByKind[e.kind] = (this.ctx.refusedByKind[e.kind] ?? 0) + 1;
+    // Per peer for refused identities: one non-member's retries must not hide another's.
+    const suppressed = this.ctx.limiter.take(e instanceof NotAdmittedError ? `inbound:${kind}:${String(e.fields.peer)}:${e.kind}` : `inbound:${kind}`);
     if (suppressed !== undefined) {
       const fields = e instanceof HandshakeError ? e.fields : {};
       const what = this.open ? "closed peer connection" : "refused peer connection";
       this.ctx.log.warn(`${what}: ${errorMessage(e)}`, { address: this.address, peer: this.peerId, kind, ...fields, suppressedLines: suppressed });
     }
-    if (e instanceof HandshakeError && !this.open) {
+    if (e instanceof HandshakeError && (!this.open || e instanceof NotAdmittedError)) {
       // Tell the peer why, so both logs explain the refusal; then give it a moment to read it.
-      const refusal: Refusal = { v: PROTOCOL_VERSION, refused: e.reason };
+      const info = e instanceof NotAdmittedError ? e.info : undefined;
+      const refusal: Refusal = info === undefined ? { v: PROTOCOL_VERSION, refused: e.reason } : { v: PROTOCOL_VERSION, refused: e.reason, info };
       this.refusing = true;
       this.socket.end(encodeFrame(refusal, this.ctx.limits.frameBytesMax));
       setTimeout(() => this.finish(), REFUSAL_LINGER_MS).unref?.();

@@ -13,12 +13,12 @@
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
-import { peerCommonName } from "../platform/net.ts";
+import { peerCommonName, peerSerialNumber } from "../platform/net.ts";
 import { assert } from "../util/assert.ts";
 import type { PeerAddress } from "./address.ts";
 import { errorMessage, type TransportContext } from "./context.ts";
 import { FrameDecoder, encodeFrame } from "./frame.ts";
-import { HandshakeError, PROTOCOL_VERSION, checkHello, parseHello, type Hello } from "./hello.ts";
+import { HandshakeError, NotAdmittedError, PROTOCOL_VERSION, checkAdmission, checkHello, parseHello, type Hello } from "./hello.ts";
 import { FrameQueue } from "./queue.ts";
 
 /** Frames are coalesced into writes of about this size (one frame may be larger). */
@@ -35,6 +35,8 @@ interface Conn {
   waitingDrain: boolean;
   remoteCluster: string | null;
   lastError: string | undefined;
+  /** Set once the peer's identity passed the admission rule: its certificate serial (null without TLS). */
+  admitted: { serial: string | null } | undefined;
 }
 
 export interface PeerCounters {
@@ -120,6 +122,29 @@ export class OutboundPeer {
     this.lost(this.conn, `cluster ID mismatch: peer ${this.id} is in cluster ${remote}, this node is in cluster ${clusterId}`);
   }
 
+  /** Closes the connection at once if the peer is no longer admitted (the admitted set changed). */
+  recheck(): void {
+    const conn = this.conn;
+    if (conn?.admitted !== undefined) this.admits(conn, conn.admitted.serial);
+  }
+
+  /** Whether the admission rule admits this peer; if not, the connection is lost with the reason. */
+  private admits(conn: Conn, serial: string | null): boolean {
+    try {
+      checkAdmission(this.ctx.admit, { id: this.id, serial });
+      return true;
+    } catch (e) {
+      if (!(e instanceof NotAdmittedError)) throw e;
+      this.ctx.refusedByKind[e.kind] = (this.ctx.refusedByKind[e.kind] ?? 0) + 1;
+      // What waits for it is not for a non-member: dropped, so it is not redialled until something new is sent.
+      const n = this.queue.clear();
+      this.counters.dropped += n;
+      this.ctx.counters.dropped += n;
+      this.lost(conn, `this node does not admit peer ${this.id}${serial === null ? "" : ` (certificate serial ${serial})`}: ${e.reason}`);
+      return false;
+    }
+  }
+
   /** For good: drops what is queued (counted as dropped) and closes the connection. */
   close(): void {
     if (this.state === "closed") return;
@@ -162,6 +187,7 @@ export class OutboundPeer {
       waitingDrain: false,
       remoteCluster: null,
       lastError: undefined,
+      admitted: undefined,
     };
     this.conn = conn;
     socket.once(this.ctx.tls === "insecure" ? "connect" : "secureConnect", () => this.onConnected(conn));
@@ -202,6 +228,9 @@ export class OutboundPeer {
         return;
       }
     }
+    const serial = this.ctx.tls === "insecure" ? null : (peerSerialNumber(socket as tls.TLSSocket) ?? null);
+    if (!this.admits(conn, serial)) return;
+    conn.admitted = { serial };
     socket.setNoDelay(true);
     socket.setKeepAlive(true, this.ctx.limits.keepAliveMs);
     const hello: Hello = { v: PROTOCOL_VERSION, cluster: this.ctx.clusterId(), from: this.ctx.nodeId, to: this.id };
@@ -213,9 +242,14 @@ export class OutboundPeer {
     this.ctx.counters.bytesReceived += chunk.byteLength;
     try {
       for (const value of conn.decoder.feed(chunk)) {
-        if (conn.open) throw new HandshakeError("peer sent a frame after its hello on a connection this node opened");
+        // A refusal may also come later, when the peer stops admitting this node.
+        const refusal = typeof value === "object" && value !== null && "refused" in value;
+        if (conn.open && !refusal) throw new HandshakeError("peer sent a frame after its hello on a connection this node opened");
         const hello = parseHello(value);
-        if ("refused" in hello) throw new HandshakeError(`peer refused the connection: ${hello.refused}`);
+        if ("refused" in hello) {
+          if (hello.info !== undefined) this.ctx.onRefusedBy({ peer: this.id, reason: hello.refused, info: hello.info });
+          throw new HandshakeError(`peer refused the connection: ${hello.refused}`);
+        }
         checkHello(hello, { self: this.ctx.nodeId, cluster: this.ctx.clusterId(), from: this.id });
         this.opened(conn, hello);
       }

@@ -13,7 +13,10 @@
  *   ID must match (null = not known yet is accepted and reported), the hello
  *   must be addressed to this node, and with TLS the certificate's CN must be
  *   the node id the peer claims. The TLS layer itself only admits peers with
- *   a certificate signed by the cluster CA.
+ *   a certificate signed by the cluster CA; the node's admission rule (`admit`)
+ *   then decides whether that id (and certificate serial) may take part, at
+ *   every handshake either way and, through recheckPeers(), for connections
+ *   already open.
  * - A bad peer (garbage, an oversized frame, a bad hello, a certificate from
  *   another CA) loses its connection with one log line; the server keeps
  *   serving everyone else.
@@ -28,11 +31,13 @@ import type { Logger } from "../util/log.ts";
 import { parsePeerAddress, type PeerAddress } from "./address.ts";
 import {
   errorMessage,
+  type Admission,
   type Counters,
   type DropPolicy,
   type Limits,
   type PeerHelloInfo,
   type PeerTls,
+  type RefusedByInfo,
   type TransportContext,
 } from "./context.ts";
 import { FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameTooLargeError, checkFrameBytesMax, encodeFrame } from "./frame.ts";
@@ -40,7 +45,7 @@ import { InboundConn } from "./inbound.ts";
 import { LogLimiter } from "./limiter.ts";
 import { OutboundPeer } from "./outbound.ts";
 
-export type { DropPolicy, PeerHelloInfo, PeerTls } from "./context.ts";
+export type { Admission, AdmissionRefusal, DropPolicy, PeerHelloInfo, PeerIdentity, PeerTls, RefusedByInfo } from "./context.ts";
 export { BadPeerAddressError, parsePeerAddress } from "./address.ts";
 
 export interface PeerTransportOptions<P> {
@@ -54,6 +59,14 @@ export interface PeerTransportOptions<P> {
   readonly onMessage: (from: string, payload: P) => void;
   /** Called after each successful handshake with what the peer announced. */
   readonly onPeerHello?: (info: PeerHelloInfo) => void;
+  /**
+   * Who may connect, checked at every handshake (inbound and outbound) and
+   * again for open connections by recheckPeers(). Default: every peer with a
+   * certificate of the cluster CA (or, insecure, any peer).
+   */
+  readonly admit?: Admission;
+  /** A peer this node dialled refused it and attached info (see AdmissionRefusal.info). Must not throw. */
+  readonly onRefusedBy?: (info: RefusedByInfo) => void;
   readonly frameBytesMax?: number;
   readonly queueLengthMax?: number;
   readonly queueBytesMax?: number;
@@ -79,6 +92,8 @@ export interface PeerMetrics {
 
 export interface TransportMetrics extends Readonly<Counters> {
   readonly inboundConnections: number;
+  /** Peers refused by the admission rule, per kind ("notMember", "revoked"). */
+  readonly refusedByKind: Readonly<Record<string, number>>;
   readonly peers: Readonly<Record<string, PeerMetrics>>;
 }
 
@@ -101,6 +116,10 @@ export const TRANSPORT_DEFAULTS: Limits = Object.freeze({
 const LOG_BURST = 5;
 /** Bounds the closing wait: a runtime that never reports a destroyed socket closed must not hang close(). */
 const CLOSE_WAIT_MS = 5000;
+
+function secureContextOf(t: PeerTls): { ca: string; cert: string; key: string } {
+  return { ca: t.ca, cert: t.cert, key: t.key };
+}
 
 function resolveLimits<P>(o: PeerTransportOptions<P>): Limits {
   const d = TRANSPORT_DEFAULTS;
@@ -146,23 +165,33 @@ export class PeerTransport<P = unknown> {
   private readonly sockets = new Map<net.Socket, Promise<void>>();
   private closing: Promise<void> | undefined;
   private listenAt: { readonly host: string; readonly port: number };
+  /** The TLS material for connections made from now on (updateTls replaces it). */
+  private tlsNow: PeerTls | "insecure";
 
   constructor(private readonly opts: PeerTransportOptions<P>) {
     const limits = resolveLimits(opts);
     this.cluster = opts.clusterId;
     this.listenAt = opts.listen;
+    this.tlsNow = opts.tls;
     this.log = opts.logger.with({ component: "transport" });
     const limiter = new LogLimiter({ intervalMs: limits.logIntervalMs, burst: LOG_BURST, keysMax: 4096 });
+    const self = this;
     this.ctx = {
       nodeId: opts.nodeId,
       clusterId: () => this.cluster,
-      tls: opts.tls,
+      // A getter: outbound dials read the pair in force when they connect.
+      get tls() {
+        return self.tlsNow;
+      },
       limits,
       log: this.log,
       limiter,
       counters: this.counters,
       track: (s) => this.track(s),
       onPeerHello: (info) => this.onPeerHello(info),
+      admit: opts.admit ?? (() => null),
+      refusedByKind: {},
+      onRefusedBy: (info) => opts.onRefusedBy?.(info),
     };
   }
 
@@ -197,6 +226,20 @@ export class PeerTransport<P = unknown> {
     return port;
   }
 
+  /**
+   * Uses `next` for every connection made from now on, both ways: the
+   * listener's secure context is replaced (inbound handshakes present the new
+   * certificate) and outbound dials read it when they connect. Open
+   * connections keep the pair they were made with. The caller checks the
+   * pair first (src/transport/pair.ts): a bad one would break new handshakes.
+   */
+  updateTls(next: PeerTls): void {
+    if (this.tlsNow === "insecure") throw new Error("PeerTransport.updateTls() on a transport without TLS (--insecure)");
+    this.tlsNow = next;
+    (this.server as tls.Server | undefined)?.setSecureContext(secureContextOf(next));
+    this.log.info("TLS certificate replaced: new peer connections use it");
+  }
+
   private async bind(server: net.Server, at: { readonly host: string; readonly port: number }): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => {
@@ -211,12 +254,13 @@ export class PeerTransport<P = unknown> {
     server.on("error", (e) => this.log.error("peer listener error", { error: errorMessage(e) }));
     const address = server.address();
     const port = typeof address === "object" && address !== null ? address.port : at.port;
-    this.log.info("listening for peers", { host: at.host, port, tls: this.opts.tls !== "insecure" });
+    this.log.info("listening for peers", { host: at.host, port, tls: this.tlsNow !== "insecure" });
     return port;
   }
 
   private createServer(): net.Server {
-    if (this.opts.tls === "insecure") {
+    const material = this.tlsNow;
+    if (material === "insecure") {
       this.log.warn("peer transport is NOT encrypted or authenticated (--insecure): use only for development");
       const server = net.createServer();
       server.on("connection", (socket) => {
@@ -224,11 +268,8 @@ export class PeerTransport<P = unknown> {
       });
       return server;
     }
-    const { ca, cert, key } = this.opts.tls;
     const server = tls.createServer({
-      ca,
-      cert,
-      key,
+      ...secureContextOf(material),
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: "TLSv1.3",
@@ -372,6 +413,13 @@ export class PeerTransport<P = unknown> {
     }
   }
 
+  /** The admitted set changed (membership, cluster file, revocations): connections of peers no longer admitted close at once. */
+  recheckPeers(): void {
+    if (this.closing !== undefined) return;
+    for (const conn of [...this.inbound]) conn.recheck();
+    for (const peer of this.peers.values()) peer.recheck();
+  }
+
   /** This node learned its cluster ID: connections from peers that announced another one are closed. */
   setClusterId(id: string): void {
     if (this.cluster === id) return;
@@ -419,7 +467,7 @@ export class PeerTransport<P = unknown> {
     for (const [id, p] of this.peers) {
       peers[id] = { address: p.address.text, connected: p.connected, queueLength: p.queueLength, queueBytes: p.queueBytes, ...p.counters };
     }
-    return { ...this.counters, inboundConnections: this.accepted.size, peers };
+    return { ...this.counters, inboundConnections: this.accepted.size, refusedByKind: { ...this.ctx.refusedByKind }, peers };
   }
 
   /** Stops the server and closes every connection; resolves when all sockets have closed. Idempotent. */

@@ -1,5 +1,7 @@
 /** A real single CairnNode on loopback with the API app over it, for route tests. */
 import { createApp, type ApiOptions } from "../../src/api/app.ts";
+import { Authenticator } from "../../src/api/auth.ts";
+import { sha256Hex, type Role, TokenSet } from "../../src/api/tokens.ts";
 import type { CairnNode } from "../../src/node/node.ts";
 import { Logger } from "../../src/util/log.ts";
 import { inprocCluster, type InprocCluster } from "../helpers/inproc.ts";
@@ -102,4 +104,18 @@ export function parseSse(text: string): SseEvent[] {
 export function metricValue(text: string, name: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(name + " ") || l.startsWith(name + "{"));
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1));
+}
+
+/** A TokenSet of plain tokens by role (the file would hold their hashes). */
+export function tokenSet(byRole: Partial<Record<Role, string[]>>): TokenSet {
+  const entries = Object.entries(byRole).flatMap(([role, toks]) =>
+    (toks ?? []).map((t, i) => ({ name: `${role}${i}`, role: role as Role, sha256: sha256Hex(t) })),
+  );
+  return new TokenSet(entries);
+}
+
+/** An Authenticator over fixed plain tokens. */
+export function authWith(byRole: Partial<Record<Role, string[]>>, opts: { clientCa?: boolean } = {}): Authenticator {
+  const set = tokenSet(byRole);
+  return new Authenticator({ tokens: () => set, clientCa: opts.clientCa });
 }

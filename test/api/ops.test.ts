@@ -5,7 +5,7 @@ import { NoLeaderError, TimeoutError } from "../../src/node/errors.ts";
 import { memoryLogger } from "../../src/util/log.ts";
 import { inprocCluster } from "../helpers/inproc.ts";
 import { waitFor } from "../helpers/ports.ts";
-import { bodyOf, jsonInit, metricValue, singleNode, type ApiHarness } from "./helpers.ts";
+import { authWith, bodyOf, jsonInit, metricValue, singleNode, type ApiHarness } from "./helpers.ts";
 
 let h: ApiHarness;
 beforeAll(async () => {
@@ -194,7 +194,7 @@ describe("bearer tokens", () => {
   const auth = (t: string) => ({ authorization: `Bearer ${t}` });
 
   test("401 with WWW-Authenticate without a token, 403 with too low a role, /health open", async () => {
-    const app = h.appWith({ tokens });
+    const app = h.appWith({ auth: authWith(tokens) });
     const none = await app.request("/status");
     expect(none.status).toBe(401);
     expect(none.headers.get("www-authenticate")).toContain("Bearer");

@@ -1,5 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test";
+import { X509Certificate } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { connect as tlsConnect } from "node:tls";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { createApp, LIMITS_DEFAULT } from "../../src/api/app.ts";
@@ -123,6 +125,48 @@ describe("serveHttp", () => {
     await s.close();
     expect(Date.now() - start).toBeLessThan(3000);
     expect(["cut", 200]).toContain(await poll);
+  });
+});
+
+describe("serveHttp updateTls", () => {
+  test("new connections get the new certificate and no request fails across the swap", async () => {
+    const server = await serve({ tls: true });
+    const next = await createNodeCert({ ca, nodeId: "n1", hosts: ["127.0.0.1"], days: 1 });
+    const served = () =>
+      new Promise<string>((res, rej) => {
+        const s = tlsConnect({ host: "127.0.0.1", port: server.port, ca: ca.cert, checkServerIdentity: () => undefined }, () => {
+          res(s.getPeerCertificate().serialNumber);
+          s.destroy();
+        });
+        s.once("error", rej);
+      });
+    const serialOf = (pem: string) => new X509Certificate(pem).serialNumber;
+    expect(await served()).toBe(serialOf(cert.cert));
+    const f = httpClient({ ca: ca.cert });
+    cleanups.push(async () => f.close());
+    let stop = false;
+    const errors: string[] = [];
+    let ok = 0;
+    const loops = Array.from({ length: 3 }, async () => {
+      while (!stop) {
+        const r = await f(`${server.url}/health`).catch((e: Error) => (errors.push(e.message), null));
+        if (r?.status === 200) ok++;
+        await r?.text();
+      }
+    });
+    await waitFor("some requests", () => ok > 20);
+    await server.updateTls(next);
+    await waitFor("the new certificate served", async () => (await served()) === serialOf(next.cert));
+    const before = ok;
+    await waitFor("requests after the swap", () => ok > before + 20);
+    stop = true;
+    await Promise.all(loops);
+    expect(errors).toEqual([]);
+  });
+
+  test("a plain HTTP server refuses updateTls", async () => {
+    const server = await serve();
+    await expect(server.updateTls(cert)).rejects.toThrow(/without TLS/);
   });
 });
 

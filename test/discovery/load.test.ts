@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ClusterFileError } from "../../src/discovery/errors.ts";
 import { CLUSTER_FILE_BYTES_MAX, loadClusterFile, loadClusterFileSync, parseClusterText } from "../../src/discovery/load.ts";
@@ -259,7 +260,7 @@ describe("a broken cluster file is refused with one clear line", () => {
       'unknown key "rol" in nodes[0]; known keys are id, peer, api, role',
     ]);
     expect(problem(clusterJson({ tokens: [] })).problems).toEqual([
-      'unknown key "tokens" at the top level; known keys are cluster, nodes, tls, raft, founders',
+      'unknown key "tokens" at the top level; known keys are cluster, nodes, tls, raft, founders, allowShrink, revoked',
     ]);
   });
 
@@ -325,5 +326,46 @@ describe("a broken cluster file is refused with one clear line", () => {
   test("bytes that are not UTF-8", async () => {
     const r = await loadClusterFile(write(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])));
     expect(!r.ok && r.error.kind).toBe("encoding");
+  });
+
+  test("a FIFO in place of the file is refused at once, not read (the read would block forever)", async () => {
+    const path = join(dirs.make(), "cluster.json");
+    execFileSync("mkfifo", [path]);
+    const r = await loadClusterFile(path);
+    expect(!r.ok && r.error.kind).toBe("read");
+    expect(!r.ok && r.error.message).toContain("not a regular file");
+    expect(loadClusterFileSync(path)).toEqual(r);
+  }, 5000);
+
+  test("a symlink to a device that never ends (/dev/zero) is refused, not read", async () => {
+    const path = join(dirs.make(), "cluster.json");
+    symlinkSync("/dev/zero", path);
+    const r = await loadClusterFile(path);
+    expect(!r.ok && r.error.message).toContain("not a regular file");
+  }, 5000);
+
+  test("a symlink loop says so", async () => {
+    const dir = dirs.make();
+    symlinkSync(join(dir, "b.json"), join(dir, "cluster.json"));
+    symlinkSync(join(dir, "cluster.json"), join(dir, "b.json"));
+    const r = await loadClusterFile(join(dir, "cluster.json"));
+    expect(!r.ok && r.error.message).toContain("a loop of symbolic links; point the link at the real file (ELOOP)");
+    expect(loadClusterFileSync(join(dir, "cluster.json"))).toEqual(r);
+  });
+
+  test("a symlink to a good file is followed", async () => {
+    const dir = dirs.make();
+    writeFileSync(join(dir, "real.json"), clusterJson());
+    symlinkSync(join(dir, "real.json"), join(dir, "cluster.json"));
+    const r = await loadClusterFile(join(dir, "cluster.json"));
+    expect(r.ok && r.config.nodes.length).toBe(3);
+  });
+
+  test("allowShrink is false unless the file says true; it must be a boolean", () => {
+    const r = parseClusterText(clusterJson(), "/c.json");
+    expect(r.ok && r.config.allowShrink).toBe(false);
+    const t = parseClusterText(clusterJson({ allowShrink: true }), "/c.json");
+    expect(t.ok && t.config.allowShrink).toBe(true);
+    expect(problem(clusterJson({ allowShrink: "yes" })).problems).toEqual(['allowShrink: expected true or false, got "yes"']);
   });
 });

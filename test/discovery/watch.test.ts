@@ -193,4 +193,45 @@ describe("watchClusterFile", () => {
     expect(a.changes).toEqual([]);
     expect(ids(a.w.current())).toEqual(["n1", "n2", "n3"]);
   });
+
+  test("a version the caller's vet refuses is ignored like a broken one, reported once, and vetted again later", async () => {
+    let allow = false;
+    const problems: (string | null)[] = [];
+    const { path, w, changes, logged } = setup(clusterJson(), {
+      fsWatch: false,
+      vet: (next) => (next.nodes.length === 0 ? ["nodes: the file lists no nodes"] : allow ? [] : ["tls.cert: /x/n1.pem: no such file"]),
+      onProblem: (p) => problems.push(p),
+    });
+    const good = w.current();
+    writeAtomic(path, clusterJson({ nodes: [] }));
+    await w.reload();
+    await w.reload(); // checked again: not logged again
+    const want = `cluster file ${path}: nodes: the file lists no nodes; ignored, the last good version stays in force`;
+    expect(logged("warn", "lists no nodes").map((l) => (JSON.parse(l) as { msg: string }).msg)).toEqual([want]);
+    expect(w.current()).toBe(good);
+    expect(changes).toEqual([]);
+    expect(problems).toEqual([want]);
+    // Another refused version, then what it depended on is fixed: the same bytes are taken on the next check.
+    writeAtomic(path, clusterJson({ nodes: nodes(2) }));
+    await w.reload();
+    expect(logged("warn", "no such file").length).toBe(1);
+    expect(changes).toEqual([]);
+    allow = true;
+    await w.reload();
+    expect(ids(changes[0])).toEqual(["n1", "n2"]);
+    expect(problems.length).toBe(3);
+    expect(problems[2]).toBeNull();
+  });
+
+  test("a file put back to the version in force clears the reported problem", async () => {
+    const problems: (string | null)[] = [];
+    const { path, w } = setup(clusterJson(), { fsWatch: false, onProblem: (p) => problems.push(p) });
+    writeAtomic(path, "{ broken");
+    await w.reload();
+    writeAtomic(path, clusterJson());
+    await w.reload();
+    expect(problems.length).toBe(2);
+    expect(problems[0]).toContain("invalid JSON");
+    expect(problems[1]).toBeNull();
+  });
 });

@@ -6,7 +6,7 @@
  * cluster keeps serving writes on every node, before and after.
  */
 import { afterEach, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { join } from "node:path";
 import * as tls from "node:tls";
@@ -131,10 +131,10 @@ test("an oversized frame over a TLS connection with a valid cluster certificate 
   expect(String(first.msg)).toContain("refused peer connection: frame of 4294967295 bytes exceeds frameBytesMax 16777216");
   expect(first.kind).toBe("frameTooLarge");
 
-  // After a valid hello (the right cluster ID, a certificate of the cluster CA for the id it claims).
-  const b = await tlsConnect(c.peer(target), await c.issueTls("n9"));
+  // After a valid hello (the right cluster ID, a member's certificate for the id it claims).
+  const b = await tlsConnect(c.peer(target), c.nodeTls(peerOfTarget));
   const bPort = b.socket.localPort;
-  b.socket.write(encodeFrame({ v: 1, cluster: st.clusterId, from: "n9", to: target }));
+  b.socket.write(encodeFrame({ v: 1, cluster: st.clusterId, from: peerOfTarget, to: target }));
   const big = 16 * 1024 * 1024 + 1;
   b.socket.write(new Uint8Array([big >>> 24, (big >>> 16) & 0xff, (big >>> 8) & 0xff, big & 0xff]));
   await b.closed;
@@ -143,7 +143,7 @@ test("an oversized frame over a TLS connection with a valid cluster certificate 
   );
   expect(String(second.msg)).toStartWith("closed peer connection:");
   expect(second.address).toBe(`127.0.0.1:${bPort}`);
-  expect(second.peer).toBe("n9");
+  expect(second.peer).toBe(peerOfTarget);
 
   await expectServing(c);
 }, 60_000);
@@ -232,9 +232,10 @@ test("a node of another real cluster listed in the file is refused by ID, never 
   const n4 = { ...otherFile.nodes[0]!, id: "n4" };
   otherFile.nodes = [n4];
   otherFile.founders = ["n4"];
-  writeFileSync(join(other.dir, "tls", "n4.pem"), n4Tls.cert);
-  writeFileSync(join(other.dir, "tls", "n4.key"), n4Tls.key);
-  writeFileSync(join(other.dir, "tls", "ca.pem"), n4Tls.ca);
+  mkdirSync(join(other.dir, "tls", "n4"), { recursive: true });
+  writeFileSync(join(other.dir, "tls", "n4", "node.pem"), n4Tls.cert);
+  writeFileSync(join(other.dir, "tls", "n4", "node.key"), n4Tls.key);
+  writeFileSync(join(other.dir, "tls", "n4", "ca.pem"), n4Tls.ca);
   other.writeFile(otherFile);
   other.trustCa(n4Tls.ca);
   other.start("n4");

@@ -18,7 +18,7 @@ afterAll(async () => {
 
 function cairn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
   return new Promise((resolve) => {
-    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: c.env() });
     let out = "";
     let err = "";
     p.stdout.on("data", (d) => (out += d));
@@ -57,7 +57,7 @@ test("put, get, del, post, tail and status work through the cluster file (https 
 test("leader transfer moves leadership; bench reports throughput; usage errors exit 2 with a message", async () => {
   const before = await c.leader();
   const to = ["n1", "n2", "n3"].find((id) => id !== before)!;
-  const t = await cairn("leader", "transfer", "--to", to, "--url", c.api(before), "--ca", `${c.dir}/tls/ca.pem`);
+  const t = await cairn("leader", "transfer", "--to", to, "--url", c.api(before), "--ca", `${c.dir}/ca/ca.pem`);
   expect(t.code).toBe(0);
   expect(JSON.parse(t.out).to).toBe(to);
   expect(await c.leader()).toBe(to);

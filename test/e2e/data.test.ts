@@ -31,7 +31,7 @@ async function cluster(n: number, args: string[] = []): Promise<E2ECluster> {
   return c;
 }
 
-const ca = (c: E2ECluster) => join(c.dir, "tls", "ca.pem");
+const ca = (c: E2ECluster) => join(c.dir, "ca", "ca.pem");
 
 /** A mix of writes: text, JSON and binary keys, an overwrite, a delete, tagged changes and a batch. */
 async function writeMix(c: E2ECluster, via: string[]): Promise<void> {
@@ -61,7 +61,7 @@ test("backup of a running node, restore into a new directory, serve it as a one-
   const out = join(src.dir, "backup.db");
   // Online, from a follower: the backup is that node's applied state, as a fresh checkpoint.
   await waitFor("the follower to apply everything", async () => (await src.status(follower)).feed.last === (await src.status(leader)).feed.last, 10_000);
-  const b = await cli(["backup", "--url", src.api(follower), "--ca", ca(src), "--out", out]);
+  const b = await cli(["backup", "--url", src.api(follower), "--ca", ca(src), "--out", out, "--token", src.token]);
   expect(b.stderr).toContain("backup of ckpt-");
   expect(b.code).toBe(0);
   expect(existsSync(`${out}.part`)).toBe(false);
@@ -115,7 +115,7 @@ test("dump a cluster to NDJSON and load it into a fresh cluster: identical keys 
   await writeBulk(src, { via: () => "n1", count: 1100, bytes: 16, prefix: "many/", parallel: 16 });
   const leader = await src.leader();
   const file = join(src.dir, "dump.ndjson");
-  const d = await cli(["dump", "--config", src.file, "--out", file]);
+  const d = await cli(["dump", "--config", src.file, "--out", file, "--token", src.token]);
   expect(d.code).toBe(0);
   // Not a terminal: plain progress lines, ending with "done".
   expect(d.stderr).toMatch(/dumped \d+ records .*done/);
@@ -125,7 +125,7 @@ test("dump a cluster to NDJSON and load it into a fresh cluster: identical keys 
   expect(lines.filter((l) => l.type === "kv").length).toBe(89 + 1100);
 
   const dst = await cluster(1);
-  const l = await cli(["load", "--url", dst.api("n1"), "--ca", ca(dst), "--in", file]);
+  const l = await cli(["load", "--url", dst.api("n1"), "--ca", ca(dst), "--in", file, "--token", dst.token]);
   expect(l.code).toBe(0);
   expect(l.stderr).toMatch(/loaded \d+ records .*done/);
   const want = { keys: await allKeys(src, leader), feed: await fullFeed(src, leader) };
@@ -250,7 +250,7 @@ test("GET /changes below the retained feed answers 410 with the newest checkpoin
   expect(rest.body.changes.map((ch: { index: number }) => ch.index)).toEqual(Array.from({ length: rest.body.changes.length }, (_, k) => gone.body.resumeFrom + 1 + k));
   // A checkpoint fetched with the CLI verifies too.
   const out = join(c.dir, "fetched.db");
-  const f = await cli(["checkpoint", "fetch", newest.id, "--out", out, "--url", c.api("n1"), "--ca", ca(c)]);
+  const f = await cli(["checkpoint", "fetch", newest.id, "--out", out, "--url", c.api("n1"), "--ca", ca(c), "--token", c.token]);
   expect(f.code).toBe(0);
   expect(createHash("sha256").update(readFileSync(out)).digest("hex")).toBe(newest.sha256);
   rmSync(out);

@@ -35,6 +35,7 @@ export interface ClusterFile {
   nodes: ClusterFileNode[];
   tls?: { ca: string; cert: string; key: string };
   raft?: { heartbeatMs: number; electionMs: number };
+  allowShrink?: boolean;
 }
 
 interface Proc {
@@ -54,8 +55,15 @@ export class E2ECluster {
   private constructor(
     readonly dir: string,
     readonly file: string,
+    /** The admin API token `cairn init` printed; this.fetch sends it unless a request has its own Authorization. */
+    public token: string,
   ) {
-    this.fetch = httpClient({ ca: readFileSync(join(dir, "tls", "ca.pem"), "utf8") });
+    this.fetch = withToken(httpClient({ ca: readFileSync(join(dir, "ca", "ca.pem"), "utf8") }), () => this.token);
+  }
+
+  /** The environment for CLI runs against this cluster (CAIRN_TOKEN set to the admin token). */
+  env(): NodeJS.ProcessEnv {
+    return { ...process.env, CAIRN_TOKEN: this.token };
   }
 
   /** `cairn init` in a fresh temp dir, then optional edits to the file (timings, ...). */
@@ -65,7 +73,7 @@ export class E2ECluster {
     const base = String(20_000 + Math.floor(Math.random() * 30_000));
     const r = spawnSync(BINARY, ["init", "--nodes", String(n), "--dir", dir, "--base-port", base], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`cairn init failed: ${r.stderr}`);
-    const c = new E2ECluster(dir, join(dir, "cluster.json"));
+    const c = new E2ECluster(dir, join(dir, "cluster.json"), initToken(r.stdout));
     const f = c.readFile();
     f.raft = { heartbeatMs: 50, electionMs: 500 };
     edit?.(f);
@@ -76,7 +84,7 @@ export class E2ECluster {
   /** Trust another CA for this cluster's HTTPS API (after the test replaced the TLS files). */
   trustCa(caPem: string): void {
     this.fetch.close();
-    this.fetch = httpClient({ ca: caPem });
+    this.fetch = withToken(httpClient({ ca: caPem }), () => this.token);
   }
 
   readFile(): ClusterFile {
@@ -128,13 +136,13 @@ export class E2ECluster {
 
   /** The cluster CA that `cairn init` wrote (certificate and key, PEM). */
   ca(): CertAndKey {
-    return { cert: readFileSync(join(this.dir, "tls", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "tls", "ca.key"), "utf8") };
+    return { cert: readFileSync(join(this.dir, "ca", "ca.pem"), "utf8"), key: readFileSync(join(this.dir, "ca", "ca.key"), "utf8") };
   }
 
-  /** Node `id`'s TLS material as `cairn init` wrote it. */
+  /** Node `id`'s TLS material as `cairn init` (or `cairn tls`) wrote it: its bundle tls/<id>/. */
   nodeTls(id: string): PeerTls {
-    const read = (f: string) => readFileSync(join(this.dir, "tls", f), "utf8");
-    return { ca: read("ca.pem"), cert: read(`${id}.pem`), key: read(`${id}.key`) };
+    const read = (f: string) => readFileSync(join(this.dir, "tls", id, f), "utf8");
+    return { ca: read("ca.pem"), cert: read("node.pem"), key: read("node.key") };
   }
 
   /** A fresh certificate for `id` signed by this cluster's CA (valid, but for an id the file may not list). */
@@ -149,9 +157,14 @@ export class E2ECluster {
   }
 
   /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[] } = {}): Proc {
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
-    const args = ["serve", "--config", this.file, "--id", id, "--data", this.dataDir(id), ...(opts.args ?? [])];
+    const extra = opts.args ?? [];
+    // serve finds `cairn init`'s tokens.json beside this.file; a test that points --config at
+    // another file gets it passed explicitly.
+    const other = (opts.config !== undefined || extra.includes("--config")) && !extra.includes("--tokens") && !extra.includes("--no-auth");
+    const auth = other ? ["--tokens", join(this.dir, "tokens.json")] : [];
+    const args = ["serve", "--config", opts.config ?? this.file, "--id", id, "--data", this.dataDir(id), ...auth, ...extra];
     const child =
       opts.runtime === "deno"
         ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
@@ -344,6 +357,24 @@ export class E2ECluster {
   }
 }
 
+/** The admin token in `cairn init`'s output. */
+export function initToken(stdout: string): string {
+  const m = /admin API token[^\n]*: (cairn_[A-Za-z0-9_-]{43})$/m.exec(stdout);
+  if (!m) throw new Error(`cairn init printed no admin API token:\n${stdout}`);
+  return m[1]!;
+}
+
+/** A fetch that sends Authorization: Bearer TOKEN unless the request has its own Authorization header. */
+export function withToken(f: HttpFetch, token: () => string | null): HttpFetch {
+  const g = (input: string | URL | Request, init?: RequestInit) => {
+    const headers = new Headers(init?.headers ?? (input instanceof Request ? input.headers : undefined));
+    const t = token();
+    if (t && !headers.has("authorization")) headers.set("authorization", `Bearer ${t}`);
+    return f(input, { ...init, headers });
+  };
+  return Object.assign(g, { close: () => f.close() });
+}
+
 // ---------------------------------------------------------------- write load (membership and stepdown tests)
 
 export interface Ack {
@@ -440,7 +471,7 @@ export class Writer {
       this.acks.push({ index: r.body.index, data, via: id, at: performance.now() });
       return null;
     } catch (e) {
-      return `error: ${(e as Error).name}`;
+      return `error: ${(e as Error).name}: ${(e as Error).message}`;
     }
   }
 

@@ -265,7 +265,7 @@ test("a broken cluster file (bad JSON, a duplicate id, a missing field, another 
   await expectFeedsAgree(cl, ["n1", "n2", "n3"], w);
 }, 90_000);
 
-test("removing two of three voters (the leader among them) in one edit goes one safe step at a time", async () => {
+test("removing two of three voters (the leader among them) in one edit with allowShrink goes one safe step at a time", async () => {
   const { cl } = await initListing(3, 3);
   c = cl;
   for (const id of ["n1", "n2", "n3"]) cl.start(id);
@@ -275,7 +275,11 @@ test("removing two of three voters (the leader among them) in one edit goes one 
   const other = ["n1", "n2", "n3"].find((id) => id !== leader && id !== keep)!;
   w = new Writer(cl, { via: () => [keep], clients: 4 }).start();
   await w.more(20);
-  cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id === keep)));
+  // A majority out in one edit is held unless the file says so (issue 8; test/e2e/clusterfile.test.ts).
+  cl.editFile((f) => {
+    f.nodes = f.nodes.filter((n) => n.id === keep);
+    f.allowShrink = true;
+  });
   await waitMembers(cl, [keep], [keep], 30_000);
   await w.more(20);
   await w.stop();
@@ -308,10 +312,15 @@ test("a removal that would leave no working majority is refused with the reason,
   cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id !== a)));
   const refusal = await cl.waitForLog(leader, "the refusal", msg(new RegExp(`^membership: refuse: removing ${a} would leave voters`)));
   expect(refusal.msg).toContain(`bring ${dead} back, or take it out of the cluster file if gone for good`);
+  expect(refusal.msg).toContain('"allowShrink": true'); // both out at once would be a majority: held without it
   await w.more(10);
   expect(await voters(cl, [leader, a])).toEqual(["n1", "n2", "n3"]); // nothing changed
-  // The operator takes the dead node out too: it goes first (that raises fault tolerance), then the other.
-  cl.editFile((f) => (f.nodes = f.nodes.filter((n) => n.id !== dead)));
+  // The operator takes the dead node out too (two of three: allowShrink, as the refusal says): it goes
+  // first (that raises fault tolerance), then the other.
+  cl.editFile((f) => {
+    f.nodes = f.nodes.filter((n) => n.id !== dead);
+    f.allowShrink = true;
+  });
   await waitMembers(cl, [leader], [leader], 30_000);
   await w.more(10);
   await w.stop();

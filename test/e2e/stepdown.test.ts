@@ -136,7 +136,7 @@ test("cairn leader transfer --to ID moves leadership on demand under load; write
   writers.push(w);
   await w.more(100);
   const t0 = performance.now();
-  const r = await cli(["leader", "transfer", "--to", to, "--config", c.file]);
+  const r = await cli(["leader", "transfer", "--to", to, "--config", c.file, "--token", c.token]);
   const t1 = performance.now();
   expect(r.code).toBe(0);
   expect(await c.leader()).toBe(to);

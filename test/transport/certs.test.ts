@@ -1,14 +1,6 @@
-import { afterEach, describe, expect, test } from "bun:test";
+import { describe, expect, test } from "bun:test";
 import { X509Certificate } from "node:crypto";
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { CertParamsError, createCa, createNodeCert, writeClusterTls } from "../../src/transport/certs.ts";
-
-const dirs: string[] = [];
-afterEach(async () => {
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true });
-});
+import { CertParamsError, createCa, createNodeCert } from "../../src/transport/certs.ts";
 
 describe("certificates", () => {
   test("a node certificate is signed by the CA, CN = node id, SANs and both TLS usages", async () => {
@@ -37,23 +29,5 @@ describe("certificates", () => {
     await expect(createNodeCert({ ca, nodeId: "../etc/passwd", hosts: [], days: 1 })).rejects.toBeInstanceOf(CertParamsError);
     await expect(createNodeCert({ ca, nodeId: "n1", hosts: [], days: 0 })).rejects.toBeInstanceOf(CertParamsError);
     await expect(createCa({ commonName: "ca", days: 1.5 })).rejects.toBeInstanceOf(CertParamsError);
-  });
-
-  test("writeClusterTls writes the CA and a certificate per node, keys mode 0600", async () => {
-    const dir = await mkdtemp(join(tmpdir(), "cairn-certs-"));
-    dirs.push(dir);
-    const tlsDir = join(dir, "tls");
-    const files = await writeClusterTls(tlsDir, ["n1", "n2", "n3"], ["127.0.0.1", "localhost"]);
-    expect(files.ca).toBe(join(tlsDir, "ca.pem"));
-    expect([...files.nodes.keys()]).toEqual(["n1", "n2", "n3"]);
-    const caCert = new X509Certificate(await readFile(join(tlsDir, "ca.pem"), "utf8"));
-    expect((await stat(join(tlsDir, "ca.key"))).mode & 0o777).toBe(0o600);
-    for (const id of ["n1", "n2", "n3"]) {
-      const cert = new X509Certificate(await readFile(join(tlsDir, `${id}.pem`), "utf8"));
-      expect(cert.subject).toBe(`CN=${id}`);
-      expect(cert.verify(caCert.publicKey)).toBe(true);
-      expect((await stat(join(tlsDir, `${id}.key`))).mode & 0o777).toBe(0o600);
-    }
-    await expect(writeClusterTls(tlsDir, ["n1", "n1"], [])).rejects.toBeInstanceOf(CertParamsError);
   });
 });

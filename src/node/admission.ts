@@ -1,0 +1,67 @@
+/**
+ * Who may talk to this node over the peer transport. A certificate signed by
+ * the cluster CA only says "made by whoever holds ca.key"; the peer takes part
+ * only if its id (certificate CN) is a member of the current Raft
+ * configuration or listed in the current cluster file (a joiner), and neither
+ * its id nor its certificate's serial is in the file's "revoked" list.
+ *
+ * Pure: the node hands in the facts it knows and re-checks open connections
+ * whenever they change.
+ */
+import type { AdmissionRefusal, PeerIdentity } from "../transport/context.ts";
+
+export interface AdmissionFacts {
+  /** Members (voters and learners, incoming and outgoing) of the applied Raft configuration. */
+  readonly members: readonly string[];
+  /** The applied index that configuration is current at (for the log line). */
+  readonly appliedIndex: number;
+  /** Node ids the current cluster file lists, and its path. */
+  readonly fileIds: readonly string[];
+  readonly filePath: string;
+  /** The file's "revoked" list: node ids or certificate serials (hex, any case, ':' allowed). */
+  readonly revoked: readonly string[];
+}
+
+/** A serial in one spelling: lower-case hex without separators or leading zeros. */
+export function normalizeSerial(serial: string): string {
+  const hex = serial.toLowerCase().replace(/[:\s]/g, "");
+  const trimmed = hex.replace(/^0+/, "");
+  return trimmed === "" ? "0" : trimmed;
+}
+
+/** The same facts, prepared for many checks (one per peer payload). */
+export class AdmittedSet {
+  private readonly members: ReadonlySet<string>;
+  private readonly fileIds: ReadonlySet<string>;
+  private readonly revokedIds: ReadonlySet<string>;
+  private readonly revokedSerials: ReadonlySet<string>;
+  /** Changes exactly when the outcome of some check may change. */
+  readonly key: string;
+
+  constructor(private readonly facts: AdmissionFacts) {
+    this.members = new Set(facts.members);
+    this.fileIds = new Set(facts.fileIds);
+    this.revokedIds = new Set(facts.revoked);
+    this.revokedSerials = new Set(facts.revoked.filter((r) => /^[0-9a-fA-F:\s]+$/.test(r)).map(normalizeSerial));
+    this.key = JSON.stringify([[...this.members].sort(), [...this.fileIds].sort(), [...facts.revoked].sort()]);
+  }
+
+  /** null if `peer` is admitted, else why not. */
+  check(peer: PeerIdentity): AdmissionRefusal | null {
+    const f = this.facts;
+    if (this.revokedIds.has(peer.id)) {
+      return { kind: "revoked", reason: `node ${peer.id} is revoked: its id is in the "revoked" list of cluster file ${f.filePath}` };
+    }
+    if (peer.serial !== null && this.revokedSerials.has(normalizeSerial(peer.serial))) {
+      return { kind: "revoked", reason: `the certificate of node ${peer.id} (serial ${peer.serial}) is revoked: its serial is in the "revoked" list of cluster file ${f.filePath}` };
+    }
+    if (this.members.has(peer.id) || this.fileIds.has(peer.id)) return null;
+    const members = f.members.length > 0 ? f.members.join(",") : "none yet";
+    return {
+      kind: "notMember",
+      reason:
+        `node ${peer.id} is not a member of the Raft configuration (applied index ${f.appliedIndex}: ${members}) ` +
+        `and not listed in cluster file ${f.filePath} (${f.fileIds.join(",")}): to add it, list it in the cluster file`,
+    };
+  }
+}
