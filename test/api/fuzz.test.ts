@@ -11,17 +11,25 @@ import fc from "fast-check";
 import { createApp } from "../../src/api/app.ts";
 import { waitFor } from "../helpers/ports.ts";
 import { fuzzParams, fuzzTimeoutMs, oddJson, oddString } from "../helpers/fuzz.ts";
-import { singleNode, type ApiHarness } from "./helpers.ts";
+import { Authenticator } from "../../src/api/auth.ts";
+import { FailureLimiter } from "../../src/api/authlimit.ts";
+import { singleNode, tokenSet, type ApiHarness } from "./helpers.ts";
 
 let h: ApiHarness;
 let app: ReturnType<typeof createApp>;
+let authApp: ReturnType<typeof createApp>;
 const rejections: unknown[] = [];
 const onRejection = (e: unknown) => rejections.push(e);
 
 beforeAll(async () => {
   h = await singleNode();
   // Short waits: a random block=60 or a slow write must not stall the run.
-  app = h.appWith({ limits: { blockSecMax: 0.05, writeTimeoutMs: 3000, readTimeoutMs: 3000, transferTimeoutMs: 500, sseKeepaliveMs: 50 } });
+  const limits = { blockSecMax: 0.05, writeTimeoutMs: 3000, readTimeoutMs: 3000, transferTimeoutMs: 500, sseKeepaliveMs: 50 };
+  app = h.appWith({ limits });
+  // A limiter that never blocks, so that requests get past the rate limit to every route (429 is checked in auth tests).
+  const tokens = tokenSet({ read: ["tok-r"], write: ["tok-w"], admin: ["tok-a"] });
+  const limiter = new FailureLimiter({ failuresMax: 1e9, windowMs: 1000, addressesMax: 10 });
+  authApp = h.appWith({ limits, auth: new Authenticator({ tokens: () => tokens, limiter }) });
   process.on("unhandledRejection", onRejection);
 });
 afterAll(async () => {
@@ -38,7 +46,7 @@ const PATHS = [
 const PARAMS = ["since", "since_ts", "limit", "tag", "block", "consistency", "wait", "prefix", "after", "x"];
 const VALUES = ["", "0", "1", "-1", "-0", "1.5", "1e3", "9007199254740993", "abc", "stale", "linearizable", "none", "applied", "2024-05-01T12:00:00Z", "%zz", "%ED%A0%80", "\u{1f600}", "kv", " "];
 const HEADERS = ["content-type", "if-match", "if-none-match", "idempotency-key", "last-event-id", "authorization", "accept", "x-whatever"];
-const HEADER_VALUES = ["application/json", "text/plain", "application/x+json; charset=utf-8", "*", '"1"', "W/\"1\"", "1, 2", "0", "-1", "abc", "", "Bearer x", "é", "\u00ff", "\"99999999999999999999\""];
+const HEADER_VALUES = ["application/json", "text/plain", "application/x+json; charset=utf-8", "*", '"1"', "W/\"1\"", "1, 2", "0", "-1", "abc", "", "Bearer x", "Bearer tok-r", "Bearer tok-w", "Bearer tok-a", "bearer tok-a", "Basic dG9rLWE=", "é", "\u00ff", "\"99999999999999999999\""];
 
 /** A header value the Fetch API accepts (latin1, no CR/LF/NUL). */
 const headerValue = fc.oneof(fc.constantFrom(...HEADER_VALUES), fc.string({ unit: fc.integer({ min: 0x20, max: 0xff }).map((n) => String.fromCharCode(n)), maxLength: 40 }));
@@ -109,16 +117,16 @@ const request = fc.record({ call: fc.oneof({ weight: 4, arbitrary: routeCall }, 
 
 type Req = { method: string; path: string; query: string; headers: [string, string][]; body: string | Uint8Array | undefined };
 
-async function send(r: Req): Promise<Response> {
+async function send(r: Req, to = app): Promise<Response> {
   const headers = new Headers();
   for (const [k, v] of r.headers) headers.append(k, v);
   const withBody = r.body !== undefined && r.method !== "GET" && r.method !== "HEAD";
-  return await app.request(`http://cairn.test${r.path}${r.query}`, { method: r.method, headers, ...(withBody ? { body: r.body as BodyInit } : {}) });
+  return await to.request(`http://cairn.test${r.path}${r.query}`, { method: r.method, headers, ...(withBody ? { body: r.body as BodyInit } : {}) });
 }
 
 /** The property: no 500, JSON error shape for every error, streams cancelled. */
-async function checkOne(r: Req): Promise<void> {
-  const res = await send(r);
+async function checkOne(r: Req, to = app): Promise<void> {
+  const res = await send(r, to);
   if (process.env.CAIRN_FUZZ_STATS) statusCounts.set(`${r.method} ${res.status}`, (statusCounts.get(`${r.method} ${res.status}`) ?? 0) + 1);
   const ctx = `${r.method} ${r.path}${r.query} -> ${res.status}`;
   expect({ ctx, serverError: res.status >= 500 && res.status !== 503 && res.status !== 504 }).toEqual({ ctx, serverError: false });
@@ -149,12 +157,29 @@ describe("API fuzz", () => {
   test(
     "random and mutated requests on every route: no 500, JSON errors, no unhandled rejection, and the node keeps serving",
     async () => {
-      await fc.assert(fc.asyncProperty(request, checkOne), fuzzParams(400));
+      await fc.assert(fc.asyncProperty(request, (r) => checkOne(r)), fuzzParams(400));
       if (process.env.CAIRN_FUZZ_STATS) console.log([...statusCounts].sort());
       await expectServing();
       expect(rejections).toEqual([]);
       expect(h.logs.filter((l) => l.includes('"API request failed"'))).toEqual([]);
     },
     fuzzTimeoutMs(400, 30),
+  );
+
+  test(
+    "the same with authentication on: 401/403/429 are the JSON error shape too, and nothing else changes",
+    async () => {
+      statusCounts.clear();
+      // Mostly with a real token of some role, so that requests get past authentication.
+      const authed = fc.tuple(request, fc.constantFrom(null, "tok-r", "tok-w", "tok-a", "tok-a")).map(([r, t]) =>
+        t === null ? r : { ...r, headers: [["authorization", `Bearer ${t}`] as [string, string], ...r.headers.filter(([k]) => k !== "authorization")] },
+      );
+      await fc.assert(fc.asyncProperty(authed, (r) => checkOne(r, authApp)), fuzzParams(300));
+      if (process.env.CAIRN_FUZZ_STATS) console.log([...statusCounts].sort());
+      await expectServing();
+      expect(rejections).toEqual([]);
+      expect(h.logs.filter((l) => l.includes('"API request failed"'))).toEqual([]);
+    },
+    fuzzTimeoutMs(300, 30),
   );
 });
