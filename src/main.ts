@@ -3,7 +3,7 @@
  * The cairn command line: one binary, one command per job. `cairn help CMD`
  * explains each.
  */
-import { UsageError } from "./cli/args.ts";
+import { CliError, expectArgs, parse, UsageError } from "./cli/args.ts";
 import { BENCH_USAGE, bench } from "./cli/bench.ts";
 import { ClientError, del, get, leader, post, put, status, tail } from "./cli/client.ts";
 import { backup, checkpoint, dump, load, recover, restore } from "./cli/data.ts";
@@ -12,6 +12,7 @@ import { SERVE_USAGE, serve } from "./cli/serve.ts";
 import { TOKEN_USAGE, token } from "./cli/tokens.ts";
 import { TLS_USAGE, tlsCommand } from "./cli/tls.ts";
 import { TLS_CLIENT_USAGE } from "./cli/tls-client.ts";
+import { DbError } from "./platform/sqlite.ts";
 import { VERSION } from "./version.ts";
 
 type Command = { run: (argv: string[]) => Promise<number>; summary: string; usage: string };
@@ -37,15 +38,48 @@ const COMMANDS: Record<string, Command> = {
   load: { run: load, summary: "replay a dump into a cluster", usage: `cairn load --in FILE ${CLIENT}` },
   recover: { run: recover, summary: "after a permanent loss of quorum: make this node a new one-node cluster", usage: "cairn recover --data DIR --id ID --yes" },
   bench: { run: bench, summary: "a quick write benchmark against a running cluster", usage: BENCH_USAGE },
-  version: { run: async () => (console.log(`cairn ${VERSION}`), 0), summary: "print the version", usage: "cairn version" },
+  version: { run: version, summary: "print the version", usage: "cairn version" },
 };
+
+async function version(argv: string[]): Promise<number> {
+  const { positionals } = parse(argv, {}, "cairn version");
+  expectArgs(positionals, { min: 0, max: 0 }, "cairn version");
+  console.log(`cairn ${VERSION}`);
+  return 0;
+}
+
+/** System error codes of file and network calls: expected failures, told without a stack trace. */
+const SYSTEM_HINTS: Record<string, string> = {
+  ENOENT: "check that the path exists",
+  ENOTDIR: "a part of the path is a file, not a directory",
+  EISDIR: "the path is a directory: name a file",
+  EEXIST: "something is in the way at that path: pick another path or remove it",
+  EACCES: "check the permissions (or run as a user who may write there)",
+  EPERM: "check the permissions (or run as a user who may write there)",
+  EROFS: "the file system is read-only: pick a writable path",
+  ENOSPC: "the disk is full: free some space",
+  EMFILE: "too many open files: raise the limit (ulimit -n)",
+};
+
+/** How a failure is told: expected ones as their message (exit 1), unknown ones with the stack for a bug report. */
+function describeFailure(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (e instanceof CliError) return e.message;
+  // A database that cannot be read (not SQLite, damaged, locked): what SQLite said, and where.
+  if (e instanceof DbError) return `database error: ${e.message}: if the data directory is damaged, restore it from a checkpoint (cairn restore) or start with an empty one to rejoin`;
+  if (e instanceof Error && typeof code === "string" && SYSTEM_HINTS[code]) return `${e.message}: ${SYSTEM_HINTS[code]}`;
+  if (e instanceof Error && process.env.CAIRN_DEBUG !== "1") {
+    return `${e.name}: ${e.message} (unexpected: set CAIRN_DEBUG=1 for the stack trace and report it)`;
+  }
+  return String((e as Error)?.stack ?? e);
+}
 
 function help(cmd?: string): number {
   if (cmd && COMMANDS[cmd]) {
     console.log(COMMANDS[cmd].usage);
     return 0;
   }
-  if (cmd) console.error(`unknown command "${cmd}"\n`);
+  if (cmd) console.error(`unknown command "${cmd}": the commands are listed below (cairn help CMD explains one)\n`);
   console.log(`cairn ${VERSION}: a replicated change log and key-value store\n\nusage: cairn COMMAND [options]\n`);
   for (const [name, c] of Object.entries(COMMANDS)) console.log(`  ${name.padEnd(9)} ${c.summary}`);
   console.log(`  ${"help".padEnd(9)} help CMD explains a command`);
@@ -55,12 +89,16 @@ function help(cmd?: string): number {
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === "help" || cmd === "--help" || cmd === "-h") return help(rest[0]);
-  if (cmd === "--version") return COMMANDS.version!.run([]);
-  const c = COMMANDS[cmd];
-  if (!c) return help(cmd);
+  if (cmd === "--version" || cmd === "-v") return run("version", rest);
+  if (!COMMANDS[cmd]) return help(cmd);
   if (rest.includes("--help") || rest.includes("-h")) return help(cmd);
+  return run(cmd, rest);
+}
+
+/** Runs a command: exit code 2 for a usage error, 1 for a failure, each told in one message. */
+async function run(cmd: string, rest: string[]): Promise<number> {
   try {
-    return await c.run(rest);
+    return await COMMANDS[cmd]!.run(rest);
   } catch (e) {
     if (e instanceof UsageError) {
       console.error(`cairn ${cmd}: ${e.message}`);
@@ -70,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
       console.error(`cairn ${cmd}: ${e.message}`);
       return 1;
     }
-    console.error(`cairn ${cmd}: ${(e as Error).stack ?? e}`);
+    console.error(`cairn ${cmd}: ${describeFailure(e)}`);
     return 1;
   }
 }

@@ -4,9 +4,9 @@
  */
 import type { Context, Hono } from "hono";
 import { z } from "zod";
-import type { ChangeItem, JsonValue } from "../statemachine/commands.ts";
+import { firstLoneSurrogate, pathStep, type ChangeItem, type JsonValue } from "../statemachine/commands.ts";
 import type { ChangePage, ChangeQuery } from "../statemachine/feed.ts";
-import { BATCH_ITEMS_MAX, LIST_LIMIT_MAX } from "../statemachine/limits.ts";
+import { BATCH_ITEMS_MAX, JSON_DEPTH_MAX, LIST_LIMIT_MAX } from "../statemachine/limits.ts";
 import { bounded, goneBody, goneError, json, readPoint, stalenessHeader, type ApiContext } from "./context.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import {
@@ -39,7 +39,34 @@ export function parseChangeItems(body: unknown): ChangeItem[] {
   if (!parsed.success) {
     throw badRequest(`${zodMessage(parsed.error, Array.isArray(body) ? "" : "!")}: send {"data": <JSON>, "tags": ["a"]} or an array of those`);
   }
+  list.forEach((it, i) => refuseLoneSurrogates((it as { data: unknown }).data, Array.isArray(body) ? `[${i}].data` : "data", 0));
   return parsed.data.map((it) => ({ data: it.data as JsonValue, tags: it.tags ?? [] }));
+}
+
+/**
+ * JSON text can carry a lone surrogate ("\ud800") that UTF-8 cannot store:
+ * kept, it would come back as U+FFFD. Refused with its place in the body.
+ * Deeper than JSON_DEPTH_MAX the state machine refuses the nesting anyway.
+ */
+function refuseLoneSurrogates(v: unknown, path: string, depth: number): void {
+  if (depth > JSON_DEPTH_MAX) return;
+  const fail = (what: string, s: string): never => {
+    const at = firstLoneSurrogate(s);
+    throw badRequest(
+      `${what} holds an unpaired surrogate (U+${s.charCodeAt(at).toString(16).toUpperCase()} at character ${at}), which UTF-8 cannot store: send well-formed Unicode (pair it or drop it)`,
+      { path },
+    );
+  };
+  if (typeof v === "string") {
+    if (firstLoneSurrogate(v) >= 0) fail(path, v);
+  } else if (Array.isArray(v)) {
+    v.forEach((x, i) => refuseLoneSurrogates(x, `${path}[${i}]`, depth + 1));
+  } else if (typeof v === "object" && v !== null) {
+    for (const [k, x] of Object.entries(v)) {
+      if (firstLoneSurrogate(k) >= 0) fail(`the key ${JSON.stringify(k)} in ${path}`, k);
+      refuseLoneSurrogates(x, `${path}${pathStep(k)}`, depth + 1);
+    }
+  }
 }
 
 interface FeedParams {

@@ -12,7 +12,7 @@
 import { Buffer } from "node:buffer";
 import type { Hono } from "hono";
 import { z } from "zod";
-import type { Compare, TxnCmd, TxnOp } from "../statemachine/commands.ts";
+import { firstLoneSurrogate, type Compare, type TxnCmd, type TxnOp } from "../statemachine/commands.ts";
 import type { ApiContext } from "./context.ts";
 import { badRequest } from "./errors.ts";
 import { readJsonBody } from "./request.ts";
@@ -54,7 +54,13 @@ function decodeBase64(s: string, where: string): Uint8Array {
 }
 
 function bytesOf(v: string | { base64: string }, where: string): Uint8Array {
-  return typeof v === "string" ? new TextEncoder().encode(v) : decodeBase64(v.base64, where);
+  if (typeof v !== "string") return decodeBase64(v.base64, where);
+  // TextEncoder would turn a lone surrogate into U+FFFD: the stored value would differ from the one sent.
+  const at = firstLoneSurrogate(v);
+  if (at >= 0) {
+    throw badRequest(`${where} holds an unpaired surrogate (U+${v.charCodeAt(at).toString(16).toUpperCase()} at character ${at}), which UTF-8 cannot store: send well-formed Unicode, or the bytes as {"base64": "..."}`, { path: where });
+  }
+  return new TextEncoder().encode(v);
 }
 
 type ParsedOp = z.infer<typeof opSchema>;

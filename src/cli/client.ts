@@ -6,7 +6,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { loadClusterFileSync, type ClusterConfig } from "../discovery/load.ts";
 import { httpClient, type HttpFetch } from "../platform/http.ts";
-import { parse, UsageError, type Options } from "./args.ts";
+import { expectArgs, intOption, parse, UsageError, type Options } from "./args.ts";
+import { schemeHint } from "./scheme.ts";
 
 export const CLIENT_OPTIONS = {
   url: { type: "string" },
@@ -24,15 +25,37 @@ export interface Target {
 export function target(values: { url?: string; config?: string; ca?: string; token?: string }): Target {
   let urls: string[];
   let caPath = values.ca;
-  if (values.url) urls = [values.url.replace(/\/$/, "")];
+  if (values.url) urls = [checkUrl(values.url).replace(/\/$/, "")];
   else if (values.config) {
     const r = loadClusterFileSync(values.config);
     if (!r.ok) throw new UsageError(`cannot use cluster file: ${r.error.message}`);
     urls = r.config.nodes.map((n) => n.api);
     caPath ??= clusterCaPath(r.config);
   } else throw new UsageError("say where the cluster is: --url URL (any node's API) or --config FILE (the cluster file)");
-  const ca = caPath ? readFileSync(caPath, "utf8") : undefined;
+  const ca = caPath ? readCa(caPath) : undefined;
   return { urls, fetch: httpClient({ ca }), token: values.token ?? process.env.CAIRN_TOKEN };
+}
+
+/** An http(s) URL, or a UsageError that shows the form. */
+function checkUrl(u: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(u);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new UsageError(`--url ${JSON.stringify(u)} is not an http:// or https:// URL: write it like --url https://127.0.0.1:7401 (a node's "api" in the cluster file)`);
+  }
+  return u;
+}
+
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new UsageError(`cannot read the CA certificate ${path} (--ca or the cluster file's tls.ca): ${(e as Error).message}`);
+  }
 }
 
 /**
@@ -64,10 +87,15 @@ export async function request(t: Target, path: string, init: RequestInit = {}): 
     try {
       return await t.fetch(`${url}${path}`, { ...init, headers });
     } catch (e) {
-      errors.push(`${url}: ${(e as Error).message}`);
+      // A closed or reset connection is what an http:// URL gets from an HTTPS port (and the reverse fails the handshake).
+      const hint = await schemeHint(url);
+      // Deno says only "fetch failed"; the reason is in `cause`.
+      const cause = (e as { cause?: unknown }).cause;
+      const why = cause instanceof Error ? ` (${cause.message})` : "";
+      errors.push(`${url}: ${(e as Error).message}${why}${hint ? `\n    ${hint}` : ""}`);
     }
   }
-  throw new ClientError(`no node answered:\n  ${errors.join("\n  ")}`, 0);
+  throw new ClientError(`no node answered:\n  ${errors.join("\n  ")}\ncheck that the node runs and that the URL (scheme, host, port) is a node's "api" in the cluster file`, 0);
 }
 
 /** Parses a JSON answer; a non-2xx answer becomes a ClientError with the server's message. */
@@ -90,7 +118,9 @@ export async function json(res: Response): Promise<unknown> {
 const print = (v: unknown) => console.log(typeof v === "string" ? v : JSON.stringify(v, null, 2));
 
 export async function status(argv: string[]): Promise<number> {
-  const { values } = parse(argv, CLIENT_OPTIONS, "cairn status (--url URL | --config FILE)");
+  const usage = "cairn status (--url URL | --config FILE)";
+  const { values, positionals } = parse(argv, CLIENT_OPTIONS, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
   print(await json(await request(target(values), "/status")));
   return 0;
 }
@@ -105,7 +135,7 @@ function keyPath(key: string | undefined, usage: string): string {
 export async function put(argv: string[]): Promise<number> {
   const usage = "cairn put KEY VALUE [--content-type T] [--if-match VERSION] (--url URL | --config FILE)";
   const { values, positionals } = parse(argv, KV_OPTIONS, usage);
-  if (positionals.length !== 2) throw new UsageError(usage);
+  expectArgs(positionals, { min: 2, max: 2 }, usage);
   const headers: Record<string, string> = { "content-type": values["content-type"] ?? "text/plain; charset=utf-8" };
   if (values["if-match"]) headers["if-match"] = values["if-match"];
   print(await json(await request(target(values), keyPath(positionals[0], usage), { method: "PUT", body: positionals[1], headers })));
@@ -115,6 +145,7 @@ export async function put(argv: string[]): Promise<number> {
 export async function get(argv: string[]): Promise<number> {
   const usage = "cairn get KEY [--stale] (--url URL | --config FILE)";
   const { values, positionals } = parse(argv, KV_OPTIONS, usage);
+  expectArgs(positionals, { min: 1, max: 1 }, usage);
   const res = await request(target(values), keyPath(positionals[0], usage) + (values.stale ? "?consistency=stale" : ""));
   if (!res.ok) await json(res);
   process.stdout.write(new Uint8Array(await res.arrayBuffer()));
@@ -125,6 +156,7 @@ export async function get(argv: string[]): Promise<number> {
 export async function del(argv: string[]): Promise<number> {
   const usage = "cairn del KEY [--if-match VERSION] (--url URL | --config FILE)";
   const { values, positionals } = parse(argv, KV_OPTIONS, usage);
+  expectArgs(positionals, { min: 1, max: 1 }, usage);
   const headers: Record<string, string> = values["if-match"] ? { "if-match": values["if-match"] } : {};
   print(await json(await request(target(values), keyPath(positionals[0], usage), { method: "DELETE", headers })));
   return 0;
@@ -135,7 +167,7 @@ const POST_OPTIONS = { ...CLIENT_OPTIONS, tag: { type: "string", multiple: true 
 export async function post(argv: string[]): Promise<number> {
   const usage = "cairn post JSON [--tag T]... [--idempotency-key K] (--url URL | --config FILE)";
   const { values, positionals } = parse(argv, POST_OPTIONS, usage);
-  if (positionals.length !== 1) throw new UsageError(usage);
+  expectArgs(positionals, { min: 1, max: 1 }, usage);
   let data: unknown;
   try {
     data = JSON.parse(positionals[0]!);
@@ -154,12 +186,13 @@ const TAIL_OPTIONS = { ...CLIENT_OPTIONS, since: { type: "string", default: "0" 
 /** Prints committed changes as NDJSON; with --follow, long-polls for more until interrupted. */
 export async function tail(argv: string[]): Promise<number> {
   const usage = "cairn tail [--since N] [--tag T]... [--follow] (--url URL | --config FILE)";
-  const { values } = parse(argv, TAIL_OPTIONS, usage);
+  const { values, positionals } = parse(argv, TAIL_OPTIONS, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
+  let since = intOption(values.since, "since", 0, { min: 0, max: Number.MAX_SAFE_INTEGER });
+  const limit = intOption(values.limit, "limit", 100, { min: 1, max: 1000 });
   const t = target(values);
-  let since = Number(values.since);
-  if (!Number.isInteger(since) || since < 0) throw new UsageError(`--since wants a change index, got "${values.since}"`);
   for (;;) {
-    const q = new URLSearchParams({ since: String(since), limit: values.limit! });
+    const q = new URLSearchParams({ since: String(since), limit: String(limit) });
     for (const tag of values.tag ?? []) q.append("tag", tag);
     if (values.follow) q.set("block", "30");
     const page = (await json(await request(t, `/changes?${q}`))) as { changes: unknown[]; next: number; atEnd: boolean };
@@ -172,7 +205,8 @@ export async function tail(argv: string[]): Promise<number> {
 export async function leader(argv: string[]): Promise<number> {
   const usage = "cairn leader transfer [--to ID] (--url URL | --config FILE)";
   const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, to: { type: "string" } } as const, usage);
-  if (positionals[0] !== "transfer") throw new UsageError(usage);
+  expectArgs(positionals, { min: 1, max: 1 }, usage);
+  if (positionals[0] !== "transfer") throw new UsageError(`unknown leader action ${JSON.stringify(positionals[0])}: the only one is transfer\n\n${usage}`);
   const body = JSON.stringify(values.to ? { to: values.to } : {});
   print(await json(await request(target(values), "/admin/leader", { method: "POST", body, headers: { "content-type": "application/json" } })));
   return 0;

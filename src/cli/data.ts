@@ -5,7 +5,7 @@
  * permanent loss of quorum).
  */
 import { createHash, randomUUID } from "node:crypto";
-import { createReadStream, createWriteStream, existsSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, createReadStream, createWriteStream, type WriteStream, existsSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import { checkpointDir, dbPath, discardCheckpoint, listCheckpoints } from "../checkpoint/manifest.ts";
 import { ChecksumMismatchError, verifyFileSync } from "../checkpoint/verify.ts";
@@ -16,9 +16,9 @@ import { copyCheckpointTables, attachCheckpoint, detachCheckpoint } from "../che
 import { DbCorruptError, DbError, openReadOnly, type FileLock } from "../platform/sqlite.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { Applier } from "../statemachine/fsm.ts";
-import { RaftStore } from "../storage/store.ts";
+import { DB_FILE_NAME, RaftStore } from "../storage/store.ts";
 import { CLIENT_OPTIONS, ClientError, json, request, target, type Target } from "./client.ts";
-import { parse, UsageError } from "./args.ts";
+import { CliError, expectArgs, parse, UsageError } from "./args.ts";
 import { Progress } from "./progress.ts";
 
 const print = (v: unknown) => console.log(JSON.stringify(v, null, 2));
@@ -35,6 +35,7 @@ interface ManifestLike {
 export async function checkpoint(argv: string[]): Promise<number> {
   const usage = "cairn checkpoint create|list|fetch ID --out FILE (--url URL | --config FILE)";
   const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
+  expectArgs(positionals, { min: 1, max: positionals[0] === "fetch" ? 2 : 1 }, usage);
   const t = target(values);
   switch (positionals[0]) {
     case "create":
@@ -44,14 +45,44 @@ export async function checkpoint(argv: string[]): Promise<number> {
       print(await json(await request(t, "/checkpoints")));
       return 0;
     case "fetch": {
-      if (!positionals[1] || !values.out) throw new UsageError(usage);
+      if (!positionals[1] || !values.out) throw new UsageError(`checkpoint fetch needs the checkpoint ID and --out FILE\n\n${usage}`);
       const m = await download(t, positionals[1], values.out);
       console.error(`fetched ${m.id} (${m.bytes} bytes, sha256 ${m.sha256}) to ${values.out}`);
       return 0;
     }
     default:
-      throw new UsageError(usage);
+      throw new UsageError(`unknown checkpoint action ${JSON.stringify(positionals[0])}: use create, list or fetch\n\n${usage}`);
   }
+}
+
+/**
+ * Opens an output file at once, so that a path that cannot be written is
+ * told before any work (and never as an unhandled stream error later).
+ */
+function openOutput(path: string): WriteStream & { failure(): Error | undefined } {
+  let fd: number;
+  try {
+    fd = openSync(path, "w");
+  } catch (e) {
+    throw new CliError(`cannot write ${path}: ${(e as Error).message}: pick a path you may write to`);
+  }
+  let failed: Error | undefined;
+  const out = createWriteStream(path, { fd });
+  out.on("error", (e) => (failed ??= e));
+  return Object.assign(out, { failure: () => failed });
+}
+
+/** Writes, waiting for drain; a stream error becomes a CliError naming the file. */
+async function writeOut(out: ReturnType<typeof openOutput>, path: string, chunk: string | Uint8Array): Promise<void> {
+  const fail = () => new CliError(`writing ${path} failed: ${out.failure()!.message}`);
+  if (out.failure()) throw fail();
+  if (!out.write(chunk)) await new Promise((r) => (out.once("drain", r), out.once("error", r)));
+  if (out.failure()) throw fail();
+}
+
+async function closeOut(out: ReturnType<typeof openOutput>, path: string): Promise<void> {
+  await new Promise<void>((r) => out.end(() => r()));
+  if (out.failure()) throw new CliError(`writing ${path} failed: ${out.failure()!.message}`);
 }
 
 /** Downloads a checkpoint to `out`, verifying its SHA-256 before the file appears under that name. */
@@ -61,7 +92,7 @@ async function download(t: Target, id: string, out: string): Promise<ManifestLik
   const expected = res.headers.get("x-checksum-sha256");
   const tmp = `${out}.part`;
   const h = createHash("sha256");
-  const file = createWriteStream(tmp);
+  const file = openOutput(tmp);
   const p = new Progress("downloaded", "bytes");
   try {
     const reader = res.body!.getReader();
@@ -70,9 +101,9 @@ async function download(t: Target, id: string, out: string): Promise<ManifestLik
       if (done) break;
       h.update(value);
       p.add(value.byteLength);
-      if (!file.write(value)) await new Promise((r) => file.once("drain", r));
+      await writeOut(file, tmp, value);
     }
-    await new Promise<void>((r, j) => file.end((e?: Error | null) => (e ? j(e) : r())));
+    await closeOut(file, tmp);
   } catch (e) {
     // A cut download leaves nothing behind.
     file.destroy();
@@ -93,8 +124,9 @@ async function download(t: Target, id: string, out: string): Promise<ManifestLik
 
 export async function backup(argv: string[]): Promise<number> {
   const usage = "cairn backup (--url URL | --config FILE) --out FILE";
-  const { values } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
-  if (!values.out) throw new UsageError(usage);
+  const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
+  if (!values.out) throw new UsageError(`--out FILE is required\n\n${usage}`);
   const t = target(values);
   // A fresh checkpoint makes the backup as new as the node's applied state.
   const made = (await json(await request(t, "/admin/checkpoint", { method: "POST" }))) as { checkpoint: ManifestLike | null };
@@ -106,8 +138,34 @@ export async function backup(argv: string[]): Promise<number> {
 }
 
 function emptyDataDir(dir: string): void {
+  if (!existsSync(dir)) return;
+  if (!statSync(dir).isDirectory()) throw new UsageError(`--data ${dir} is a file, not a directory: name a new, empty data directory`);
   // The lock's own files (left by an earlier restore that failed) do not count.
   if (existsSync(dir) && readdirSync(dir).some((f) => !LOCK_FILES.has(f))) throw new UsageError(`${dir} is not empty: restore only into a new, empty data directory`);
+}
+
+const SQLITE_MAGIC = "SQLite format 3\0";
+
+/**
+ * Checks --from before anything opens it: opening a missing path with
+ * SQLite would create an empty database there.
+ */
+function checkBackupFile(path: string): void {
+  const what = "name a file made by cairn backup or cairn checkpoint fetch";
+  if (!existsSync(path)) throw new UsageError(`--from ${path}: no such file: ${what}`);
+  const st = statSync(path);
+  if (!st.isFile()) throw new UsageError(`--from ${path} is not a file (a ${st.isDirectory() ? "directory" : "special file"}): ${what}`);
+  const head = new Uint8Array(SQLITE_MAGIC.length);
+  const fd = openSync(path, "r");
+  let n: number;
+  try {
+    n = readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (n < head.length || new TextDecoder().decode(head) !== SQLITE_MAGIC) {
+    throw new UsageError(`--from ${path} is not a cairn backup (not an SQLite database, ${st.size} bytes): ${what}`);
+  }
 }
 
 /** Where `cairn backup` and `cairn checkpoint fetch` record a file's SHA-256. */
@@ -147,7 +205,7 @@ function expectedChecksum(file: string, given: string | undefined): string {
  * SQLite's quick_check, then that it is cairn's. Returns its applied index.
  */
 function checkSource(file: string, given: string | undefined): number {
-  if (!existsSync(file)) throw new UsageError(`cannot restore from ${file}: there is no such file`);
+  checkBackupFile(file);
   try {
     verifyFileSync(file, expectedChecksum(file, given));
   } catch (e) {
@@ -172,16 +230,19 @@ function checkSource(file: string, given: string | undefined): number {
 
 export async function restore(argv: string[]): Promise<number> {
   const usage = "cairn restore --from FILE --data DIR --id ID [--sha256 HEX]";
-  const { values } = parse(argv, { from: { type: "string" }, data: { type: "string" }, id: { type: "string" }, sha256: { type: "string" } } as const, usage);
-  if (!values.from || !values.data || !values.id) throw new UsageError(usage);
-  emptyDataDir(values.data);
-  const index = checkSource(values.from, values.sha256);
-  const lock = lockOrExplain(values.data, `cairn restore --from ${values.from}`);
+  const { values, positionals } = parse(argv, { from: { type: "string" }, data: { type: "string" }, id: { type: "string" }, sha256: { type: "string" } } as const, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
+  const missing = (["from", "data", "id"] as const).filter((k) => !values[k]);
+  if (missing.length > 0) throw new UsageError(`${missing.map((k) => `--${k}`).join(", ")} ${missing.length === 1 ? "is" : "are"} required\n\n${usage}`);
+  const [from, data, id] = [values.from!, values.data!, values.id!];
+  const index = checkSource(from, values.sha256);
+  emptyDataDir(data);
+  const lock = lockOrExplain(data, `cairn restore --from ${from}`);
   try {
-    restoreInto({ data: values.data, from: values.from, id: values.id, index });
+    restoreInto({ data, from, id, index });
   } catch (e) {
     // Nothing half-restored stays: the directory was empty, and is again.
-    for (const f of readdirSync(values.data)) if (!LOCK_FILES.has(f)) rmSync(join(values.data, f), { recursive: true, force: true });
+    for (const f of readdirSync(data)) if (!LOCK_FILES.has(f)) rmSync(join(data, f), { recursive: true, force: true });
     throw e;
   } finally {
     lock.release();
@@ -190,21 +251,21 @@ export async function restore(argv: string[]): Promise<number> {
 }
 
 function restoreInto(values: { data: string; from: string; id: string; index: number }): void {
-  const index = values.index;
-  const store = RaftStore.open({ dir: values.data });
+  const { data, from, id, index } = values;
+  const store = RaftStore.open({ dir: data });
   try {
     new Applier({ store, fsm: new CairnFsm() });
-    attachCheckpoint(store.db, values.from);
-    const conf = { voters: [values.id], votersOutgoing: [], learners: [], learnersNext: [] };
+    attachCheckpoint(store.db, from);
+    const conf = { voters: [id], votersOutgoing: [], learners: [], learnersNext: [] };
     try {
       store.installSnapshot({ index, term: 1, conf }, copyCheckpointTables);
     } finally {
       detachCheckpoint(store.db);
     }
     store.persist({ entries: [], hardState: { term: 1, vote: "", commit: index }, clusterId: randomUUID() });
-    store.setNodeId(values.id);
-    console.error(`restored ${values.from} (state at index ${index}) into ${values.data} as a new one-node cluster ${store.clusterId()} with voter ${values.id}`);
-    console.error(`start it with: cairn serve --config FILE --id ${values.id} --data ${values.data}; nodes added to the file join it`);
+    store.setNodeId(id);
+    console.error(`restored ${from} (state at index ${index}) into ${data} as a new one-node cluster ${store.clusterId()} with voter ${id}`);
+    console.error(`start it with: cairn serve --config FILE --id ${id} --data ${data}; nodes added to the file join it`);
   } finally {
     store.close();
   }
@@ -212,9 +273,14 @@ function restoreInto(values: { data: string; from: string; id: string; index: nu
 
 export async function recover(argv: string[]): Promise<number> {
   const usage = "cairn recover --data DIR --id ID [--yes]";
-  const { values } = parse(argv, { data: { type: "string" }, id: { type: "string" }, yes: { type: "boolean", default: false } } as const, usage);
-  if (!values.data || !values.id) throw new UsageError(usage);
-  if (!existsSync(values.data)) throw new UsageError(`${values.data} does not exist`);
+  const { values, positionals } = parse(argv, { data: { type: "string" }, id: { type: "string" }, yes: { type: "boolean", default: false } } as const, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
+  if (!values.data || !values.id) throw new UsageError(`--data DIR and --id ID are required\n\n${usage}`);
+  if (!existsSync(values.data)) throw new UsageError(`--data ${values.data} does not exist: name the stopped node's data directory`);
+  if (!statSync(values.data).isDirectory()) throw new UsageError(`--data ${values.data} is a file, not a data directory: name the stopped node's data directory`);
+  if (!existsSync(join(values.data, DB_FILE_NAME))) {
+    throw new UsageError(`--data ${values.data} has no ${DB_FILE_NAME}: it is not a node's data directory (nothing to recover)`);
+  }
   if (!values.yes) {
     throw new UsageError(
       `recover makes ${values.data} the only voter of a NEW cluster (new cluster ID): the old members are fenced out and must be wiped to rejoin.\nOnly do this when a quorum is lost for good, with the node stopped. Re-run with --yes to go ahead.`,
@@ -297,13 +363,13 @@ function openStoreOrExplain(dir: string): RaftStore {
 
 export async function dump(argv: string[]): Promise<number> {
   const usage = "cairn dump (--url URL | --config FILE) --out FILE";
-  const { values } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
-  if (!values.out) throw new UsageError(usage);
+  const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, out: { type: "string" } } as const, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
+  if (!values.out) throw new UsageError(`--out FILE is required\n\n${usage}`);
+  const path = values.out;
   const t = target(values);
-  const out = createWriteStream(values.out);
-  const write = async (o: unknown) => {
-    if (!out.write(JSON.stringify(o) + "\n")) await new Promise((r) => out.once("drain", r));
-  };
+  const out = openOutput(path);
+  const write = (o: unknown) => writeOut(out, path, JSON.stringify(o) + "\n");
   const st = (await json(await request(t, "/status"))) as { cluster: string; feed: { first: number; last: number } };
   await write({ type: "header", format: "cairn-dump/1", cluster: st.cluster, feedFirst: st.feed.first, feedLast: st.feed.last, at: new Date().toISOString() });
   const p = new Progress("dumped", "records");
@@ -322,7 +388,7 @@ export async function dump(argv: string[]): Promise<number> {
     if (page.next === undefined) break;
     after = page.next;
   }
-  await new Promise<void>((r) => out.end(r));
+  await closeOut(out, path);
   p.done();
   return 0;
 }
@@ -346,10 +412,13 @@ function kvBody(r: { contentType: string; value?: unknown; text?: string; base64
  */
 export async function load(argv: string[]): Promise<number> {
   const usage = "cairn load (--url URL | --config FILE) --in FILE";
-  const { values } = parse(argv, { ...CLIENT_OPTIONS, in: { type: "string" } } as const, usage);
-  if (!values.in) throw new UsageError(usage);
+  const { values, positionals } = parse(argv, { ...CLIENT_OPTIONS, in: { type: "string" } } as const, usage);
+  expectArgs(positionals, { min: 0, max: 0 }, usage);
+  if (!values.in) throw new UsageError(`--in FILE is required\n\n${usage}`);
+  const inPath = values.in;
+  if (!existsSync(inPath) || !statSync(inPath).isFile()) throw new UsageError(`--in ${inPath}: no such file: name a dump made by cairn dump`);
   const t = target(values);
-  const rl = createInterface({ input: createReadStream(values.in), crlfDelay: Infinity });
+  const rl = createInterface({ input: createReadStream(inPath), crlfDelay: Infinity });
   const p = new Progress("loaded", "records");
   let batch: { data: unknown; tags: string[] }[] = [];
   const flush = async () => {

@@ -3,11 +3,11 @@
  * consecutive ports, a CA (DIR/ca, kept apart) and one bundle per node
  * (DIR/tls/<id>: the CA certificate, the node's certificate and key).
  */
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { basename, join, resolve } from "node:path";
 import { CLUSTER_TLS_SECTION, writeClusterBundles } from "../transport/bundle.ts";
-import { intOption, parse, UsageError } from "./args.ts";
+import { CliError, expectArgs, intOption, parse, UsageError } from "./args.ts";
 import { initialTokenLines, writeInitialTokens } from "./tokens.ts";
 
 export const INIT_USAGE = `cairn init --nodes N --dir DIR [--host 127.0.0.1] [--base-port 7400] [--name NAME] [--force]
@@ -56,18 +56,33 @@ export async function freeRun(host: string, base: number, count: number): Promis
   throw new UsageError(`no ${count} free consecutive ports on ${host} from ${base}: pick another --base-port`);
 }
 
+/** Creates `dir` (and its parents) or says why it cannot be written, before anything is written into it. */
+function makeWritableDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    const isFile = code === "EEXIST" || code === "ENOTDIR" || (existsSync(dir) && !statSync(dir).isDirectory());
+    const why = isFile ? "it (or a part of its path) is a file, not a directory" : `${(e as Error).message}`;
+    throw new CliError(`cannot write the cluster into --dir ${dir}: ${why}: pick a directory you may write to`);
+  }
+}
+
 export async function init(argv: string[]): Promise<number> {
-  const { values } = parse(argv, OPTIONS, INIT_USAGE);
+  const { values, positionals } = parse(argv, OPTIONS, INIT_USAGE);
+  expectArgs(positionals, { min: 0, max: 0 }, INIT_USAGE);
   const n = intOption(values.nodes, "nodes", 3, { min: 1, max: 64 });
   const base = intOption(values["base-port"], "base-port", 7400, { min: 1, max: 65535 });
   if (!values.dir) throw new UsageError(`--dir DIR is required\n\n${INIT_USAGE}`);
   const dir = resolve(values.dir);
   const file = join(dir, "cluster.json");
   if (existsSync(file) && !values.force) throw new UsageError(`${file} exists already: pass --force to overwrite it (and its certificates)`);
-  const host = values.host!;
+  const host = values.host!.trim();
+  if (host === "" || /[\s/]/.test(host)) throw new UsageError(`--host ${JSON.stringify(values.host)} is not a host name or IP address: use e.g. --host 127.0.0.1`);
   const start = await freeRun(host, base, 2 * n);
+  makeWritableDir(dir);
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`);
-  mkdirSync(dir, { recursive: true });
   await writeClusterBundles(dir, ids, [...new Set([host, "localhost", "127.0.0.1"])]);
   const hostPart = host.includes(":") ? `[${host}]` : host;
   const cluster = {

@@ -3,7 +3,7 @@
  * node, the peer transport, the HTTP API, and the cluster-file watcher. On
  * SIGTERM/SIGINT a leader hands leadership over before it exits.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { createApp } from "../api/app.ts";
 import { SelfNotFoundError } from "../discovery/errors.ts";
@@ -21,7 +21,7 @@ import { BadTlsPairError, checkPair, type PairFacts } from "../transport/pair.ts
 import { readTlsFiles, TlsWatch } from "../transport/tlswatch.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { parse, UsageError } from "./args.ts";
+import { CliError, expectArgs, parse, UsageError } from "./args.ts";
 import { AUTH_OPTIONS, AUTH_USAGE, listenApi as serveApi, setupAuth, warnPlainHttp } from "./serve-auth.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
@@ -99,7 +99,8 @@ async function readTls(self: ClusterNode, insecure: boolean, log: Logger): Promi
 }
 
 export async function serve(argv: string[]): Promise<number> {
-  const { values } = parse(argv, OPTIONS, SERVE_USAGE);
+  const { values, positionals } = parse(argv, OPTIONS, SERVE_USAGE);
+  expectArgs(positionals, { min: 0, max: 0 }, SERVE_USAGE);
   const level = values["log-level"]!;
   if (!isLogLevel(level)) throw new UsageError(`--log-level must be debug, info, warn or error, got "${level}"`);
   const readOnly = values["read-only"];
@@ -129,6 +130,7 @@ export async function serve(argv: string[]): Promise<number> {
   log.info(`this node is ${self.node.id} (${self.detail})`);
   const { tls, watch: tlsWatch, apply: onTlsChange } = await readTls(self.node, values.insecure!, log);
   const dataDir = dataDirOf(self.node.id, values.data);
+  checkDataDirPath(dataDir);
   const tlsHealth = tlsWatch ?? undefined;
   // Crash-only: a node that hit a database error (or a broken invariant) has stopped serving and
   // logged why; the process exits 1 so that a supervisor restarts it (a damaged file is refused then).
@@ -217,6 +219,17 @@ function termination(): { signalled: Promise<string> } {
   const signalled = new Promise<string>((res) => (fire = res));
   onTerminate((sig) => fire(sig));
   return { signalled };
+}
+
+/** A data directory that is a file or cannot be created or written is told by name before the node starts. */
+function checkDataDirPath(dir: string): void {
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UsageError(`--data ${dir} is a file, not a directory: name the node's data directory (it is created if missing)`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, constants.W_OK);
+  } catch (e) {
+    throw new CliError(`cannot use the data directory ${dir} (--data): ${(e as Error).message}: pick a directory this user may write to`);
+  }
 }
 
 function dataDirOf(id: string, data: string | undefined): string {

@@ -10,6 +10,7 @@
 // Not the package root: "cbor-x" loads the native cbor-extract addon, which
 // crashes Bun (segfault while decoding strings) and kills Deno (undefined V8
 // symbol). The subpath is the same pure-JS codec without it.
+import { Decoder } from "cbor-x/decode";
 import { Encoder } from "cbor-x/encode";
 import * as L from "./limits.ts";
 
@@ -145,6 +146,33 @@ export class InvalidCommandError extends Error {
 // Plain CBOR maps (no cbor-x records) and untagged byte strings, so that any
 // CBOR decoder, in any cairn version, reads the same command.
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
+// Decoding into objects, cbor-x renames a "__proto__" key to "__proto_" (its
+// guard against prototype pollution), which changed accepted data. Maps
+// come out as Map instead and plainOf defines every key as an own property.
+const mapDecoder = new Decoder({ useRecords: false, mapsAsObjects: false });
+/** Nesting of a decoded command: the command's own levels plus JSON_DEPTH_MAX of data, with room. */
+const DECODE_DEPTH_MAX = L.JSON_DEPTH_MAX + 16;
+
+/** Decodes CBOR with maps as plain objects whose keys are exactly the encoded ones. */
+function decodeCbor(bytes: Uint8Array): unknown {
+  return plainOf(mapDecoder.decode(bytes), 0);
+}
+
+function plainOf(v: unknown, depth: number): unknown {
+  if (depth > DECODE_DEPTH_MAX) throw new InvalidCommandError(`CBOR nests deeper than ${DECODE_DEPTH_MAX}`);
+  if (v instanceof Uint8Array) return toPlainBytes(v);
+  if (Array.isArray(v)) return v.map((x) => plainOf(x, depth + 1));
+  if (v instanceof Map) {
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of v) {
+      if (typeof k !== "string") throw new InvalidCommandError(`a CBOR map has a ${typeof k} key, not a string`);
+      // defineProperty, not assignment: "__proto__" must become an own key, never the prototype.
+      Object.defineProperty(o, k, { value: plainOf(x, depth + 1), enumerable: true, writable: true, configurable: true });
+    }
+    return o;
+  }
+  return v;
+}
 
 /** Validates and encodes; throws InvalidCommandError. */
 export function encodeCommand(cmd: Command): Uint8Array {
@@ -156,8 +184,9 @@ export function encodeCommand(cmd: Command): Uint8Array {
 export function decodeCommand(bytes: Uint8Array): Command {
   let raw: unknown;
   try {
-    raw = cbor.decode(bytes);
+    raw = decodeCbor(bytes);
   } catch (err) {
+    if (err instanceof InvalidCommandError) throw err;
     throw new InvalidCommandError(`not CBOR: ${(err as Error).message}`);
   }
   return validateCommand(raw);
@@ -169,7 +198,7 @@ export function encodeResult(result: unknown): Uint8Array {
 }
 
 export function decodeResult(bytes: Uint8Array): unknown {
-  return plainBytesDeep(cbor.decode(bytes));
+  return decodeCbor(bytes);
 }
 
 /** Checks shape and limits; returns a copy holding only the known fields. */
@@ -295,7 +324,7 @@ function version(v: unknown, what: string): number {
 /** A string that is non-empty, well-formed UTF-16 (so UTF-8 round-trips) and within `max` bytes. */
 function boundedString(v: unknown, what: string, max: number): string {
   if (typeof v !== "string" || v.length === 0) throw new InvalidCommandError(`${what} must be a non-empty string`);
-  if (/\p{Surrogate}/u.test(v)) throw new InvalidCommandError(`${what} has an unpaired surrogate: it is not valid Unicode`);
+  if (firstLoneSurrogate(v) >= 0) throw new InvalidCommandError(`${what} has an unpaired surrogate: it is not valid Unicode`);
   const n = utf8Length(v);
   if (n > max) throw new InvalidCommandError(`${what} is ${n} bytes, over ${max}`, true);
   return v;
@@ -326,7 +355,8 @@ function value(v: unknown): Uint8Array {
 /** Checks that v is JSON (no undefined, bytes, NaN, cycles) within JSON_DEPTH_MAX. */
 function jsonValue(v: unknown, what: string, depth: number): JsonValue {
   if (depth > L.JSON_DEPTH_MAX) throw new InvalidCommandError(`${what} nests deeper than ${L.JSON_DEPTH_MAX}`);
-  if (v === null || typeof v === "boolean" || typeof v === "string") return v;
+  if (v === null || typeof v === "boolean") return v;
+  if (typeof v === "string") return wellFormed(v, what);
   if (typeof v === "number") {
     if (!Number.isFinite(v)) throw new InvalidCommandError(`${what} holds ${v}, which JSON cannot carry`);
     return v;
@@ -334,9 +364,39 @@ function jsonValue(v: unknown, what: string, depth: number): JsonValue {
   if (Array.isArray(v)) return v.map((x, i) => jsonValue(x, `${what}[${i}]`, depth + 1));
   if (typeof v === "object" && !(v instanceof Uint8Array) && Object.getPrototypeOf(v) === Object.prototype) {
     // fromEntries defines "__proto__" as an own key instead of setting the prototype.
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, jsonValue(x, `${what}.${k}`, depth + 1)]));
+    return Object.fromEntries(
+      Object.entries(v).map(([k, x]) => {
+        const at = `${what}${pathStep(k)}`;
+        return [wellFormed(k, `the key of ${at}`), jsonValue(x, at, depth + 1)];
+      }),
+    );
   }
   throw new InvalidCommandError(`${what} is not JSON (${typeof v})`);
+}
+
+/**
+ * A lone surrogate (JSON text can write "\ud800") has no UTF-8 form: stored
+ * and read back it would become U+FFFD. Refused, so what is accepted is
+ * exactly what comes back.
+ */
+function wellFormed(s: string, what: string): string {
+  const at = firstLoneSurrogate(s);
+  if (at >= 0) {
+    const hex = s.charCodeAt(at).toString(16).toUpperCase();
+    throw new InvalidCommandError(`${what} holds an unpaired surrogate (U+${hex} at character ${at}), which UTF-8 cannot store: send well-formed Unicode`);
+  }
+  return s;
+}
+
+/** The UTF-16 index of the first unpaired surrogate in s, or -1. */
+export function firstLoneSurrogate(s: string): number {
+  const m = /\p{Surrogate}/u.exec(s);
+  return m ? m.index : -1;
+}
+
+/** `.name` for identifier-like keys, `["any key"]` for the rest (as a JS path reads). */
+export function pathStep(k: string): string {
+  return /^[A-Za-z_$][\w$]*$/.test(k) ? `.${k}` : `[${JSON.stringify(k)}]`;
 }
 
 const encoder = new TextEncoder();
@@ -350,13 +410,4 @@ export function utf8Length(s: string): number {
 /** cbor-x and Bun hand out Buffers; a plain Uint8Array compares and stores alike everywhere. */
 export function toPlainBytes(b: Uint8Array): Uint8Array {
   return b.constructor === Uint8Array ? b : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
-}
-
-function plainBytesDeep(v: unknown): unknown {
-  if (v instanceof Uint8Array) return toPlainBytes(v);
-  if (Array.isArray(v)) return v.map(plainBytesDeep);
-  if (typeof v === "object" && v !== null) {
-    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, plainBytesDeep(x)]));
-  }
-  return v;
 }
