@@ -105,7 +105,9 @@ export async function serve(argv: string[]): Promise<number> {
   log.info(`this node is ${self.node.id} (${self.detail})`);
   const tls = readTls(self.node, values.insecure!);
   const dataDir = dataDirOf(self.node.id, values.data);
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, ...ckpt });
+  // Test only (never set in production): network faults injected in the peer transport, see src/transport/faults.ts.
+  const testFaultsFile = process.env.CAIRN_TEST_FAULTS || undefined;
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, logger: root, readOnly, synchronous: sync, testFaultsFile, ...ckpt });
   try {
     await node.start();
   } catch (e) {

@@ -27,7 +27,8 @@ import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
 import { RaftStore } from "../storage/store.ts";
 import type { PeerTls } from "../transport/context.ts";
-import { PeerTransport } from "../transport/transport.ts";
+import { FaultHook } from "../transport/faults.ts";
+import { PeerTransport, transportTimings } from "../transport/transport.ts";
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
@@ -56,6 +57,8 @@ export interface CairnNodeOptions {
   readonly proposeTimeoutMs?: number;
   readonly readTimeoutMs?: number;
   readonly synchronous?: "FULL" | "NORMAL";
+  /** Test only: a faults file for the transport's fault hook (CAIRN_TEST_FAULTS; see transport/faults.ts). */
+  readonly testFaultsFile?: string;
   /** Where the peer transport listens; default the node's `peer` address in the file. */
   readonly peerListen?: { readonly host: string; readonly port: number };
   readonly checkpoints?: Partial<CheckpointPolicy>;
@@ -202,6 +205,9 @@ export class CairnNode implements NodeApi {
       tls: this.opts.tls,
       logger: this.log,
       onMessage: (from, p) => this.onPeer(from, p),
+      // Dead connections are found and redialled within about an election timeout of this cluster.
+      ...transportTimings(this.config.raft),
+      faults: this.opts.testFaultsFile === undefined ? undefined : new FaultHook(this.opts.testFaultsFile, this.id, this.log),
     });
     this.transport.setPeers(this.peerAddresses());
     await this.transport.listen();
