@@ -18,8 +18,9 @@
  * A lost frame is handled the way TCP handles a lost segment: it and every
  * later frame of the same connection wait (head-of-line blocking) for a
  * retransmission after an RTO that starts at 200 ms and doubles with each
- * further loss up to 120 s (Linux's TCP_RTO_MIN / TCP_RTO_MAX), and resets
- * when a retransmission gets through. So, as with real TCP, a connection that
+ * further loss up to 120 s (Linux's TCP_RTO_MIN / TCP_RTO_MAX); when one gets
+ * through, every frame held behind it is delivered at once (they arrived and
+ * waited out of order, as with SACK). So, as with real TCP, a connection that
  * lived through a long cut stays silent for a while after the heal, and heavy
  * loss stalls a connection for seconds at a time.
  */
@@ -146,18 +147,12 @@ export class FaultLane {
       this.arm();
       return;
     }
-    this.held.shift();
-    head.deliver();
-    // Later frames were "sent" after the lost one: each may be lost in its turn.
-    while (!this.closed && this.held.length > 0) {
-      const next = this.held[0]!;
-      if (Math.random() < this.hook.lossFrom(next.from)) {
-        this.rtoMs = RTO_MS_MIN;
-        this.arm();
-        return;
-      }
-      this.held.shift();
-      next.deliver();
+    // The frames behind it arrived meanwhile and wait in the receiver's out-of-order queue (SACK): all go up now.
+    const held = this.held.splice(0);
+    this.rtoMs = RTO_MS_MIN;
+    for (const h of held) {
+      if (this.closed) return;
+      h.deliver();
     }
   }
 }

@@ -149,13 +149,14 @@ export class E2ECluster {
   }
 
   /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[] } = {}): Proc {
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; env?: Record<string, string> } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
     const args = ["serve", "--config", this.file, "--id", id, "--data", this.dataDir(id), ...(opts.args ?? [])];
+    const env = opts.env === undefined ? undefined : { ...process.env, ...opts.env };
     const child =
       opts.runtime === "deno"
-        ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-        : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+        ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env })
+        : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
     const lines: string[] = [];
     const collect = (d: Buffer) => {
       for (const l of d.toString().split("\n")) if (l.trim()) lines.push(l);
