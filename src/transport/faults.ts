@@ -20,7 +20,9 @@
  * retransmission after an RTO that starts at 200 ms and doubles with each
  * further loss up to 120 s (Linux's TCP_RTO_MIN / TCP_RTO_MAX); when one gets
  * through, every frame held behind it is delivered at once (they arrived and
- * waited out of order, as with SACK). So, as with real TCP, a connection that
+ * waited out of order, as with SACK). The RTO stays backed off until the
+ * "ACK" of a retransmission gets back (lost with the same probability), so the
+ * next loss on that connection waits as long. So, as with real TCP, a connection that
  * lived through a long cut stays silent for a while after the heal, and heavy
  * loss stalls a connection for seconds at a time.
  */
@@ -125,7 +127,6 @@ export class FaultLane {
       return;
     }
     this.held.push({ from, deliver });
-    this.rtoMs = RTO_MS_MIN;
     this.arm();
   }
 
@@ -149,7 +150,8 @@ export class FaultLane {
     }
     // The frames behind it arrived meanwhile and wait in the receiver's out-of-order queue (SACK): all go up now.
     const held = this.held.splice(0);
-    this.rtoMs = RTO_MS_MIN;
+    // TCP keeps the backed-off RTO until an ACK of new data gets back, itself lost as often.
+    if (Math.random() >= this.hook.lossFrom(head.from)) this.rtoMs = RTO_MS_MIN;
     for (const h of held) {
       if (this.closed) return;
       h.deliver();
