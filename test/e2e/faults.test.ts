@@ -7,7 +7,7 @@
  * the heal, as a real one does. Real kill -9 and SIGSTOP otherwise.
  */
 import { afterEach, expect, test } from "bun:test";
-import { renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "../helpers/ports.ts";
 import { E2ECluster, expectFeedsAgree, Writer } from "./harness.ts";
@@ -144,4 +144,79 @@ test("under 20% loss on every link writes keep committing, and after it the clus
   expect(backMs).toBeLessThan(BACK_MS_MAX);
   await w.stop();
   await expectFeedsAgree(c, IDS, w);
+}, 90_000);
+
+/** Resident set of node `id`'s process, in MiB (/proc/PID/status VmRSS). */
+function rssMiB(cl: E2ECluster, id: string): number {
+  const pid = cl.procs.get(id)?.child.pid;
+  const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  if (!m) throw new Error(`no VmRSS for ${id} (pid ${pid})`);
+  return Number(m[1]) / 1024;
+}
+
+/** `clients` closed loops posting `entryBytes`-sized changes through `id` until stop() (no retries: load only). */
+function padLoad(cl: E2ECluster, id: string, clients: number, entryBytes: number): { count(): number; stop(): Promise<void> } {
+  const pad = "x".repeat(entryBytes);
+  let acked = 0;
+  let stopping = false;
+  const loop = async (k: number): Promise<void> => {
+    for (let s = 0; !stopping; s++) {
+      try {
+        const r = await cl.json(id, "/changes", {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ data: { k, s, pad }, tags: [] }),
+          signal: AbortSignal.timeout(3000),
+        });
+        if (r.status === 200 || r.status === 201) acked++;
+      } catch {
+        // Load only: a failed write is not retried.
+      }
+    }
+  };
+  const loops = [...Array(clients).keys()].map(loop);
+  return { count: () => acked, stop: async () => ((stopping = true), void (await Promise.all(loops))) };
+}
+
+const ENTRY_BYTES = 2000;
+const CATCH_UP_MS_MAX = 20_000;
+
+test("a follower stopped until thousands of entries behind is caught up from the log with the leader's memory bounded", async () => {
+  c = await startThree();
+  const leader = await c.leader();
+  const victim = IDS.find((id) => id !== leader)!;
+  // A moderate load: the leader's RSS already swings by tens of MiB with the garbage of a heavy one.
+  const load = padLoad(c, leader, 8, ENTRY_BYTES);
+  try {
+    await waitFor("load running", () => load.count() >= 500, 30_000);
+    let before = 0;
+    for (let t0 = performance.now(); performance.now() - t0 < 3000; await sleep(50)) before = Math.max(before, rssMiB(c, leader));
+    const termBefore = (await c.status(leader)).term;
+    await c.signal(victim, "SIGSTOP");
+    const n0 = load.count();
+    await sleep(12_000);
+    const behind = load.count() - n0;
+    await c.signal(victim, "SIGCONT");
+    const resumed = performance.now();
+    const target = (await c.status(leader)).index.commit;
+    let peak = before;
+    let caughtMs = -1;
+    while (caughtMs < 0 && performance.now() - resumed < CATCH_UP_MS_MAX) {
+      peak = Math.max(peak, rssMiB(c, leader));
+      const st = await c.status(victim).catch(() => null);
+      if (st && st.index.applied >= target) caughtMs = performance.now() - resumed;
+      await sleep(50);
+    }
+    for (const t1 = performance.now(); performance.now() - t1 < 2000; await sleep(50)) peak = Math.max(peak, rssMiB(c, leader));
+    const st = await c.status(leader);
+    console.log(`catch-up of ${behind} entries (~${Math.round((behind * ENTRY_BYTES) / 2 ** 20)} MiB): leader RSS ${Math.round(before)} -> peak ${Math.round(peak)} MiB, caught up in ${Math.round(caughtMs)} ms, term ${termBefore} -> ${st.term}`);
+    expect(behind).toBeGreaterThan(1000);
+    expect(caughtMs).toBeGreaterThanOrEqual(0);
+    expect(peak - before).toBeLessThan(64);
+    expect(st.term).toBe(termBefore);
+    expect(st.leader?.id).toBe(leader);
+    expect(c.allLogs(leader).filter((l) => /stall/i.test(l.msg ?? ""))).toEqual([]);
+  } finally {
+    await load.stop();
+  }
 }, 90_000);
