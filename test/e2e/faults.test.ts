@@ -154,13 +154,19 @@ function rssMiB(cl: E2ECluster, id: string): number {
   return Number(m[1]) / 1024;
 }
 
-/** `clients` closed loops posting `entryBytes`-sized changes through `id` until stop() (no retries: load only). */
-function padLoad(cl: E2ECluster, id: string, clients: number, entryBytes: number): { count(): number; stop(): Promise<void> } {
+/**
+ * `clients` loops posting `entryBytes`-sized changes through `id` until stop() (no retries: load
+ * only), each at most one write per `paceMs`: a steady rate keeps the leader's garbage (and so its
+ * RSS) steady, so that what a catch-up adds shows.
+ */
+function padLoad(cl: E2ECluster, id: string, opts: { clients: number; entryBytes: number; paceMs: number }): { count(): number; stop(): Promise<void> } {
+  const { clients, entryBytes, paceMs } = opts;
   const pad = "x".repeat(entryBytes);
   let acked = 0;
   let stopping = false;
   const loop = async (k: number): Promise<void> => {
     for (let s = 0; !stopping; s++) {
+      const started = performance.now();
       try {
         const r = await cl.json(id, "/changes", {
           method: "POST",
@@ -172,6 +178,7 @@ function padLoad(cl: E2ECluster, id: string, clients: number, entryBytes: number
       } catch {
         // Load only: a failed write is not retried.
       }
+      await sleep(Math.max(0, paceMs - (performance.now() - started)));
     }
   };
   const loops = [...Array(clients).keys()].map(loop);
@@ -186,7 +193,7 @@ test("a follower stopped until thousands of entries behind is caught up from the
   const leader = await c.leader();
   const victim = IDS.find((id) => id !== leader)!;
   // A moderate load: the leader's RSS already swings by tens of MiB with the garbage of a heavy one.
-  const load = padLoad(c, leader, 8, ENTRY_BYTES);
+  const load = padLoad(c, leader, { clients: 8, entryBytes: ENTRY_BYTES, paceMs: 25 });
   try {
     await waitFor("load running", () => load.count() >= 500, 30_000);
     let before = 0;
