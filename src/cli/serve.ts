@@ -136,7 +136,9 @@ export async function serve(argv: string[]): Promise<number> {
   // logged why; the process exits 1 so that a supervisor restarts it (a damaged file is refused then).
   let failed: (e: Error) => void = () => {};
   const fatal = new Promise<Error>((res) => (failed = res));
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), ...ckpt });
+  // Test only (never set in production): network faults injected in the peer transport, see src/transport/faults.ts.
+  const testFaultsFile = process.env.CAIRN_TEST_FAULTS || undefined;
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), testFaultsFile, ...ckpt });
   try {
     await node.start();
   } catch (e) {

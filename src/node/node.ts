@@ -28,8 +28,9 @@ import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { AdmissionRefusal, PeerIdentity, PeerTls, RefusedByInfo } from "../transport/context.ts";
+import { FaultHook } from "../transport/faults.ts";
 import { LogLimiter } from "../transport/limiter.ts";
-import { PeerTransport } from "../transport/transport.ts";
+import { PeerTransport, transportTimings } from "../transport/transport.ts";
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
@@ -62,6 +63,8 @@ export interface CairnNodeOptions {
   readonly proposeTimeoutMs?: number;
   readonly readTimeoutMs?: number;
   readonly synchronous?: "FULL" | "NORMAL";
+  /** Test only: a faults file for the transport's fault hook (CAIRN_TEST_FAULTS; see transport/faults.ts). */
+  readonly testFaultsFile?: string;
   /** Where the peer transport listens; default the node's `peer` address in the file. */
   readonly peerListen?: { readonly host: string; readonly port: number };
   readonly checkpoints?: Partial<CheckpointPolicy>;
@@ -260,6 +263,9 @@ export class CairnNode implements NodeApi {
       onMessage: (from, p) => this.guarded(() => this.onPeer(from, p)),
       admit: (p) => this.admitPeer(p),
       onRefusedBy: (e) => this.guarded(() => this.onRefusedBy(e)),
+      // Dead connections are found and redialled within about an election timeout of this cluster.
+      ...transportTimings(this.config.raft),
+      faults: this.opts.testFaultsFile === undefined ? undefined : new FaultHook(this.opts.testFaultsFile, this.id, this.log),
     });
     this.admittedKey = this.admittedSet().key;
     this.transport.setPeers(this.peerAddresses());

@@ -4,20 +4,32 @@
  *  - probe: the follower's log is unknown; at most one append in flight,
  *    resent once per heartbeat until it answers;
  *  - replicate: appends are pipelined optimistically, at most
- *    `inflightMax` in flight;
+ *    `inflightMax` appends and `inflightBytesMax` bytes of entries in flight
+ *    (so the memory a lagging follower costs the leader is bounded by bytes,
+ *    whatever its lag);
  *  - snapshot: a snapshot is being sent; no appends until it is reported.
  */
 import { assert } from "../util/assert.ts";
 
 export type ProgressState = "probe" | "replicate" | "snapshot";
 
-/** A bounded window of the last indexes of appends in flight. */
+/** A bounded window of the last indexes of appends in flight, and of their bytes. */
 export class Inflights {
   private readonly ring: number[] = [];
+  private readonly sizes: number[] = [];
   private start = 0;
+  private byteCount = 0;
 
-  constructor(readonly sizeMax: number) {
+  constructor(
+    readonly sizeMax: number,
+    readonly bytesMax: number = Infinity,
+  ) {
     assert(sizeMax > 0, () => `inflight window must be positive, got ${sizeMax}`);
+    assert(bytesMax > 0, () => `inflight bytes must be positive, got ${bytesMax}`);
+  }
+
+  get bytes(): number {
+    return this.byteCount;
   }
 
   get count(): number {
@@ -25,28 +37,33 @@ export class Inflights {
   }
 
   full(): boolean {
-    return this.count >= this.sizeMax;
+    return this.count >= this.sizeMax || this.byteCount >= this.bytesMax;
   }
 
-  add(lastIndex: number): void {
+  add(lastIndex: number, bytes = 0): void {
     assert(!this.full(), "inflights: add() on a full window");
     const last = this.ring[this.ring.length - 1];
     assert(this.count === 0 || last === undefined || lastIndex > last, () => `inflights out of order: ${lastIndex} after ${last}`);
     this.ring.push(lastIndex);
+    this.sizes.push(bytes);
+    this.byteCount += bytes;
   }
 
   /** Frees every append whose last index is <= `index` (they are acknowledged). */
   freeLE(index: number): void {
-    while (this.start < this.ring.length && this.ring[this.start]! <= index) this.start++;
+    while (this.start < this.ring.length && this.ring[this.start]! <= index) this.byteCount -= this.sizes[this.start++]!;
     if (this.start > 64 && this.start * 2 > this.ring.length) {
       this.ring.splice(0, this.start);
+      this.sizes.splice(0, this.start);
       this.start = 0;
     }
   }
 
   reset(): void {
     this.ring.length = 0;
+    this.sizes.length = 0;
     this.start = 0;
+    this.byteCount = 0;
   }
 }
 
@@ -66,13 +83,15 @@ export class Progress {
   msgAppFlowPaused = false;
   /** The leader tick at which the newest acknowledged heartbeat was sent (read lease). */
   ackedSendTick = -1;
+  /** In probe state: the leader tick at which the probe in flight was sent. */
+  probeSentTick = -1;
   /** The leader tick of the last message from this follower. */
   lastContactTick = -1;
   readonly inflights: Inflights;
 
-  constructor(opts: { next: number; inflightMax: number; isLearner: boolean }) {
+  constructor(opts: { next: number; inflightMax: number; inflightBytesMax?: number; isLearner: boolean }) {
     this.next = opts.next;
-    this.inflights = new Inflights(opts.inflightMax);
+    this.inflights = new Inflights(opts.inflightMax, opts.inflightBytesMax);
     this.isLearner = opts.isLearner;
   }
 
@@ -106,16 +125,17 @@ export class Progress {
     this.pendingSnapshot = snapshotIndex;
   }
 
-  /** Records an append of `count` entries just sent. */
-  sentEntries(count: number): void {
+  /** Records an append of `count` entries (`bytes` of them) just sent at leader tick `tick`. */
+  sentEntries(count: number, bytes = 0, tick = -1): void {
     if (this.state === "replicate") {
       if (count > 0) {
         this.next += count;
-        this.inflights.add(this.next - 1);
+        this.inflights.add(this.next - 1, bytes);
       }
       this.msgAppFlowPaused = this.inflights.full();
     } else if (this.state === "probe") {
       this.msgAppFlowPaused = true;
+      this.probeSentTick = tick;
     } else {
       assert(false, () => `sending entries in state ${this.state}`);
     }

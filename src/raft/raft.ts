@@ -22,6 +22,7 @@ import { Tracker } from "./tracker.ts";
 import {
   CAMPAIGN_TRANSFER,
   MESSAGE_DEFAULTS,
+  entryBytes,
   NONE,
   type ConfChange,
   type ConfState,
@@ -70,6 +71,8 @@ export interface RaftConfig {
   readonly leaseDriftTicks?: number;
   readonly msgBytesMax?: number;
   readonly inflightMax?: number;
+  /** Bytes of entries in flight to one follower at most (plus one append): bounds a catch-up's memory. */
+  readonly inflightBytesMax?: number;
   readonly uncommittedBytesMax?: number;
   readonly readyCommittedBytesMax?: number;
   readonly pendingReadsMax?: number;
@@ -89,6 +92,7 @@ const DEFAULTS = {
   heartbeatTicks: 1,
   msgBytesMax: 1 << 20,
   inflightMax: 256,
+  inflightBytesMax: 8 << 20,
   uncommittedBytesMax: 64 << 20,
   readyCommittedBytesMax: 8 << 20,
   pendingReadsMax: 4096,
@@ -187,6 +191,7 @@ export class Raft {
       leaseDriftTicks: config.leaseDriftTicks ?? DEFAULTS.leaseDriftTicks,
       msgBytesMax: config.msgBytesMax ?? DEFAULTS.msgBytesMax,
       inflightMax: config.inflightMax ?? DEFAULTS.inflightMax,
+      inflightBytesMax: config.inflightBytesMax ?? DEFAULTS.inflightBytesMax,
       uncommittedBytesMax: config.uncommittedBytesMax ?? DEFAULTS.uncommittedBytesMax,
       readyCommittedBytesMax: config.readyCommittedBytesMax ?? DEFAULTS.readyCommittedBytesMax,
       pendingReadsMax: config.pendingReadsMax ?? DEFAULTS.pendingReadsMax,
@@ -198,7 +203,7 @@ export class Raft {
     assert(this.cfg.readOnly !== "lease" || this.cfg.checkQuorum, "the read lease needs checkQuorum");
     this.readOnly = new ReadOnly(this.cfg.pendingReadsMax);
     this.startupLeaseGuard = this.cfg.readOnly === "lease";
-    this.trk = new Tracker(this.cfg.inflightMax);
+    this.trk = new Tracker(this.cfg.inflightMax, this.cfg.inflightBytesMax);
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, config.applied ?? 0);
     this.trk.setConf(confState, this.log.lastIndex());
@@ -819,7 +824,10 @@ export class Raft {
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
-    pr.msgAppFlowPaused = false;
+    // A probe is resent only when a heartbeat sent after it was answered: then the probe was lost (the
+    // follower answers in order). Answers to older heartbeats (a burst after the follower was paused
+    // or its connection was slow) would otherwise each send another copy of a full-size probe.
+    if (pr.state !== "probe" || m.index > pr.probeSentTick) pr.msgAppFlowPaused = false;
     pr.ackedSendTick = Math.max(pr.ackedSendTick, m.index);
     if (pr.match < this.log.lastIndex() || pr.state === "probe") this.sendAppend(m.from, true);
     if (m.context === "") return;
@@ -918,7 +926,9 @@ export class Raft {
     }
     if (ents.length === 0 && !sendIfEmpty) return false;
     this.send({ type: "app", to, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed });
-    pr.sentEntries(ents.length);
+    let bytes = 0;
+    for (const e of ents) bytes += entryBytes(e);
+    pr.sentEntries(ents.length, bytes, this.now);
     return true;
   }
 

@@ -13,7 +13,10 @@ export class Tracker implements JointVoters {
   readonly progress = new Map<NodeId, Progress>();
   readonly votes = new Map<NodeId, boolean>();
 
-  constructor(private readonly inflightMax: number) {}
+  constructor(
+    private readonly inflightMax: number,
+    private readonly inflightBytesMax: number = Infinity,
+  ) {}
 
   /** Switches to `conf`, keeping Progress of members that stay. */
   setConf(conf: ConfState, lastIndex: number): void {
@@ -32,7 +35,7 @@ export class Tracker implements JointVoters {
         pr.isLearner = isLearner;
         continue;
       }
-      const fresh = new Progress({ next: lastIndex + 1, inflightMax: this.inflightMax, isLearner });
+      const fresh = new Progress({ next: lastIndex + 1, inflightMax: this.inflightMax, inflightBytesMax: this.inflightBytesMax, isLearner });
       // A new member counts as active so it can be sent a snapshot right away.
       fresh.recentActive = true;
       this.progress.set(id, fresh);

@@ -32,6 +32,8 @@ export const ENTRY_CACHE_LENGTH_MAX = 4096;
 export const ENTRY_CACHE_BYTES_MAX = 8 * 1024 * 1024;
 /** Rows read from raft_log per query when entries() misses the cache. */
 const ENTRY_PAGE_LENGTH = 256;
+/** The first page of a read, before the entries' sizes are known. */
+const ENTRY_PAGE_FIRST_LENGTH = 8;
 
 export interface StoreOptions {
   /** The data directory; created if missing. The file is `<dir>/cairn.db`. */
@@ -395,8 +397,12 @@ export class RaftStore implements LogStorage, AppliedState {
   private readEntries(lo: number, hi: number, maxBytes: number): Entry[] {
     const out: Entry[] = [];
     let size = 0;
+    // Pages sized from the entries seen so far: rows past maxBytes are read and thrown away, and with
+    // large entries a fixed page of 256 rows would read many times maxBytes per call.
+    let page = ENTRY_PAGE_FIRST_LENGTH;
     while (lo < hi) {
-      const rows = this.s.range.all(lo, hi, ENTRY_PAGE_LENGTH);
+      if (out.length > 0) page = Math.min(ENTRY_PAGE_LENGTH, Math.max(1, Math.ceil((maxBytes - size) / (size / out.length)) + 1));
+      const rows = this.s.range.all(lo, hi, page);
       assert(rows.length > 0, () => `raft_log has no entry ${lo} below last ${this.last}`);
       for (const r of rows) {
         const e = rowToEntry(r);

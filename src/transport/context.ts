@@ -1,6 +1,7 @@
 /** What the transport's parts (outbound peers, inbound connections) share. */
 import type { Socket } from "node:net";
 import type { Logger } from "../util/log.ts";
+import type { FaultHook } from "./faults.ts";
 import type { LogLimiter } from "./limiter.ts";
 
 /** PEM strings: the cluster CA, this node's certificate (CN = node id) and its PKCS#8 key. */
@@ -24,6 +25,14 @@ export interface Limits {
   /** A connection whose writes make no progress this long is closed and redialled. */
   readonly writeStallMs: number;
   readonly keepAliveMs: number;
+  /** Each side of an open connection sends a keepalive frame when it has sent nothing for this long. */
+  readonly pingMs: number;
+  /**
+   * Read deadline: an open connection on which nothing (not even a keepalive) arrived for this long
+   * is dead (a cut, a stopped peer, TCP stuck in retransmission backoff) and is closed; the dialling
+   * side redials. About one election timeout.
+   */
+  readonly idleMs: number;
   readonly inboundConnectionsMax: number;
   readonly logIntervalMs: number;
 }
@@ -84,6 +93,8 @@ export interface TransportContext {
   /** Peers refused (either direction, at the handshake or on a re-check) by the admission rule, per kind. */
   readonly refusedByKind: Record<string, number>;
   onRefusedBy(info: RefusedByInfo): void;
+  /** Test-only network faults (CAIRN_TEST_FAULTS); undefined in production. */
+  readonly faults: FaultHook | undefined;
 }
 
 export function errorMessage(e: unknown): string {

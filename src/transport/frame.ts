@@ -65,6 +65,13 @@ export function encodeFrame(value: unknown, frameBytesMax: number = FRAME_BYTES_
   return frame;
 }
 
+/**
+ * A frame with an empty body (no CBOR value can encode to nothing, so no payload looks like it): the
+ * transport's keepalive. FrameDecoder yields KEEPALIVE for it.
+ */
+export const KEEPALIVE = Symbol("keepalive");
+export const KEEPALIVE_FRAME: Uint8Array = new Uint8Array(FRAME_HEADER_BYTES);
+
 /** Decodes one frame body. Throws BadFrameError. */
 export function decodeBody(body: Uint8Array): unknown {
   let value: unknown;
@@ -153,6 +160,11 @@ export class FrameDecoder {
         this.bodyBytes = length;
       }
       if (this.bufferedBytes < this.bodyBytes) return;
+      if (this.bodyBytes === 0) {
+        this.bodyBytes = -1;
+        yield KEEPALIVE;
+        continue;
+      }
       const body = this.take(this.bodyBytes);
       this.bodyBytes = -1;
       let value: unknown;

@@ -5,12 +5,17 @@
  *
  * Anything wrong (garbage bytes, an oversized frame, a bad hello) closes this
  * connection only, with one log line naming the peer address and the reason.
+ *
+ * Liveness: once open, this side sends a keepalive every pingMs (it sends
+ * nothing else) so that the dialling side can tell a live connection from a
+ * dead one, and closes the connection when nothing arrived for idleMs.
  */
 import type { Socket } from "node:net";
 import type { TLSSocket } from "node:tls";
 import { peerCommonName, peerSerialNumber } from "../platform/net.ts";
 import { errorMessage, type TransportContext } from "./context.ts";
-import { BadFrameError, FrameDecoder, FrameTooLargeError, encodeFrame } from "./frame.ts";
+import type { FaultLane } from "./faults.ts";
+import { BadFrameError, FrameDecoder, FrameTooLargeError, KEEPALIVE, KEEPALIVE_FRAME, encodeFrame } from "./frame.ts";
 import { HandshakeError, NotAdmittedError, PROTOCOL_VERSION, checkAdmission, checkHello, parseHello, type Hello, type Refusal } from "./hello.ts";
 
 /** How long a refused peer gets to read the refusal before the socket is destroyed. */
@@ -33,6 +38,10 @@ export class InboundConn {
   private refusing = false;
   private done = false;
   private readonly decoder: FrameDecoder;
+  private liveTimer: ReturnType<typeof setInterval> | undefined;
+  private lastReadMs = 0;
+  private lastCheckMs = 0;
+  private readonly lane: FaultLane | undefined;
 
   constructor(
     private readonly ctx: TransportContext,
@@ -41,6 +50,7 @@ export class InboundConn {
     private readonly events: InboundEvents,
   ) {
     this.decoder = new FrameDecoder({ frameBytesMax: ctx.limits.frameBytesMax });
+    this.lane = ctx.faults?.lane();
     socket.setNoDelay(true);
     socket.setKeepAlive(true, ctx.limits.keepAliveMs);
     socket.on("data", (chunk: Uint8Array) => this.onData(chunk));
@@ -65,6 +75,8 @@ export class InboundConn {
   private finish(): void {
     if (this.done) return;
     this.done = true;
+    clearInterval(this.liveTimer);
+    this.lane?.close();
     this.socket.destroy();
     this.events.closed(this);
   }
@@ -82,15 +94,44 @@ export class InboundConn {
         return;
       }
       if (next.done || this.done || this.refusing) return;
-      if (!this.open) {
-        if (!this.onHello(next.value)) return;
-        continue;
-      }
-      this.ctx.counters.received++;
-      // Outside the try: a throwing handler is a bug in the node, not the peer's fault.
-      this.events.message(this.peerId ?? "", next.value);
+      const value = next.value;
+      if (this.lane === undefined) this.onFrame(value);
+      else this.lane.receive(this.peerId ?? helloSender(value), () => this.onFrame(value));
     }
   }
+
+  private onFrame(value: unknown): void {
+    if (this.done || this.refusing) return;
+    this.lastReadMs = performance.now();
+    if (!this.open) {
+      this.onHello(value);
+      return;
+    }
+    if (value === KEEPALIVE) return;
+    this.ctx.counters.received++;
+    // Not caught: a throwing handler is a bug in the node, not the peer's fault.
+    this.events.message(this.peerId ?? "", value);
+  }
+
+  /** Every pingMs / 2: the read deadline, and a keepalive each pingMs. */
+  private checkLive(): void {
+    if (this.done) return;
+    const now = performance.now();
+    const { idleMs } = this.ctx.limits;
+    // After a stall of this node's own event loop, what the peer sent meanwhile is not read yet: look next time.
+    const stalled = now - this.lastCheckMs > idleMs / 2;
+    this.lastCheckMs = now;
+    if (now - this.lastReadMs >= idleMs && !stalled) {
+      const quietMs = Math.round(now - this.lastReadMs);
+      this.ctx.log.info("closing peer connection: nothing received for the read deadline", { address: this.address, peer: this.peerId, quietMs, idleMs });
+      this.close(`nothing received for ${quietMs} ms`);
+      return;
+    }
+    this.pingDue = !this.pingDue;
+    if (this.pingDue) this.socket.write(KEEPALIVE_FRAME);
+  }
+
+  private pingDue = false;
 
   /** Returns whether the connection is open now. */
   private onHello(value: unknown): boolean {
@@ -112,6 +153,8 @@ export class InboundConn {
     const reply: Hello = { v: PROTOCOL_VERSION, cluster: this.ctx.clusterId(), from: this.ctx.nodeId, to: hello.from };
     this.socket.write(encodeFrame(reply, this.ctx.limits.frameBytesMax));
     this.open = true;
+    this.lastReadMs = this.lastCheckMs = performance.now();
+    this.liveTimer = setInterval(() => this.checkLive(), Math.max(1, Math.floor(this.ctx.limits.pingMs / 2)));
     this.ctx.log.debug("accepted peer connection", { address: this.address, peer: hello.from, theirCluster: hello.cluster });
     this.ctx.onPeerHello({ from: hello.from, cluster: hello.cluster, direction: "inbound", address: this.address });
     this.events.opened(this);
@@ -152,4 +195,10 @@ export class InboundConn {
     }
     this.finish();
   }
+}
+
+/** The claimed sender of a hello (for the test fault hook, before the hello is checked). */
+function helloSender(value: unknown): string {
+  const from = typeof value === "object" && value !== null ? (value as { from?: unknown }).from : undefined;
+  return typeof from === "string" ? from : "";
 }

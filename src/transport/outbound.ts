@@ -10,6 +10,13 @@
  *    and only while the socket accepts them (write() returned true), so a slow
  *    peer holds at most one write batch beyond the queue's limits.
  *  - Nothing here blocks: enqueue() only appends, drops, or schedules.
+ *  - Liveness: an open connection sends a keepalive when it has been quiet for
+ *    pingMs and expects the peer's keepalives back; nothing received for
+ *    idleMs means the connection is dead (a cut, a stopped peer, TCP stuck in
+ *    retransmission backoff), so it is dropped and redialled at once instead of
+ *    waiting for TCP to notice. The backoff is capped by backoffMsMax (about an
+ *    election timeout), reset by a successful hello, and cut short when the
+ *    peer dials this node (it is evidently reachable again).
  */
 import * as net from "node:net";
 import * as tls from "node:tls";
@@ -17,7 +24,8 @@ import { peerCommonName, peerSerialNumber } from "../platform/net.ts";
 import { assert } from "../util/assert.ts";
 import type { PeerAddress } from "./address.ts";
 import { errorMessage, type TransportContext } from "./context.ts";
-import { FrameDecoder, encodeFrame } from "./frame.ts";
+import type { FaultLane } from "./faults.ts";
+import { FrameDecoder, KEEPALIVE, KEEPALIVE_FRAME, encodeFrame } from "./frame.ts";
 import { HandshakeError, NotAdmittedError, PROTOCOL_VERSION, checkAdmission, checkHello, parseHello, type Hello } from "./hello.ts";
 import { FrameQueue } from "./queue.ts";
 
@@ -31,6 +39,13 @@ interface Conn {
   readonly decoder: FrameDecoder;
   readonly connectTimer: ReturnType<typeof setTimeout>;
   stallTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Keepalive and read deadline of an open connection. */
+  liveTimer: ReturnType<typeof setInterval> | undefined;
+  lastReadMs: number;
+  lastWriteMs: number;
+  lastCheckMs: number;
+  readonly dialMs: number;
+  readonly lane: FaultLane | undefined;
   open: boolean;
   waitingDrain: boolean;
   remoteCluster: string | null;
@@ -183,6 +198,12 @@ export class OutboundPeer {
       decoder: new FrameDecoder({ frameBytesMax: this.ctx.limits.frameBytesMax }),
       connectTimer: setTimeout(() => this.lost(conn, `no connection and hello within ${ms} ms`), ms),
       stallTimer: undefined,
+      liveTimer: undefined,
+      lastReadMs: 0,
+      lastWriteMs: 0,
+      lastCheckMs: 0,
+      dialMs: performance.now(),
+      lane: this.ctx.faults?.lane(),
       open: false,
       waitingDrain: false,
       remoteCluster: null,
@@ -242,20 +263,72 @@ export class OutboundPeer {
     this.ctx.counters.bytesReceived += chunk.byteLength;
     try {
       for (const value of conn.decoder.feed(chunk)) {
-        // A refusal may also come later, when the peer stops admitting this node.
-        const refusal = typeof value === "object" && value !== null && "refused" in value;
-        if (conn.open && !refusal) throw new HandshakeError("peer sent a frame after its hello on a connection this node opened");
-        const hello = parseHello(value);
-        if ("refused" in hello) {
-          if (hello.info !== undefined) this.ctx.onRefusedBy({ peer: this.id, reason: hello.refused, info: hello.info });
-          throw new HandshakeError(`peer refused the connection: ${hello.refused}`);
-        }
-        checkHello(hello, { self: this.ctx.nodeId, cluster: this.ctx.clusterId(), from: this.id });
-        this.opened(conn, hello);
+        if (conn.lane === undefined) this.onFrame(conn, value);
+        else conn.lane.receive(this.id, () => this.onFrame(conn, value));
       }
     } catch (e) {
       this.lost(conn, errorMessage(e));
     }
+  }
+
+  /** The accepting side sends its hello, then only keepalives. */
+  private onFrame(conn: Conn, value: unknown): void {
+    if (this.conn !== conn) return;
+    conn.lastReadMs = performance.now();
+    try {
+      // A refusal may also come later, when the peer stops admitting this node.
+      const refusal = typeof value === "object" && value !== null && "refused" in value;
+      if (conn.open && !refusal) {
+        if (value === KEEPALIVE) return;
+        throw new HandshakeError("peer sent a frame other than a keepalive or a refusal after its hello on a connection this node opened");
+      }
+      const hello = parseHello(value);
+      if ("refused" in hello) {
+        if (hello.info !== undefined) this.ctx.onRefusedBy({ peer: this.id, reason: hello.refused, info: hello.info });
+        throw new HandshakeError(`peer refused the connection: ${hello.refused}`);
+      }
+      checkHello(hello, { self: this.ctx.nodeId, cluster: this.ctx.clusterId(), from: this.id });
+      this.opened(conn, hello);
+    } catch (e) {
+      this.lost(conn, errorMessage(e));
+    }
+  }
+
+  /** Every pingMs: a keepalive if nothing was written lately; the read deadline. */
+  private checkLive(conn: Conn): void {
+    if (this.conn !== conn) return;
+    const now = performance.now();
+    const { pingMs, idleMs } = this.ctx.limits;
+    // After a stall of this node's own event loop, what the peer sent meanwhile is not read yet: look next time.
+    const stalled = now - conn.lastCheckMs > idleMs / 2;
+    conn.lastCheckMs = now;
+    if (now - conn.lastReadMs >= idleMs && !stalled) {
+      this.lost(conn, `nothing received from the peer for ${Math.round(now - conn.lastReadMs)} ms (idleMs ${idleMs}, keepalives included): the connection is dead`);
+      return;
+    }
+    if (now - conn.lastWriteMs >= pingMs && !conn.waitingDrain) {
+      conn.lastWriteMs = now;
+      if (!conn.socket.write(KEEPALIVE_FRAME)) this.awaitDrain(conn);
+    }
+  }
+
+  /**
+   * The peer dialled this node: it is reachable, so a redial waiting out its backoff (or a dial that
+   * may be stuck in SYN retransmission) starts over now.
+   */
+  kick(): void {
+    if (this.state === "backoff") {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    } else if (this.state === "connecting" && this.conn !== undefined && performance.now() - this.conn.dialMs > this.ctx.limits.connectTimeoutMs / 2) {
+      // Only an old dial: a young one is likely just racing the peer's own dial (restarting it would loop).
+      this.disconnect();
+    } else {
+      return;
+    }
+    this.backoffMs = this.ctx.limits.backoffMsMin;
+    this.state = "idle";
+    if (this.queue.length > 0) this.connect();
   }
 
   private opened(conn: Conn, hello: Hello): void {
@@ -264,6 +337,9 @@ export class OutboundPeer {
     conn.remoteCluster = hello.cluster;
     this.state = "open";
     this.backoffMs = this.ctx.limits.backoffMsMin;
+    conn.lastReadMs = conn.lastWriteMs = conn.lastCheckMs = performance.now();
+    const pingMs = this.ctx.limits.pingMs;
+    conn.liveTimer = setInterval(() => this.checkLive(conn), Math.max(1, Math.floor(pingMs / 2)));
     this.ctx.log.info("connected to peer", { peer: this.id, address: this.addr.text, failedAttempts: this.failures, theirCluster: hello.cluster });
     this.failures = 0;
     this.ctx.onPeerHello({ from: hello.from, cluster: hello.cluster, direction: "outbound", address: this.addr.text });
@@ -294,6 +370,8 @@ export class OutboundPeer {
     this.conn = undefined;
     clearTimeout(conn.connectTimer);
     clearTimeout(conn.stallTimer);
+    clearInterval(conn.liveTimer);
+    conn.lane?.close();
     conn.socket.destroy();
     if (this.state === "open" || this.state === "connecting") this.state = "idle";
   }
@@ -329,6 +407,7 @@ export class OutboundPeer {
       this.counters.sent += frames;
       this.ctx.counters.sent += frames;
       this.ctx.counters.bytesSent += batch.byteLength;
+      conn.lastWriteMs = performance.now();
       if (!conn.socket.write(batch)) {
         this.awaitDrain(conn);
         return;

@@ -41,6 +41,7 @@ import {
   type TransportContext,
 } from "./context.ts";
 import { FRAME_BYTES_MAX_DEFAULT, FRAME_HEADER_BYTES, FrameTooLargeError, checkFrameBytesMax, encodeFrame } from "./frame.ts";
+import type { FaultHook } from "./faults.ts";
 import { InboundConn } from "./inbound.ts";
 import { LogLimiter } from "./limiter.ts";
 import { OutboundPeer } from "./outbound.ts";
@@ -76,8 +77,30 @@ export interface PeerTransportOptions<P> {
   readonly connectTimeoutMs?: number;
   readonly writeStallMs?: number;
   readonly keepAliveMs?: number;
+  readonly pingMs?: number;
+  readonly idleMs?: number;
   readonly inboundConnectionsMax?: number;
   readonly logIntervalMs?: number;
+  /** Test-only network faults (see faults.ts); the transport closes it. */
+  readonly faults?: FaultHook;
+}
+
+/**
+ * Liveness timings for a cluster whose Raft heartbeat is `heartbeatMs` and election timeout
+ * `electionMs` (the cluster file's raft section): a dead connection is noticed within about one
+ * election timeout, and a redial never waits much longer than one.
+ */
+export function transportTimings(raft: { readonly heartbeatMs: number; readonly electionMs: number }): Partial<PeerTransportOptions<unknown>> {
+  return {
+    pingMs: raft.heartbeatMs,
+    idleMs: raft.electionMs,
+    // A dial lost in a cut (SYN retransmission backs off from 1 s) is abandoned and redone, so
+    // after a heal some dial starts within connect timeout + backoff, under two election timeouts.
+    connectTimeoutMs: Math.max(250, raft.electionMs),
+    backoffMsMax: Math.max(TRANSPORT_DEFAULTS.backoffMsMin, Math.floor(raft.electionMs / 2)),
+    backoffMsMin: Math.min(TRANSPORT_DEFAULTS.backoffMsMin, Math.floor(raft.electionMs / 2)),
+    writeStallMs: 2 * raft.electionMs,
+  };
 }
 
 export interface PeerMetrics {
@@ -108,6 +131,9 @@ export const TRANSPORT_DEFAULTS: Limits = Object.freeze({
   connectTimeoutMs: 5000,
   writeStallMs: 15_000,
   keepAliveMs: 10_000,
+  // A Raft node passes transportTimings() of its cluster file instead.
+  pingMs: 100,
+  idleMs: 1000,
   inboundConnectionsMax: 256,
   logIntervalMs: 10_000,
 });
@@ -133,6 +159,8 @@ function resolveLimits<P>(o: PeerTransportOptions<P>): Limits {
     connectTimeoutMs: o.connectTimeoutMs ?? d.connectTimeoutMs,
     writeStallMs: o.writeStallMs ?? d.writeStallMs,
     keepAliveMs: o.keepAliveMs ?? d.keepAliveMs,
+    pingMs: o.pingMs ?? d.pingMs,
+    idleMs: o.idleMs ?? d.idleMs,
     inboundConnectionsMax: o.inboundConnectionsMax ?? d.inboundConnectionsMax,
     logIntervalMs: o.logIntervalMs ?? d.logIntervalMs,
   };
@@ -144,6 +172,9 @@ function resolveLimits<P>(o: PeerTransportOptions<P>): Limits {
   }
   if (limits.backoffMsMin > limits.backoffMsMax) {
     throw new RangeError(`backoffMsMin ${limits.backoffMsMin} exceeds backoffMsMax ${limits.backoffMsMax}: make the minimum the smaller`);
+  }
+  if (limits.idleMs < 2 * limits.pingMs) {
+    throw new RangeError(`idleMs ${limits.idleMs} is under 2 × pingMs ${limits.pingMs}: one late keepalive would drop the connection; raise idleMs`);
   }
   if (limits.queueBytesMax < limits.frameBytesMax + FRAME_HEADER_BYTES) {
     throw new RangeError(`queueBytesMax ${limits.queueBytesMax} cannot hold one frame of frameBytesMax ${limits.frameBytesMax}: raise queueBytesMax`);
@@ -192,6 +223,7 @@ export class PeerTransport<P = unknown> {
       admit: opts.admit ?? (() => null),
       refusedByKind: {},
       onRefusedBy: (info) => opts.onRefusedBy?.(info),
+      faults: opts.faults,
     };
   }
 
@@ -364,6 +396,8 @@ export class PeerTransport<P = unknown> {
     for (const other of this.inbound) {
       if (other !== conn && other.isOpen && other.peerId === conn.peerId) other.close("replaced by a newer connection from the same peer");
     }
+    // The peer reached us: our own dial to it need not wait out its backoff.
+    if (conn.peerId !== undefined) this.peers.get(conn.peerId)?.kick();
   }
 
   private logRefused(kind: string, msg: string, fields: Record<string, unknown>): void {
@@ -486,6 +520,7 @@ export class PeerTransport<P = unknown> {
       raw.destroy();
     }
     for (const socket of this.sockets.keys()) socket.destroy();
+    this.opts.faults?.close();
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<"timeout">((resolve) => {
       timer = setTimeout(() => resolve("timeout"), CLOSE_WAIT_MS);

@@ -157,7 +157,7 @@ export class E2ECluster {
   }
 
   /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string } = {}): Proc {
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string; env?: Record<string, string> } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
     const extra = opts.args ?? [];
     // serve finds `cairn init`'s tokens.json beside this.file; a test that points --config at
@@ -165,10 +165,11 @@ export class E2ECluster {
     const other = (opts.config !== undefined || extra.includes("--config")) && !extra.includes("--tokens") && !extra.includes("--no-auth");
     const auth = other ? ["--tokens", join(this.dir, "tokens.json")] : [];
     const args = ["serve", "--config", opts.config ?? this.file, "--id", id, "--data", this.dataDir(id), ...auth, ...extra];
+    const env = opts.env === undefined ? undefined : { ...process.env, ...opts.env };
     const child =
       opts.runtime === "deno"
-        ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-        : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+        ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env })
+        : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
     const lines: string[] = [];
     const collect = (d: Buffer) => {
       for (const l of d.toString().split("\n")) if (l.trim()) lines.push(l);

@@ -269,6 +269,8 @@ export class Simulator {
       readOnly: this.readOnly,
       msgBytesMax: this.msgBytesMax,
       inflightMax: 8,
+      // Small enough that the byte bound, not only the count, throttles appends.
+      inflightBytesMax: 3 * this.msgBytesMax,
       unsafe: this.opts.bugs,
       emptyNodeVotes: this.emptyNodeVotes,
     });

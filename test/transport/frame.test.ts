@@ -5,6 +5,8 @@ import {
   FRAME_DEPTH_MAX,
   FrameDecoder,
   FrameTooLargeError,
+  KEEPALIVE,
+  KEEPALIVE_FRAME,
   decodeBody,
   encodeFrame,
 } from "../../src/transport/frame.ts";
@@ -131,8 +133,9 @@ describe("frames", () => {
     expect(() => decodeBody(new Uint8Array([0x01, 0x02]))).toThrow(BadFrameError);
   });
 
-  test("an empty frame body is a BadFrameError", () => {
-    expect(() => decodeAll(new FrameDecoder(), [new Uint8Array([0, 0, 0, 0])])).toThrow(BadFrameError);
+  test("an empty frame body is the transport's keepalive, not a payload", () => {
+    expect(decodeAll(new FrameDecoder(), [new Uint8Array([0, 0, 0, 0]), KEEPALIVE_FRAME])).toEqual([KEEPALIVE, KEEPALIVE]);
+    expect(() => decodeBody(new Uint8Array(0))).toThrow(BadFrameError);
   });
 
   test("CBOR tags that make non-plain values are refused", () => {
