@@ -48,7 +48,7 @@ export function timingChange(inUse: NodeTiming, file: RaftTiming): string | null
   const now = inUse.raft;
   if (now.heartbeatMs === file.heartbeatMs && now.electionMs === file.electionMs) return null;
   return (
-    `raft timings changed to heartbeatMs ${file.heartbeatMs}, electionMs ${file.electionMs}; they take effect when the node restarts: ` +
-    `until then every use keeps heartbeatMs ${now.heartbeatMs}, electionMs ${now.electionMs} (restart the nodes one by one to apply them)`
+    `raft timings changed to heartbeatMs ${file.heartbeatMs}, electionMs ${file.electionMs}; they take effect when the node restarts ` +
+    `(in use: ${now.heartbeatMs}, ${now.electionMs}): until then every use keeps the timings in use; restart the nodes one by one to apply them`
   );
 }

@@ -25,7 +25,7 @@ test("every duration follows from the raft section: ticks, stall threshold, remo
   const t = nodeTiming({ heartbeatMs: 100, electionMs: 1000 });
   expect(t).toMatchObject({ tickMs: 50, heartbeatTicks: 2, electionTicks: 20, stallMs: 1000, removalCheckMs: 1000, transferTimeoutMs: 2000, contactTicksMax: 7 });
   expect(timingChange(t, { heartbeatMs: 100, electionMs: 1000 })).toBeNull();
-  expect(timingChange(t, { heartbeatMs: 100, electionMs: 3000 })).toContain("until then every use keeps heartbeatMs 100, electionMs 1000");
+  expect(timingChange(t, { heartbeatMs: 100, electionMs: 3000 })).toContain("(in use: 100, 1000): until then every use keeps the timings in use");
 });
 
 test("a reload that changes the raft timings is refused for every use: a core rebuilt after it keeps the old election ticks, and status says why", async () => {
