@@ -38,7 +38,7 @@ import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
-import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
+import { BadRequestError, BusyError, DiskFullError, NoLeaderError, OverloadedError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
 import { Driver } from "./driver.ts";
 import { nodeTiming, timingChange, type NodeTiming } from "./timing.ts";
 import { dataDirFacts, dataDirProblem, lockDataDir, openCheckedStore } from "./datadir.ts";
@@ -1046,13 +1046,13 @@ export class CairnNode implements NodeApi {
         this.transport.send(lead, { t: "fwd", id, cmd: bytes, wait }),
       )) as ProposeOutcome;
     }
-    if (this.proposals.full() || this.driver.persistWaiting() >= this.driver.persistWaitersMax) throw new NodeError("overloaded", 503, `more than ${LIMITS.proposalsPendingMax} writes in flight; retry shortly`, 1);
+    if (this.proposals.full() || this.driver.persistWaiting() >= this.driver.persistWaitersMax) throw new OverloadedError(LIMITS.proposalsPendingMax);
     let at: { index: number; term: number };
     try {
       at = raft.propose(bytes);
     } catch (e) {
       if (e instanceof NotLeaderError) throw new NoLeaderError();
-      if (e instanceof ProposalDroppedError) throw new NodeError("busy", 503, e.message, 1);
+      if (e instanceof ProposalDroppedError) throw new BusyError(e.message);
       throw e;
     }
     this.counters.proposals++;
