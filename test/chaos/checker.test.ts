@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { checkFeeds, checkKey, checkRegisterHistory, type ChangeAttempt, type NodeFinal, type RegisterOp } from "./checker.ts";
+import { checkFeeds, checkKey, checkKvFeed, checkRegisterHistory, type ChangeAttempt, type NodeFinal, type RegisterOp } from "./checker.ts";
 
 // Compact builders: [callMs, returnMs], client defaults to 0.
 const put = (value: string, t: [number, number], r: { version?: number; outcome?: "ok" | "unknown" | "failed"; ifMatch?: number; currentVersion?: number; client?: number } = {}): RegisterOp => ({
@@ -216,5 +216,24 @@ describe("feed checker", () => {
   test("finds key-value state that differs between nodes", () => {
     const r = checkFeeds([att("c1", "ok", 1), att("c2", "ok", 3)], [node("n1", good, [["a", "2:x"]]), node("n2", good, [["a", "2:y"]])]);
     expect(r.problems.join("\n")).toMatch(/key a: n1 has 2:x, n2 has 2:y/);
+  });
+});
+
+describe("key-value feed checker", () => {
+  const kvPut = (value: string, version: number, outcome: "ok" | "failed" | "unknown" = "ok"): RegisterOp => ({ f: "put", key: "k", value, outcome, callMs: 0, returnMs: 1, client: 0, ...(outcome === "ok" ? { version } : {}) });
+  test("accepts acknowledged writes at their versions and an unknown one present", () => {
+    const r = checkKvFeed([kvPut("a", 1), kvPut("b", 2, "unknown")], [{ index: 1, op: "put", key: "k", version: 1, text: "a" }, { index: 2, op: "put", key: "k", version: 2, text: "b" }]);
+    expect(r.problems).toEqual([]);
+  });
+  test("finds a lost acknowledged put, a value applied twice and a refused one present", () => {
+    const r = checkKvFeed([kvPut("a", 1), kvPut("b", 2), kvPut("c", 0, "failed")], [
+      { index: 1, op: "put", key: "k", version: 1, text: "a" },
+      { index: 3, op: "put", key: "k", version: 3, text: "a" },
+      { index: 4, op: "put", key: "k", version: 4, text: "c" },
+    ]);
+    const all = r.problems.join("\n");
+    expect(all).toMatch(/put k = "b" .*acknowledged, but the feed has nothing for k at version 2/);
+    expect(all).toMatch(/k=a is in the feed 2 times \(indexes 1, 3\): applied twice/);
+    expect(all).toMatch(/k=c was refused but is in the feed/);
   });
 });

@@ -319,3 +319,44 @@ function compareNodes(first: NodeFinal, rest: readonly NodeFinal[], add: (p: str
     }
   }
 }
+
+// ---------------------------------------------------------------- key-value writes in the feed
+
+/** A key-value change of the feed: {"op": "put" | "del", key, version, text?}. */
+export interface KvChange {
+  readonly index: number;
+  readonly op: "put" | "del";
+  readonly key: string;
+  readonly version: number;
+  readonly text?: string;
+}
+
+/**
+ * Every acknowledged key-value write is in the feed with the version it was
+ * acknowledged with; no value is written twice; no refused put's value and no
+ * value that no client wrote is there.
+ */
+export function checkKvFeed(ops: readonly RegisterOp[], feed: readonly KvChange[]): { ok: boolean; problems: string[] } {
+  const problems: string[] = [];
+  const add = (p: string) => problems.length < PROBLEMS_MAX && problems.push(p);
+  const byVersion = new Map(feed.map((ch) => [`${ch.key}@${ch.version}`, ch]));
+  const putsOf = new Map<string, KvChange[]>();
+  for (const ch of feed) if (ch.op === "put") putsOf.set(`${ch.key}=${ch.text}`, [...(putsOf.get(`${ch.key}=${ch.text}`) ?? []), ch]);
+  const written = new Map<string, Outcome[]>();
+  for (const op of ops) {
+    if (op.f === "get") continue;
+    if (op.f === "put") written.set(`${op.key}=${op.value}`, [...(written.get(`${op.key}=${op.value}`) ?? []), op.outcome]);
+    if (op.outcome !== "ok") continue;
+    const ch = byVersion.get(`${op.key}@${op.version}`);
+    const want = op.f === "put" ? `put ${JSON.stringify(op.value)}` : "del";
+    const got = ch ? (ch.op === "put" ? `put ${JSON.stringify(ch.text)}` : "del") : "nothing";
+    if (got !== want) add(`${describeOp(op)}: acknowledged, but the feed has ${got} for ${op.key} at version ${op.version}`);
+  }
+  for (const [kv, list] of putsOf) {
+    if (list.length > 1) add(`${kv} is in the feed ${list.length} times (indexes ${list.map((c) => c.index).join(", ")}): applied twice`);
+    const outcomes = written.get(kv);
+    if (!outcomes) add(`${kv} is in the feed (index ${list[0]!.index}) but no client wrote it`);
+    else if (outcomes.every((o) => o === "failed")) add(`${kv} was refused but is in the feed (index ${list[0]!.index})`);
+  }
+  return { ok: problems.length === 0, problems };
+}

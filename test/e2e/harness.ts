@@ -148,14 +148,19 @@ export class E2ECluster {
     return join(this.dir, "data", id);
   }
 
-  /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[] } = {}): Proc {
+  /**
+   * Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). `wrap` is a
+   * command that execs the binary in place (e.g. `ip netns exec NS`: the child's pid is the node's).
+   */
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; wrap?: string[] } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
     const args = ["serve", "--config", this.file, "--id", id, "--data", this.dataDir(id), ...(opts.args ?? [])];
     const child =
       opts.runtime === "deno"
         ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] })
-        : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
+        : opts.wrap && opts.wrap.length > 0
+          ? spawn(opts.wrap[0]!, [...opts.wrap.slice(1), BINARY, ...args], { stdio: ["ignore", "pipe", "pipe"] })
+          : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"] });
     const lines: string[] = [];
     const collect = (d: Buffer) => {
       for (const l of d.toString().split("\n")) if (l.trim()) lines.push(l);
