@@ -18,6 +18,7 @@ function summary(r: ChaosReport): string {
   return [
     `seed ${r.seed} (${r.nodes} nodes, netns ${r.netns}): ${r.ok ? "no safety violation" : "SAFETY VIOLATION"}; ${r.ops} kv operations, ${r.changes} change posts, ${r.applied.length} faults`,
     `  longest gap without a successful write: ${r.longestWriteGapMs} ms; heal to every node writable: worst ${worstHeal}; converged ${r.convergeMs} ms after the clients stopped`,
+    `  checkers caught ${r.planted.length > 0 ? r.planted.join(" and ") : "nothing (no violation could be planted)"} planted in a copy of the history`,
     `  peak RSS MB: ${Object.entries(r.peakRssMb).map(([id, mb]) => `${id} ${mb}`).join(", ")}`,
     ...r.problems.map((p) => `  PROBLEM: ${p}`),
     ...r.tooComplex.map((p) => `  TOO COMPLEX: ${p}`),

@@ -94,8 +94,10 @@ export class Nemesis {
     }
   }
 
-  private async transfer(to: string): Promise<string> {
+  private async transfer(target: string): Promise<string> {
     const l = (await this.leader()) ?? this.o.ids[0]!;
+    // The schedule drew the target before knowing the leader: the next node if they are the same.
+    const to = target === l ? this.o.ids[(this.o.ids.indexOf(l) + 1) % this.o.ids.length]! : target;
     try {
       const r = await this.o.cluster.get(l, "/admin/leader", {
         method: "POST",
@@ -155,6 +157,7 @@ export class Nemesis {
   /** A removed node comes back the documented way: an empty data directory, its entry back in the file. */
   private async readd(r: NonNullable<Undo["removed"]>): Promise<string> {
     const c = this.o.cluster;
+    const out = await this.outOfMembership(r.id);
     await c.signal(r.id, "SIGKILL");
     const dir = c.dataDir(r.id);
     // Empty it but keep the directory: it may be a tmpfs mount point.
@@ -164,6 +167,18 @@ export class Nemesis {
       x.nodes.splice(r.at, 0, r.entry);
     });
     this.o.startNode(r.id);
-    return `wiped ${r.id} and added it back`;
+    return `${r.id} ${out ? "was out of the membership" : "was still a member (the removal had not finished)"}; wiped it and added it back`;
+  }
+
+  private async outOfMembership(id: string): Promise<boolean> {
+    const l = await this.leader();
+    if (!l) return false;
+    try {
+      const r = await this.o.cluster.get(l, "/status", { signal: AbortSignal.timeout(1000) });
+      const s = (await r.json()) as { members: { id: string }[] };
+      return !s.members.some((m) => m.id === id);
+    } catch {
+      return false;
+    }
   }
 }

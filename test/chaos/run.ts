@@ -55,6 +55,8 @@ export interface ChaosReport {
   readonly heal: HealFigure[];
   readonly peakRssMb: Record<string, number>;
   readonly convergeMs: number;
+  /** Violations planted in a copy of the history (and caught, or they are in problems). */
+  readonly planted: string[];
   readonly savedTo?: string;
 }
 
@@ -225,6 +227,8 @@ async function runOn(c: E2ECluster, x: RunCtx): Promise<ChaosReport> {
   const feed = checkFeeds([...clients.changes, ...probes], finals);
   problems.push(...feed.problems);
   problems.push(...checkKvFeed(ops, kvFeed).problems);
+  const planted = plantedCaught(ops, [...clients.changes, ...probes], finals);
+  if (planted.missed) problems.push(planted.missed);
   const writes = [...clients.writes.map((w) => w.atMs), ...probeWrites].sort((a, b) => a - b);
   const report: ChaosReport = {
     seed: o.seed,
@@ -241,6 +245,7 @@ async function runOn(c: E2ECluster, x: RunCtx): Promise<ChaosReport> {
     heal,
     peakRssMb: Object.fromEntries([...rss.peakKb].map(([id, kb]) => [id, Math.round(kb / 1024)])),
     convergeMs: Math.round(convergeMs),
+    planted: planted.planted,
   };
   if (report.ok && tooComplex.length === 0) return report;
   const savedTo = save(c, report, o.outDir ?? tmpdir(), { ops: clients.ops, changes: [...clients.changes, ...probes], finals });
@@ -280,6 +285,36 @@ async function probeAll(
     }),
   );
   return times.some((t) => t === null) ? null : Math.round(Math.max(...(times as number[])));
+}
+
+/**
+ * The checkers must be able to fail on this very history: a copy with a
+ * planted stale read (a later read answered with the first value written) and
+ * a planted lost change (one acknowledged change dropped from every feed) must
+ * be flagged. Null when both are; else what was missed.
+ */
+function plantedCaught(ops: readonly RegisterOp[], changes: readonly ChangeAttempt[], finals: readonly NodeFinal[]): { planted: string[]; missed: string | null } {
+  const missed: string[] = [];
+  const planted: string[] = [];
+  // A read called after a later acknowledged write to the same key returned cannot see the first value.
+  const firstPut = ops.find((op) => op.f === "put" && op.outcome === "ok");
+  if (firstPut && firstPut.f === "put") {
+    const over = ops.filter((op) => op.key === firstPut.key && op.f !== "get" && op.outcome === "ok" && (op.version ?? 0) > firstPut.version!);
+    const overAt = Math.min(...over.map((op) => op.returnMs));
+    const at = ops.findIndex((op) => op.key === firstPut.key && op.f === "get" && op.outcome === "ok" && op.callMs > overAt);
+    if (at >= 0) {
+      planted.push("a stale read");
+      const stale = ops.map((op, i) => (i === at ? { ...op, value: firstPut.value, version: firstPut.version! } : op));
+      if (checkRegisterHistory(stale.filter((op) => op.key === firstPut.key)).ok) missed.push("a planted stale read");
+    }
+  }
+  const acked = changes.find((ch) => ch.outcome === "ok");
+  if (acked && finals.length > 0) {
+    planted.push("a lost change");
+    const lost = finals.map((f) => ({ ...f, feed: f.feed.filter((ch) => ch.id !== acked.id) }));
+    if (checkFeeds(changes, lost).ok) missed.push("a planted lost change");
+  }
+  return { planted, missed: missed.length === 0 ? null : `the checkers missed ${missed.join(" and ")} in a copy of this history: they cannot be trusted` };
 }
 
 function longestGap(times: number[], from: number, to: number): number {
