@@ -162,6 +162,8 @@ function candidates(s: Search, done: Uint8Array): number[] {
     if (s.ops[i]!.callMs > minRet) break; // sorted by call: later ones must wait too
     if (!done[i]) out.push(i);
   }
+  // In call order: trying ops that must take effect first, before unknown ones called earlier,
+  // makes the search backtrack far when an unknown write did take effect (measured: 500 s vs 0.1 s).
   return out;
 }
 

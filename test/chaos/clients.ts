@@ -22,6 +22,9 @@ export interface ClientOptions {
   readonly run: string;
 }
 
+/** The status recorded for a connection refused before the request was sent. */
+const REFUSED = -1;
+
 export interface WriteAck {
   readonly atMs: number;
   readonly node: string;
@@ -74,12 +77,15 @@ export class Clients {
     try {
       const r = await this.o.cluster.get(node, path, { ...init, signal: AbortSignal.timeout(this.o.timeoutMs) });
       return { status: r.status, text: await r.text(), headers: r.headers };
-    } catch {
+    } catch (e) {
+      // A refused connection never carried the request: the operation certainly did not happen.
+      if ((e as { code?: string }).code === "ECONNREFUSED") return { status: REFUSED, text: "", headers: new Headers() };
       return null;
     }
   }
 
   private outcomeOf(r: { status: number } | null): Outcome {
+    if (r?.status === REFUSED) return "failed";
     if (r === null || r.status >= 500) return "unknown";
     return r.status >= 200 && r.status < 300 ? "ok" : "failed";
   }
@@ -112,7 +118,7 @@ export class Clients {
       seen.set(key, 0);
       this.ops.push({ f: "get", key, outcome: "ok", value: null, version: 0, callMs, returnMs, client, node });
     } else {
-      this.ops.push({ f: "get", key, outcome: r === null || r.status >= 500 ? "unknown" : "failed", callMs, returnMs, client, node });
+      this.ops.push({ f: "get", key, outcome: this.outcomeOf(r) === "unknown" ? "unknown" : "failed", callMs, returnMs, client, node });
     }
   }
 
