@@ -63,7 +63,7 @@ async function main(): Promise<number> {
     if (!r.ok) return 1;
     if (soakUntil === null || Date.now() > soakUntil) break;
   }
-  if (reports.length > 1) console.log(`\n${soakTotals(reports)}`);
+  if (reports.length > 1) console.log(`\n${soakTotals(reports)}\n\n${healTable(reports)}`);
   return 0;
 }
 
@@ -79,3 +79,19 @@ export function soakTotals(rs: ChaosReport[]): string {
 }
 
 if (import.meta.main) process.exit(await main());
+
+/** Markdown: per fault kind, how often, and the time from its heal to every node writable. */
+export function healTable(rs: ChaosReport[]): string {
+  const byKind = new Map<string, (number | null)[]>();
+  for (const h of rs.flatMap((r) => r.heal)) {
+    const kind = /^\+[\d.]+s (\S+)/.exec(h.fault)?.[1] ?? "?";
+    byKind.set(kind, [...(byKind.get(kind) ?? []), h.ms]);
+  }
+  const rows = [...byKind].sort().map(([kind, ms]) => {
+    const ok = (ms.filter((m) => m !== null) as number[]).sort((a, b) => a - b);
+    const median = ok.length ? ok[Math.floor(ok.length / 2)] : "-";
+    const worst = ms.some((m) => m === null) ? "> 30000" : String(ok.at(-1) ?? "-");
+    return `| ${kind} | ${ms.length} | ${median} | ${worst} |`;
+  });
+  return ["| fault | count | heal to every node writable, median ms | worst ms |", "|---|---:|---:|---:|", ...rows].join("\n");
+}
