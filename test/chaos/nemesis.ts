@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { ClusterFileNode, E2ECluster } from "../e2e/harness.ts";
-import type { Fault } from "./faults.ts";
+import { NETWORK_KINDS, type Fault } from "./faults.ts";
 import type { NetLab } from "./net.ts";
 
 export interface NemesisOptions {
@@ -53,6 +53,8 @@ export class Nemesis {
     const c = this.o.cluster;
     const lab = this.o.lab;
     const target = f.nodes[0]!;
+    // Set first: a network fault that fails half-way still has its rules removed by end().
+    if (NETWORK_KINDS.includes(f.kind)) this.undo.net = true;
     switch (f.kind) {
       case "partition":
         lab!.split(f.groups![0]!, f.groups![1]!);

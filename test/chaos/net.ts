@@ -18,8 +18,19 @@ import { join } from "node:path";
 const TAG_DIR = "/tmp/cairn-chaos-net";
 const TAGS_MAX = 250;
 
+const TRIES_MAX = 5;
+const RETRY_MS = 200;
+
+/**
+ * Runs a command, retrying a failure a few times: another process on the machine may be
+ * reinstalling iptables (its alternatives symlinks are briefly broken: seen once in a soak).
+ */
 function run(cmd: string[], allowFail = false): { ok: boolean; out: string } {
-  const r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8" });
+  let r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8" });
+  for (let i = 1; i < TRIES_MAX && r.status !== 0 && !allowFail; i++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_MS);
+    r = spawnSync(cmd[0]!, cmd.slice(1), { encoding: "utf8" });
+  }
   const ok = r.status === 0;
   if (!ok && !allowFail) throw new Error(`${cmd.join(" ")} failed (status ${r.status}): ${(r.stderr || r.stdout || String(r.error)).trim()}`);
   return { ok, out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
