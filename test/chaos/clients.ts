@@ -36,6 +36,8 @@ export class Clients {
   /** Return times of every successful write (kv or change), for the availability figures. */
   readonly writes: WriteAck[] = [];
   private stopping = false;
+  /** Refused connections since the loop last looked (a killed node refuses at once: do not spin). */
+  private refused = 0;
   private loops: Promise<void>[] = [];
 
   constructor(private readonly o: ClientOptions) {}
@@ -70,6 +72,10 @@ export class Clients {
       else if (x < 0.75) await this.put(client, node, key, `c${client}-${seq}`, undefined, seen);
       else if (x < 0.95) await this.put(client, node, key, `c${client}-${seq}`, seen.get(key) ?? 0, seen);
       else await this.del(client, node, key, seen);
+      if (this.refused > 0) {
+        this.refused = 0;
+        await sleep(50);
+      }
     }
   }
 
@@ -85,6 +91,7 @@ export class Clients {
   }
 
   private outcomeOf(r: { status: number } | null): Outcome {
+    if (r?.status === REFUSED) this.refused++;
     if (r?.status === REFUSED) return "failed";
     if (r === null || r.status >= 500) return "unknown";
     return r.status >= 200 && r.status < 300 ? "ok" : "failed";
