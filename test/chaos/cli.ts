@@ -2,14 +2,17 @@
  * bun run chaos [--seed S] [--nodes 3|5] [--seconds N]      one run (replay a seed with the same options)
  * bun run chaos --minutes M [--seed S] [--nodes 3|5|both]   a soak: runs with seeds S, S+1, ... until M minutes
  *   [--kinds partition,kill,...] [--no-netns] [--out DIR] [--json FILE]
+ * bun run chaos --check DIR/history.json                   re-run the checkers on a saved history
  *
  * Prints the seed and fault schedule of each run, the checks and the
  * availability figures; exits 1 after the first run with a safety problem
  * (its history, schedule and logs are saved, and the path printed).
  */
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import { checkFeeds, checkKvFeed, checkRegisterHistory, type ChangeAttempt, type NodeFinal, type RegisterOp } from "./checker.ts";
 import { ALL_KINDS, type FaultKind } from "./faults.ts";
+import { kvChanges } from "./run.ts";
 import { runChaos, type ChaosReport } from "./run.ts";
 
 function summary(r: ChaosReport): string {
@@ -37,8 +40,10 @@ async function main(): Promise<number> {
       "no-netns": { type: "boolean", default: false },
       out: { type: "string" },
       json: { type: "string" },
+      check: { type: "string" },
     },
   });
+  if (values.check) return recheck(values.check);
   const seed0 = values.seed === undefined ? Math.floor(Math.random() * 1e9) : Number(values.seed);
   const kinds = values.kinds ? (values.kinds.split(",") as FaultKind[]) : ALL_KINDS;
   for (const k of kinds) if (!ALL_KINDS.includes(k)) throw new Error(`unknown fault kind "${k}": use some of ${ALL_KINDS.join(", ")}`);
@@ -94,4 +99,21 @@ export function healTable(rs: ChaosReport[]): string {
     return `| ${kind} | ${ms.length} | ${median} | ${worst} |`;
   });
   return ["| fault | count | heal to every node writable, median ms | worst ms |", "|---|---:|---:|---:|", ...rows].join("\n");
+}
+
+/** The checks of a run, again, on the history a failed run saved (ops already carry the feed's versions). */
+function recheck(file: string): number {
+  const saved = JSON.parse(readFileSync(file, "utf8")) as {
+    ops: RegisterOp[];
+    changes: ChangeAttempt[];
+    finals: { node: string; feed: NodeFinal["feed"]; kv: Record<string, string> }[];
+  };
+  const finals: NodeFinal[] = saved.finals.map((f) => ({ node: f.node, feed: f.feed, kv: new Map(Object.entries(f.kv)) }));
+  const problems = [
+    ...checkRegisterHistory(saved.ops).results.filter((r) => !r.ok).map((r) => (r.ok ? "" : r.explanation)),
+    ...checkFeeds(saved.changes, finals).problems,
+    ...(finals[0] ? checkKvFeed(saved.ops, kvChanges(finals[0])).problems : []),
+  ];
+  console.log(problems.length === 0 ? `${file}: no problem found` : `${file}:\n${problems.join("\n")}`);
+  return problems.length === 0 ? 0 : 1;
 }

@@ -249,7 +249,7 @@ async function runOn(c: E2ECluster, x: RunCtx): Promise<ChaosReport> {
     planted: planted.planted,
   };
   if (report.ok && tooComplex.length === 0) return report;
-  const savedTo = save(c, report, o.outDir ?? tmpdir(), { ops: clients.ops, changes: [...clients.changes, ...probes], finals });
+  const savedTo = save(c, report, o.outDir ?? tmpdir(), { ops, changes: [...clients.changes, ...probes], finals });
   return { ...report, savedTo };
 }
 
@@ -367,7 +367,7 @@ async function readFinals(c: E2ECluster, ids: readonly string[], run: string): P
   );
 }
 
-function kvChanges(f: NodeFinal): KvChange[] {
+export function kvChanges(f: NodeFinal): KvChange[] {
   const out: KvChange[] = [];
   for (const ch of f.feed) {
     if (ch.id !== null) continue;
