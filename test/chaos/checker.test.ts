@@ -66,12 +66,17 @@ describe("register checker finds violations", () => {
     );
   });
 
+  test("an unknown write the feed shows took effect, but that no order of the history can place", () => {
+    // "x" took effect at version 2 (the feed says so), but it was sent after version 3 was acknowledged.
+    expectBad([put("a", [0, 10], { version: 1 }), put("b", [20, 30], { version: 3 }), put("x", [40, 45], { outcome: "unknown", version: 2 })], /version 2 .* must come before its 3/);
+  });
+
   test("a read of an unknown write that returned before the write was called", () => {
     expectBad([get("x", 5, [0, 10]), put("x", [20, 30], { outcome: "unknown" })], /read "x"@5 but the key holds null/);
   });
 
   test("versions that go down: a later write with a lower version", () => {
-    expectBad([put("a", [0, 10], { version: 5 }), put("b", [20, 30], { version: 3 })], /not above the previous write's version 5/);
+    expectBad([put("a", [0, 10], { version: 5 }), put("b", [20, 30], { version: 3 })], /writes apply in version order, and version 3 .* must come before its 5/);
   });
 
   test("a compare that failed reporting a version the key never had at that time", () => {
@@ -160,7 +165,7 @@ describe("register checker is bounded", () => {
   test("a history past the state limit is reported as too complex, not a hang", () => {
     // Many concurrent unknown writes and one read that fits none: the search must try every subset.
     const ops: RegisterOp[] = [];
-    for (let i = 0; i < 30; i++) ops.push(put(`u${i}`, [0, 1], { outcome: "unknown", version: i + 1, client: i }));
+    for (let i = 0; i < 30; i++) ops.push(put(`u${i}`, [0, 1], { outcome: "unknown", client: i }));
     ops.push(get("never", 99, [10, 20]));
     const r = checkKey("k", ops, { statesMax: 10_000 });
     expect(r.ok).toBe(false);

@@ -91,9 +91,13 @@ export type CheckResult =
 export interface CheckOptions {
   /** Explored (linearized set, state) pairs per key before answering "too complex". */
   readonly statesMax?: number;
+  /** Search time per key before answering "too complex". */
+  readonly searchMsMax?: number;
 }
 
-export const STATES_MAX_DEFAULT = 2_000_000;
+export const SEARCH_MS_MAX_DEFAULT = 60_000;
+
+export const STATES_MAX_DEFAULT = 1_000_000;
 
 /** Operations that constrain the history: reads without an answer and plain failures change nothing. */
 function relevant(op: RegisterOp): boolean {
@@ -130,6 +134,9 @@ export function checkRegisterHistory(ops: readonly RegisterOp[], opts: CheckOpti
 
 interface Search {
   readonly ops: RegisterOp[];
+  /** Indexes of the writes whose version is known, lowest version first: they took effect, in that order. */
+  readonly chain: number[];
+  readonly chainSet: ReadonlySet<number>;
   /** Return time used for ordering: unknown outcomes never return. */
   readonly ret: number[];
   readonly required: boolean[];
@@ -149,18 +156,25 @@ function fillVersions(list: readonly RegisterOp[]): RegisterOp[] {
 function prepare(list: readonly RegisterOp[]): Search {
   const ops = fillVersions(list).filter(relevant).sort((a, b) => a.callMs - b.callMs);
   const ret = ops.map((o) => (o.outcome === "unknown" ? Infinity : o.returnMs));
-  const required = ops.map((o) => o.outcome !== "unknown");
-  return { ops, ret, required, requiredCount: required.filter(Boolean).length };
+  // A write whose version is known took effect (an answer, a read or the feed says so), even if
+  // its client saw no answer: it must be linearized, and writes to a key apply in version order.
+  const known = (o: RegisterOp) => o.f !== "get" && o.outcome !== "failed" && o.version !== undefined;
+  const required = ops.map((o) => o.outcome !== "unknown" || known(o));
+  const chain = ops.map((o, i) => ({ o, i })).filter(({ o }) => known(o)).sort((a, b) => (a.o as { version: number }).version - (b.o as { version: number }).version).map(({ i }) => i);
+  return { ops, chain, chainSet: new Set(chain), ret, required, requiredCount: required.filter(Boolean).length };
 }
 
 /** Ops that may be linearized next: not done, and called before every pending op's return. */
 function candidates(s: Search, done: Uint8Array): number[] {
   let minRet = Infinity;
   for (let i = 0; i < s.ops.length; i++) if (!done[i] && s.ret[i]! < minRet) minRet = s.ret[i]!;
+  // Of the writes with known versions, only the lowest not yet linearized may come next.
+  const nextInChain = s.chain.find((i) => !done[i]) ?? -1;
+  const inChain = s.chainSet;
   const out: number[] = [];
   for (let i = 0; i < s.ops.length; i++) {
     if (s.ops[i]!.callMs > minRet) break; // sorted by call: later ones must wait too
-    if (!done[i]) out.push(i);
+    if (!done[i] && (!inChain.has(i) || i === nextInChain)) out.push(i);
   }
   // In call order: trying ops that must take effect first, before unknown ones called earlier,
   // makes the search backtrack far when an unknown write did take effect (measured: 500 s vs 0.1 s).
@@ -178,6 +192,8 @@ interface Frame {
 /** One key's history: the search, iterative (histories run to thousands of operations). */
 export function checkKey(key: string, list: readonly RegisterOp[], opts: CheckOptions = {}): CheckResult {
   const statesMax = opts.statesMax ?? STATES_MAX_DEFAULT;
+  const started = performance.now();
+  const deadline = started + (opts.searchMsMax ?? SEARCH_MS_MAX_DEFAULT);
   const s = prepare(list);
   const done = new Uint8Array(s.ops.length);
   const seen = new Set<string>();
@@ -209,8 +225,8 @@ export function checkKey(key: string, list: readonly RegisterOp[], opts: CheckOp
       continue;
     }
     seen.add(memo);
-    if (++states > statesMax) {
-      const explanation = `key ${JSON.stringify(key)}: gave up after exploring ${statesMax} states of ${s.ops.length} operations (too complex to decide; raise statesMax or shorten the run)`;
+    if (++states > statesMax || ((states & 1023) === 0 && performance.now() > deadline)) {
+      const explanation = `key ${JSON.stringify(key)}: gave up after exploring ${states} states in ${Math.round(performance.now() - started)} ms of ${s.ops.length} operations (too complex to decide; raise statesMax/searchMsMax or shorten the run)`;
       return { ok: false, tooComplex: true, key, ops: s.ops.length, states, explanation };
     }
     if (s.required[i]) requiredDone++;
@@ -234,10 +250,21 @@ function explain(key: string, s: Search, deepest: { path: number[]; state: RegSt
   lines.push(`The longest valid order found linearizes ${deepest.path.length} operations, ending in state ${JSON.stringify(deepest.state.value)}@${deepest.state.version}:`);
   for (const i of deepest.path.slice(-8)) lines.push(`  ${describeOp(s.ops[i]!, i)}`);
   lines.push("then none of the operations that may come next fits:");
-  for (const i of deepest.cands.slice(0, 8)) {
-    const r = step(deepest.state, s.ops[i]!);
-    lines.push(`  ${describeOp(s.ops[i]!, i)}: ${r.ok ? "fits here, but every order after it fails" : r.why}`);
+  const done = new Uint8Array(s.ops.length);
+  for (const i of deepest.path) done[i] = 1;
+  const nextInChain = s.chain.find((i) => !done[i]);
+  const chainVersion = (i: number | undefined) => (i === undefined ? undefined : (s.ops[i] as { version?: number }).version);
+  const shown = candidates({ ...s, chainSet: new Set() }, done);
+  for (const i of shown.slice(0, 8)) {
+    const op = s.ops[i]!;
+    if (s.chainSet.has(i) && i !== nextInChain) {
+      lines.push(`  ${describeOp(op, i)}: writes apply in version order, and version ${chainVersion(nextInChain)} (${describeOp(s.ops[nextInChain!]!, nextInChain)}) must come before its ${chainVersion(i)}`);
+      continue;
+    }
+    const r = step(deepest.state, op);
+    lines.push(`  ${describeOp(op, i)}: ${r.ok ? "fits here, but every order after it fails" : r.why}`);
   }
+  if (shown.length === 0) lines.push("  (no operation is pending)");
   return lines.join("\n");
 }
 
