@@ -12,7 +12,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { checkFeeds, checkKvFeed, checkRegisterHistory, type ChangeAttempt, type NodeFinal, type RegisterOp } from "./checker.ts";
 import { ALL_KINDS, type FaultKind } from "./faults.ts";
-import { kvChanges } from "./run.ts";
+import { kvChanges, withFeedVersions } from "./run.ts";
 import { runChaos, type ChaosReport } from "./run.ts";
 
 function summary(r: ChaosReport): string {
@@ -109,10 +109,11 @@ function recheck(file: string): number {
     finals: { node: string; feed: NodeFinal["feed"]; kv: Record<string, string> }[];
   };
   const finals: NodeFinal[] = saved.finals.map((f) => ({ node: f.node, feed: f.feed, kv: new Map(Object.entries(f.kv)) }));
+  const ops = finals[0] ? withFeedVersions(saved.ops, kvChanges(finals[0])) : saved.ops;
   const problems = [
-    ...checkRegisterHistory(saved.ops).results.filter((r) => !r.ok).map((r) => (r.ok ? "" : r.explanation)),
+    ...checkRegisterHistory(ops).results.filter((r) => !r.ok).map((r) => (r.ok ? "" : r.explanation)),
     ...checkFeeds(saved.changes, finals).problems,
-    ...(finals[0] ? checkKvFeed(saved.ops, kvChanges(finals[0])).problems : []),
+    ...(finals[0] ? checkKvFeed(ops, kvChanges(finals[0])).problems : []),
   ];
   console.log(problems.length === 0 ? `${file}: no problem found` : `${file}:\n${problems.join("\n")}`);
   return problems.length === 0 ? 0 : 1;

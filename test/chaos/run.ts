@@ -379,10 +379,18 @@ export function kvChanges(f: NodeFinal): KvChange[] {
   return out;
 }
 
-/** An unknown put's version, when the feed shows it took effect (values are unique per write). */
-function withFeedVersions(ops: readonly RegisterOp[], feed: readonly KvChange[]): RegisterOp[] {
+/**
+ * What the feed says of an unknown put (values are unique per write): it took effect at the
+ * version there, or, absent from the feed that records every key write, it never did. Without
+ * this, every unknown put would be a branch of the search at every step (a soak run gave up).
+ */
+export function withFeedVersions(ops: readonly RegisterOp[], feed: readonly KvChange[]): RegisterOp[] {
   const v = new Map(feed.filter((c) => c.op === "put").map((c) => [`${c.key}=${c.text}`, c.version]));
-  return ops.map((op) => (op.f === "put" && op.outcome === "unknown" && v.has(`${op.key}=${op.value}`) ? { ...op, version: v.get(`${op.key}=${op.value}`)! } : op));
+  return ops.map((op) => {
+    if (op.f !== "put" || op.outcome !== "unknown") return op;
+    const version = v.get(`${op.key}=${op.value}`);
+    return version === undefined ? { ...op, outcome: "failed" as const } : { ...op, version };
+  });
 }
 
 function save(c: E2ECluster, report: ChaosReport, outDir: string, data: { ops: unknown; changes: unknown; finals: NodeFinal[] }): string {
