@@ -1,6 +1,6 @@
 /**
  * Operations routes: /status, /health, /ready, /metrics, /admin/leader, the
- * checkpoint routes and the dashboard.
+ * checkpoint routes, the dashboard and /openapi.json.
  */
 import type { Hono } from "hono";
 import { z } from "zod";
@@ -8,15 +8,19 @@ import { bounded, json, type ApiContext } from "./context.ts";
 import { fileStream } from "../platform/files.ts";
 import { ChecksumMismatchError } from "../checkpoint/verify.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
+import { openApiDocument } from "./openapi.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import type { HttpMetrics } from "./metrics.ts";
 import { readJsonBody } from "./request.ts";
 import { zodMessage } from "./write.ts";
 
-const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
+export const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
 
 export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): void {
   app.get("/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }));
+
+  let openapi: string | undefined;
+  app.get("/openapi.json", () => new Response((openapi ??= JSON.stringify(openApiDocument(ctx.version))), { headers: { "content-type": "application/json; charset=utf-8" } }));
 
   app.get("/status", () => json(withAuth(ctx.node.status(), ctx)));
 
