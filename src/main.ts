@@ -13,6 +13,7 @@ import { SERVE_USAGE, serve } from "./cli/serve.ts";
 import { TOKEN_USAGE, token } from "./cli/tokens.ts";
 import { TLS_USAGE, tlsCommand } from "./cli/tls.ts";
 import { TLS_CLIENT_USAGE } from "./cli/tls-client.ts";
+import { loadNativeCbor } from "./platform/cbor.ts";
 import { DbError } from "./platform/sqlite.ts";
 import { VERSION } from "./version.ts";
 
@@ -115,6 +116,8 @@ async function run(cmd: string, rest: string[]): Promise<number> {
   }
 }
 
+// Before any decoding: the native CBOR string extractor where it loads and helps (platform/cbor.ts).
+await loadNativeCbor();
 process.exitCode = await main(process.argv.slice(2));
 // Done (serve returns only once the node has stopped): do not wait for idle keep-alive sockets.
 process.exit(process.exitCode);
