@@ -105,13 +105,15 @@ function mutate(v: unknown, path: (string | number)[], m: Mutation): unknown {
     return v;
   }
   const [head, ...rest] = path;
-  const copy: Record<string | number, unknown> = Array.isArray(v) ? [...v] : { ...(v as object) };
-  if (rest.length === 0 && m.kind === "drop") {
-    if (Array.isArray(copy)) copy.splice(head as number, 1);
-    else delete copy[head!];
+  if (Array.isArray(v)) {
+    const copy = [...v];
+    if (rest.length === 0 && m.kind === "drop") copy.splice(head as number, 1);
+    else copy[head as number] = mutate(copy[head as number], rest, m);
     return copy;
   }
-  copy[head!] = mutate(copy[head!], rest, m);
+  const copy: Record<string, unknown> = { ...(v as object) };
+  if (rest.length === 0 && m.kind === "drop") delete copy[head as string];
+  else copy[head as string] = mutate(copy[head as string], rest, m);
   return copy;
 }
 
