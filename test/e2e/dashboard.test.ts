@@ -100,5 +100,6 @@ describe.skipIf(chromium.path === null)("dashboard in headless chromium", () => 
     await page.waitForFunction((id) => document.getElementById("elections")!.textContent!.includes(`leader ${id}`), next, { timeout: 10_000 });
     expect(await page.textContent("#role")).toBe("follower");
     expect(await page.getAttribute("#view a", "href")).toContain(`#token=`);
+    await shot("dashboard-after-election.png");
   }, 60_000);
 });
