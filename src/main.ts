@@ -5,13 +5,15 @@
  */
 import { CliError, expectArgs, parse, UsageError } from "./cli/args.ts";
 import { BENCH_USAGE, bench } from "./cli/bench.ts";
-import { ClientError, del, get, leader, post, put, status, tail } from "./cli/client.ts";
+import { ClientError, del, get, leader, post, put, tail } from "./cli/client.ts";
+import { status, STATUS_USAGE, top, TOP_USAGE } from "./cli/status.ts";
 import { backup, checkpoint, dump, load, recover, restore } from "./cli/data.ts";
 import { INIT_USAGE, init } from "./cli/init.ts";
 import { SERVE_USAGE, serve } from "./cli/serve.ts";
 import { TOKEN_USAGE, token } from "./cli/tokens.ts";
 import { TLS_USAGE, tlsCommand } from "./cli/tls.ts";
 import { TLS_CLIENT_USAGE } from "./cli/tls-client.ts";
+import { loadNativeCbor } from "./platform/cbor.ts";
 import { DbError } from "./platform/sqlite.ts";
 import { VERSION } from "./version.ts";
 
@@ -24,7 +26,8 @@ const COMMANDS: Record<string, Command> = {
   tls: { run: tlsCommand, summary: "issue | rotate | client: certificates from the cluster CA", usage: `${TLS_USAGE}\n\n${TLS_CLIENT_USAGE}` },
   serve: { run: serve, summary: "run this host's node", usage: SERVE_USAGE },
   token: { run: token, summary: "add | revoke | list: the API tokens file", usage: TOKEN_USAGE },
-  status: { run: status, summary: "print a node's view of the cluster", usage: `cairn status ${CLIENT}` },
+  status: { run: status, summary: "a table of every node (role, term, indexes, lag, contact, problems); --json: a node's /status", usage: `${STATUS_USAGE.replace(/ \(--url.*$/, "")} ${CLIENT}` },
+  top: { run: top, summary: "the status table, redrawn every --interval seconds until Ctrl-C", usage: `${TOP_USAGE.replace(/ \(--url.*$/, "")} ${CLIENT}` },
   put: { run: put, summary: "set a key", usage: `cairn put KEY VALUE [--content-type T] [--if-match VERSION] ${CLIENT}` },
   get: { run: get, summary: "print a key's value", usage: `cairn get KEY [--stale] ${CLIENT}` },
   del: { run: del, summary: "delete a key", usage: `cairn del KEY [--if-match VERSION] ${CLIENT}` },
@@ -113,6 +116,8 @@ async function run(cmd: string, rest: string[]): Promise<number> {
   }
 }
 
+// Before any decoding: the native CBOR string extractor where it loads and helps (platform/cbor.ts).
+await loadNativeCbor();
 process.exitCode = await main(process.argv.slice(2));
 // Done (serve returns only once the node has stopped): do not wait for idle keep-alive sockets.
 process.exit(process.exitCode);

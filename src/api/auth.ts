@@ -2,7 +2,8 @@
  * Who may call the API. Three roles: admin includes write, write includes
  * read. GET and HEAD need read, other methods write, /admin/* admin. /health
  * is always open (liveness probes carry no secrets), and so is the dashboard
- * page itself (static HTML; its data comes from /status, which is not).
+ * page itself (static HTML; its data comes from /status, which is not) and
+ * /openapi.json (the API's description, no data).
  *
  * Two ways in: a bearer token from the tokens file (tokens.ts; hashed,
  * compared in constant time, hot-reloaded), or a TLS client certificate
@@ -20,7 +21,7 @@ import { ROLE_RANK, type Role, type TokenSet } from "./tokens.ts";
 export type { Role } from "./tokens.ts";
 
 /** Paths anyone may call, whatever the tokens. */
-const OPEN_PATHS = new Set(["/health", "/"]);
+const OPEN_PATHS = new Set(["/health", "/", "/openapi.json"]);
 
 export function requiredRole(method: string, path: string): Role | null {
   if (OPEN_PATHS.has(path) && (method === "GET" || method === "HEAD")) return null;

@@ -1,22 +1,27 @@
 /**
  * Operations routes: /status, /health, /ready, /metrics, /admin/leader, the
- * checkpoint routes and the dashboard.
+ * checkpoint routes, the dashboard and /openapi.json.
  */
 import type { Hono } from "hono";
 import { z } from "zod";
 import { bounded, json, type ApiContext } from "./context.ts";
+import { cborImpl } from "../platform/cbor.ts";
 import { fileStream } from "../platform/files.ts";
 import { ChecksumMismatchError } from "../checkpoint/verify.ts";
 import { DASHBOARD_HTML } from "./dashboard.ts";
+import { openApiDocument } from "./openapi.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import type { HttpMetrics } from "./metrics.ts";
 import { readJsonBody } from "./request.ts";
 import { zodMessage } from "./write.ts";
 
-const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
+export const transferSchema = z.object({ to: z.string().min(1).optional() }).strict();
 
 export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): void {
   app.get("/", () => new Response(DASHBOARD_HTML, { headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" } }));
+
+  let openapi: string | undefined;
+  app.get("/openapi.json", () => new Response((openapi ??= JSON.stringify(openApiDocument(ctx.version))), { headers: { "content-type": "application/json; charset=utf-8" } }));
 
   app.get("/status", () => json(withAuth(ctx.node.status(), ctx)));
 
@@ -84,8 +89,12 @@ export function registerOps(app: Hono, ctx: ApiContext, metrics: HttpMetrics): v
 /** NO_AUTH_PROBLEM: the /status problem of a node that lets anyone in. */
 export const NO_AUTH_PROBLEM = "the API has no authentication (--no-auth): anyone who reaches it can read, write and call /admin; start it with a tokens file";
 
-/** /status with how callers are authenticated; no authentication is a problem. */
-function withAuth<S extends { problems: readonly string[] }>(s: S, ctx: ApiContext): S & { auth: string } {
-  if (ctx.auth === null) return { ...s, auth: "none", problems: [...s.problems, NO_AUTH_PROBLEM] };
-  return { ...s, auth: ctx.auth.clientCa ? "tokens+client-certificates" : "tokens" };
+/**
+ * /status with how callers are authenticated (no authentication is a
+ * problem) and which CBOR decoder this process runs ("native" | "js").
+ */
+function withAuth<S extends { problems: readonly string[] }>(s: S, ctx: ApiContext): S & { auth: string; cbor: string } {
+  const cbor = cborImpl();
+  if (ctx.auth === null) return { ...s, auth: "none", cbor, problems: [...s.problems, NO_AUTH_PROBLEM] };
+  return { ...s, auth: ctx.auth.clientCa ? "tokens+client-certificates" : "tokens", cbor };
 }

@@ -14,6 +14,7 @@ const def = (template: string, re: RegExp, methods: string[]): RouteDef => ({ te
 /** In match order: /changes/stream before /changes/:index. */
 export const ROUTES: readonly RouteDef[] = [
   def("/", /^\/$/, ["GET"]),
+  def("/openapi.json", /^\/openapi\.json$/, ["GET"]),
   def("/changes", /^\/changes$/, ["GET", "POST"]),
   def("/changes/stream", /^\/changes\/stream$/, ["GET"]),
   def("/changes/:index", /^\/changes\/[^/]+$/, ["GET"]),

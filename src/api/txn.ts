@@ -18,7 +18,10 @@ import { badRequest } from "./errors.ts";
 import { readJsonBody } from "./request.ts";
 import { propose, zodMessage } from "./write.ts";
 
-const base64Value = z.object({ base64: z.string() }).strict();
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+// The pattern is in the schema (not only in decodeBase64) so GET /openapi.json documents it.
+const base64Value = z.object({ base64: z.string().regex(BASE64_RE, "is not valid base64 (standard alphabet, padded)") }).strict();
 const bytesValue = z.union([z.string(), base64Value]);
 
 const compareSchema = z
@@ -37,15 +40,13 @@ const opSchema = z.discriminatedUnion("op", [
 ]);
 
 // Array lengths are bounded by the body limit here and by TXN_*_MAX in validateCommand (413).
-const txnSchema = z
+export const txnSchema = z
   .object({
     compare: z.array(compareSchema).default([]),
     success: z.array(opSchema).default([]),
     failure: z.array(opSchema).default([]),
   })
   .strict();
-
-const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 function decodeBase64(s: string, where: string): Uint8Array {
   if (!BASE64_RE.test(s)) throw badRequest(`${where}.base64 is not valid base64 (standard alphabet, padded)`);

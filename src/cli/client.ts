@@ -117,13 +117,7 @@ export async function json(res: Response): Promise<unknown> {
 
 const print = (v: unknown) => console.log(typeof v === "string" ? v : JSON.stringify(v, null, 2));
 
-export async function status(argv: string[]): Promise<number> {
-  const usage = "cairn status (--url URL | --config FILE)";
-  const { values, positionals } = parse(argv, CLIENT_OPTIONS, usage);
-  expectArgs(positionals, { min: 0, max: 0 }, usage);
-  print(await json(await request(target(values), "/status")));
-  return 0;
-}
+// `cairn status` and `cairn top` are in status.ts.
 
 const KV_OPTIONS = { ...CLIENT_OPTIONS, "content-type": { type: "string" }, "if-match": { type: "string" }, stale: { type: "boolean", default: false } } as const;
 

@@ -50,7 +50,7 @@ test("put, get, del, post, tail and status work through the cluster file (https 
   const gone = await cairn("get", "greeting", ...cfg);
   expect(gone.code).toBe(1);
   expect(gone.err).toContain("404");
-  const status = await cairn("status", ...cfg);
+  const status = await cairn("status", "--json", ...cfg);
   expect(JSON.parse(status.out).members.length).toBe(3);
 }, 60_000);
 
