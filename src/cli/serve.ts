@@ -12,6 +12,7 @@ import { findSelf, type SelfMatch } from "../discovery/self.ts";
 import { tlsFileProblems } from "../discovery/tlsfiles.ts";
 import { vetReload } from "../discovery/vet.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
+import { Validators } from "../api/validators.ts";
 import { DataDirRefusedError, dataDirFacts, describeData, lockDataDir, openCheckedStore, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
 import { onTerminate } from "../platform/process.ts";
@@ -138,7 +139,9 @@ export async function serve(argv: string[]): Promise<number> {
   const fatal = new Promise<Error>((res) => (failed = res));
   // Test only (never set in production): network faults injected in the peer transport, see src/transport/faults.ts.
   const testFaultsFile = process.env.CAIRN_TEST_FAULTS || undefined;
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), testFaultsFile, ...ckpt });
+  const validators = new Validators({ validators: config.validators ?? [], cluster: config.cluster, nodeId: self.node.id, log });
+  const beforePropose = (b: Uint8Array) => validators.check(b);
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), testFaultsFile, beforePropose, ...ckpt });
   try {
     await node.start();
   } catch (e) {
@@ -193,6 +196,7 @@ export async function serve(argv: string[]): Promise<number> {
     onChange: (c) => {
       log.info("cluster file changed: applying it");
       node.updateConfig(c);
+      validators.update(c.validators ?? []);
       const me = c.nodes.find((n) => n.id === self.node.id);
       if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
     },
