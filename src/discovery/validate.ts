@@ -30,7 +30,10 @@ export const PROBLEMS_MAX = 20;
 export function validateClusterFile(raw: unknown): ValidateResult {
   const parsed = clusterFileSchema.safeParse(raw);
   if (!parsed.success) {
-    return { ok: false, problems: parsed.error.issues.slice(0, PROBLEMS_MAX).map((i) => formatIssue(i, raw)) };
+    const problems = parsed.error.issues.map((i) => formatIssue(i, raw));
+    // The node source is a cross-field rule, but a file missing both should hear it with the other problems.
+    if (raw !== null && typeof raw === "object" && !("nodes" in raw) && !("discovery" in raw)) problems.push(...sourceProblems({} as ClusterFile));
+    return { ok: false, problems: problems.slice(0, PROBLEMS_MAX) };
   }
   const problems = crossFieldProblems(parsed.data);
   return problems.length > 0 ? { ok: false, problems: problems.slice(0, PROBLEMS_MAX) } : { ok: true, file: parsed.data };
@@ -145,7 +148,7 @@ function sourceProblems(file: ClusterFile): string[] {
     return ['nodes: the file has both "nodes" and "discovery"; keep one: "nodes" lists the nodes, "discovery" takes them from DNS SRV records'];
   }
   if (file.nodes === undefined && file.discovery === undefined) {
-    return ['nodes: missing; expected an array of node entries (it may be empty), or "discovery": {"srv": "_cairn._tcp.NAME"}'];
+    return [`nodes: missing; expected ${HINTS.nodes}, or "discovery": {"srv": "_cairn._tcp.NAME"}`];
   }
   return [];
 }
