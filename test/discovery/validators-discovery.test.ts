@@ -4,7 +4,7 @@ import { parseClusterText } from "../../src/discovery/load.ts";
 
 const node = { id: "n1", peer: "127.0.0.1:7400", api: "http://127.0.0.1:7401" };
 const load = (f: object) => parseClusterText(JSON.stringify({ cluster: "c", ...f }), "/virtual/cluster.json");
-const problems = (f: object): string[] => {
+const problems = (f: object): readonly string[] => {
   const r = load(f);
   if (r.ok) throw new Error("expected the file to be refused");
   return r.error.problems;
