@@ -12,6 +12,7 @@ import { findSelf, type SelfMatch } from "../discovery/self.ts";
 import { tlsFileProblems } from "../discovery/tlsfiles.ts";
 import { vetReload } from "../discovery/vet.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
+import { SrvDiscovery } from "../discovery/srv.ts";
 import { Validators } from "../api/validators.ts";
 import { DataDirRefusedError, dataDirFacts, describeData, lockDataDir, openCheckedStore, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
@@ -111,7 +112,14 @@ export async function serve(argv: string[]): Promise<number> {
   const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
-  const initial = loadConfig(values.config);
+  const fileConfig = loadConfig(values.config);
+  // With "discovery" the nodes come from DNS: wait for a first good answer (srv.ts).
+  const srvProblem = { file: null as string | null, srv: null as string | null, set: (_p: string | null) => {} };
+  const srv = new SrvDiscovery({ log: root, onConfig: (c) => applyConfig(c), onProblem: (p) => srvProblem.set(p), vet: (c) => srvVet(c) });
+  let applyConfig: (c: ClusterConfig) => void = () => {};
+  let srvVet: (c: ClusterConfig) => readonly string[] = () => [];
+  const initial = await srv.first(fileConfig, term.signalled);
+  if (initial === null) return 0;
   const auth = setupAuth(values, initial.path, root);
   let found: Awaited<ReturnType<typeof locateSelf>>;
   try {
@@ -187,22 +195,35 @@ export async function serve(argv: string[]): Promise<number> {
       log.error(`this node's API address changed in the cluster file to ${url}, but it cannot listen there (${(e as Error).message}); still on ${apiUrl}`);
     }
   };
+  const vetOpts = { selfId: self.node.id, cluster: config.cluster, tls: tls !== "insecure" };
+  applyConfig = (c) => {
+    log.info("cluster config changed: applying it");
+    node.updateConfig(c);
+    validators.update(c.validators ?? []);
+    const me = c.nodes.find((n) => n.id === self.node.id);
+    if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
+  };
+  srvVet = (c) => vetReload(c, vetOpts);
+  srvProblem.set = (p) => {
+    srvProblem.srv = p;
+    node.setFileProblem([srvProblem.file, srvProblem.srv].filter((x) => x !== null).join("; ") || null);
+  };
+  srv.start(fileConfig, config);
   const watcher = watchClusterFile({
     path: config.path,
     logger: log,
-    initial: config,
-    vet: (next) => vetReload(next, { selfId: self.node.id, cluster: config.cluster, tls: tls !== "insecure" }),
-    onProblem: (p) => node.setFileProblem(p),
-    onChange: (c) => {
-      log.info("cluster file changed: applying it");
-      node.updateConfig(c);
-      validators.update(c.validators ?? []);
-      const me = c.nodes.find((n) => n.id === self.node.id);
-      if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
+    initial: fileConfig,
+    vet: (next) => vetReload(next, vetOpts),
+    onProblem: (p) => {
+      srvProblem.file = p;
+      srvProblem.set(srvProblem.srv);
     },
+    // Through the SRV poller: a file with "discovery" gets its nodes from DNS, one without is used as is.
+    onChange: (c) => srv.setFile(c),
   });
   const end = await Promise.race([term.signalled, fatal]);
   watcher.close();
+  srv.close();
   auth.close();
   tlsWatch?.close();
   if (end instanceof Error) {

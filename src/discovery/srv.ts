@@ -189,7 +189,15 @@ export class SrvDiscovery {
     return null;
   }
 
-  /** The file in force changed (or is the start-up one): follow it. */
+  /** After start-up: `current` is in force already (from `first`, or the file itself); poll on the interval. */
+  start(file: ClusterConfig, current: ClusterConfig): void {
+    this.file = file;
+    this.lastEmitted = JSON.stringify(current);
+    const d = file.discovery;
+    if (d && !this.closed) this.timer = setTimeout(() => void this.poll(), d.intervalMs);
+  }
+
+  /** The file in force changed: follow it. */
   setFile(file: ClusterConfig): void {
     const before = this.file?.discovery;
     this.file = file;
