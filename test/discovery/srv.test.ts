@@ -6,6 +6,7 @@
 import { afterAll, beforeAll, beforeEach, expect, test } from "bun:test";
 import { parseClusterText, type ClusterConfig } from "../../src/discovery/load.ts";
 import { lookupSrv, SrvDiscovery } from "../../src/discovery/srv.ts";
+import { join } from "node:path";
 import { Logger } from "../../src/util/log.ts";
 import { TestDns } from "../helpers/dns.ts";
 import { waitFor } from "../helpers/ports.ts";
@@ -122,3 +123,13 @@ test("a file without discovery is passed through as is and stops the polling", a
     disc.close();
   }
 });
+
+test("the lookup works the same under Deno (node:dns Resolver with setServers on a loopback port)", async () => {
+  dns.txt.set("n2.store-42.test", ["id=n2", "api=http://127.0.0.2:7500"]); // strings split: Deno keeps them in one record
+  const root = join(import.meta.dir, "..", "..");
+  const child = Bun.spawn([join(root, "node_modules/.bin/deno"), "run", "-A", join(import.meta.dir, "deno-srv.ts"), NAME, dns.server], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  expect(code, err).toBe(0);
+  expect(JSON.parse(out)).toEqual(await lookupSrv(fileConfig().discovery!));
+  expect(JSON.parse(out).nodes.map((n: { id: string }) => n.id)).toEqual(["n1", "n2", "n3"]);
+}, 60_000);
