@@ -123,7 +123,7 @@ export async function serve(argv: string[]): Promise<number> {
   const auth = setupAuth(values, initial.path, root);
   let found: Awaited<ReturnType<typeof locateSelf>>;
   try {
-    found = await locateSelf({ config: initial, id: values.id, data: values.data, log: root, terminated: term.signalled });
+    found = await locateSelf({ config: initial, fileConfig, id: values.id, data: values.data, log: root, terminated: term.signalled });
   } catch (e) {
     auth.close();
     // Reading the data directory of a node the file does not list: locked by another process, or damaged.
@@ -291,6 +291,8 @@ function peekDataDir(dir: string): DataDirFacts | null {
  */
 async function locateSelf(o: {
   config: ClusterConfig;
+  /** The file as read (with "discovery": no nodes); `config` has the nodes found in DNS. */
+  fileConfig: ClusterConfig;
   id: string | undefined;
   data: string | undefined;
   log: Logger;
@@ -306,20 +308,23 @@ async function locateSelf(o: {
   }
   log.warn(`${first.message}; ${facts ? `${describeData(facts)}; ` : ""}this node does not take part until the file lists it (waiting for the file to change)`);
   return await new Promise((resolvePick) => {
-    const watcher = watchClusterFile({
-      path: o.config.path,
-      logger: log,
-      initial: o.config,
-      onChange: (c) => {
+    // With "discovery" the list is in DNS: wait for the record (and the file) to list this node.
+    const srv = new SrvDiscovery({
+      log,
+      onConfig: (c) => {
         const r = trySelf(c, o.id);
-        if (r instanceof Error) return log.info(`still not in the cluster file: ${r.message}`);
+        if (r instanceof Error) return log.info(`still not in the cluster's node list: ${r.message}`);
         watcher.close();
+        srv.close();
         resolvePick({ self: r, config: c });
       },
     });
+    const watcher = watchClusterFile({ path: o.config.path, logger: log, initial: o.fileConfig, onChange: (c) => srv.setFile(c) });
+    srv.start(o.fileConfig, o.config);
     void o.terminated.then((sig) => {
       log.info(`${sig}: stopping (this node had not started)`);
       watcher.close();
+      srv.close();
       resolvePick("stopped");
     });
   });

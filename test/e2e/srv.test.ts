@@ -1,7 +1,7 @@
 /**
  * DNS SRV discovery end to end (issue 12): three processes of dist/cairn
  * whose cluster file names an SRV record on a real DNS server on loopback
- * (test/helpers/dns.ts); the record gains a 4th node, which joins; then the
+ * (test/helpers/dns.ts); a 4th node started before the record lists it waits, and joins once the record gains it; then the
  * record is emptied and the cluster does not change.
  */
 import { afterEach, expect, test } from "bun:test";
@@ -47,8 +47,9 @@ test("a cluster formed from SRV records follows a 4th node added to them and ign
   await waitFor("3 voters from DNS", async () => (await voters(cl, ["n1", "n2", "n3"]).catch(() => [])).join() === "n1,n2,n3", 30_000, 100);
   expect((await cl.post("n1", { a: 1 })).status).toBe(201);
 
+  cl.start("n4"); // not in the record yet: it waits for DNS to list it
+  await cl.waitLog("n4", "does not take part until");
   publish(dns, all);
-  cl.start("n4");
   await waitFor("n4 becomes the 4th voter", async () => (await voters(cl, ["n1", "n2", "n3", "n4"]).catch(() => [])).join() === "n1,n2,n3,n4", 40_000, 100);
 
   dns.srv.set(NAME, []); // emptied: never converged to
