@@ -49,8 +49,9 @@
  *    leader calls before it proposes a write with a matching tag (see
  *    src/api/validators.ts for the contract). `url` http(s), no credentials;
  *    `tags` non-empty ("*" matches every write, "kv" the key-value writes);
- *    `timeoutMs` 1..60000 (default 1000); `onError` "reject" (default) or
- *    "accept"; `concurrencyMax` 1..1024 (default 64) calls in flight;
+ *    `timeoutMs` 1..5000 (default 1000; at most half the 10 s write deadline,
+ *    so a write is never proposed after its client was told it timed out);
+ *    `onError` "reject" (default) or "accept"; `concurrencyMax` 1..1024 (default 64) calls in flight;
  *    `bodyBytesMax` 1 KiB..16 MiB (default 1 MiB) sent.
  *  - `discovery` (instead of `nodes`): `{"srv": "_cairn._tcp.NAME",
  *    "intervalMs"?, "server"?}`; the node list comes from DNS SRV + TXT
@@ -75,7 +76,7 @@ export type NodeRole = "voter" | "learner";
 
 export const VALIDATORS_MAX = 16;
 export const VALIDATOR_TAGS_MAX = 64;
-export const VALIDATOR_TIMEOUT_MS_MAX = 60_000;
+export const VALIDATOR_TIMEOUT_MS_MAX = 5000;
 export const VALIDATOR_CONCURRENCY_MAX = 1024;
 export const VALIDATOR_BODY_BYTES_MIN = 1024;
 export const VALIDATOR_BODY_BYTES_MAX = 16 << 20;

@@ -71,7 +71,7 @@ const HINTS: Readonly<Record<string, string>> = {
   url: 'an http:// or https:// URL such as "http://127.0.0.1:9000/validate"',
   tags: 'a non-empty array of tags ("*" matches every write, "kv" the key-value writes)',
   "tags[]": "a non-empty tag of at most 256 characters",
-  timeoutMs: "a whole number of milliseconds from 1 to 60000",
+  timeoutMs: "a whole number of milliseconds from 1 to 5000",
   onError: '"reject" or "accept"',
   concurrencyMax: "a whole number from 1 to 1024",
   bodyBytesMax: "a whole number of bytes from 1024 to 16777216",
