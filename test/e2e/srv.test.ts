@@ -1,8 +1,10 @@
 /**
  * DNS SRV discovery end to end (issue 12): three processes of dist/cairn
  * whose cluster file names an SRV record on a real DNS server on loopback
- * (test/helpers/dns.ts); a 4th node started before the record lists it waits, and joins once the record gains it; then the
- * record is emptied and the cluster does not change.
+ * (test/helpers/dns.ts); a 4th node started before the record lists it
+ * waits, and joins once the record gains it; then the record is emptied and
+ * the cluster does not change; a record that drops a majority of the voters
+ * is held.
  */
 import { afterEach, expect, test } from "bun:test";
 import { join } from "node:path";
@@ -64,5 +66,11 @@ test("a cluster formed from SRV records follows a 4th node added to them and ign
   expect((await cl.post("n2", { a: 2 })).status).toBe(201);
   dns.srv.clear(); // vanished: the same
   await waitFor("more polls", () => dns!.queries > q + 40, 10_000, 50);
+  expect(await voters(cl, ["n1", "n2", "n3", "n4"])).toEqual(["n1", "n2", "n3", "n4"]);
+
+  // A record that drops 3 of the 4 voters is held like such a file edit (no allowShrink).
+  publish(dns, all.slice(0, 1));
+  const l2 = await cl.leader(20_000);
+  await waitFor("the shrink is held, in /status", async () => ((await cl.status(l2)).problems as string[]).some((p) => p.startsWith("membership change held")), 10_000, 100);
   expect(await voters(cl, ["n1", "n2", "n3", "n4"])).toEqual(["n1", "n2", "n3", "n4"]);
 }, 120_000);
