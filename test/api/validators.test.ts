@@ -3,6 +3,7 @@
  * (Bun.serve in this process), real CairnNodes with the API app over them.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
 import { createApp } from "../../src/api/app.ts";
 import { Validators } from "../../src/api/validators.ts";
 import type { ValidatorConfig } from "../../src/discovery/load.ts";
@@ -194,3 +195,17 @@ test("a write sent to a follower is validated once, at the leader", async () => 
   expect(res.status).toBe(422);
   expect(((await res.json()) as { error: { message: string } }).error.message).toContain("price must be positive");
 });
+
+test("validators work the same under Deno (accept, reject with reason, timeout, connection refused)", async () => {
+  const root = join(import.meta.dir, "..", "..");
+  const urls = [`${base}/accept`, `${base}/reject`, `${base}/hang`, `http://127.0.0.1:${await freePort()}/v`];
+  const child = Bun.spawn([join(root, "node_modules/.bin/deno"), "run", "-A", join(import.meta.dir, "deno-validators.ts"), ...urls], { cwd: root, stdout: "pipe", stderr: "pipe" });
+  const [out, err, code] = await Promise.all([new Response(child.stdout).text(), new Response(child.stderr).text(), child.exited]);
+  for (const r of hanging.splice(0)) r();
+  expect(code, err).toBe(0);
+  const r = JSON.parse(out) as string[];
+  expect(r[0]).toBe("accepted");
+  expect(r[1]).toContain("price must be positive");
+  expect(r[2]).toContain("no answer within its timeoutMs of 300 ms");
+  expect(r[3]).toContain("cannot reach it");
+}, 60_000);
