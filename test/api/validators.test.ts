@@ -17,7 +17,7 @@ import { freePort, waitFor } from "../helpers/ports.ts";
 type Seen = { path: string; body: any };
 const seen: Seen[] = [];
 /** Calls to /hang wait here until released. */
-let hanging: (() => void)[] = [];
+const hanging: (() => void)[] = [];
 let server: ReturnType<typeof Bun.serve>;
 let base: string;
 let cluster: InprocCluster;
