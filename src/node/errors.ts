@@ -45,6 +45,22 @@ export class DiskFullError extends NodeError {
   }
 }
 
+/** Too many writes in flight on this leader: the bound on waiting writers is reached. */
+export class OverloadedError extends NodeError {
+  override name = "OverloadedError";
+  constructor(readonly inFlightMax: number) {
+    super("overloaded", 503, `more than ${inFlightMax} writes in flight; retry shortly`, 1);
+  }
+}
+
+/** The core dropped the proposal (a leadership transfer is under way, or its uncommitted log is full). */
+export class BusyError extends NodeError {
+  override name = "BusyError";
+  constructor(detail: string) {
+    super("busy", 503, detail, 1);
+  }
+}
+
 /** The node is shutting down or not started. */
 export class StoppedError extends NodeError {
   override name = "StoppedError";

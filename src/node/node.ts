@@ -1,8 +1,10 @@
 /**
- * CairnNode: the one loop that joins the Raft core, the SQLite store, the
- * peer transport and the state machine. Every input (a tick, a peer message,
- * a proposal) is followed by one pass over the core's Ready, in the order the
- * contract demands: persist, then send, then apply, then advance.
+ * CairnNode: the wiring of a real node. It joins the Raft core, the SQLite
+ * store, the peer transport and the state machine through the Ready loop of
+ * driver.ts (persist, then send, then apply, then advance: the order is
+ * written there), and adds what a real node needs around it: founding,
+ * ticks and stall detection, disk-full recovery, checkpoint shipping and
+ * install, feed trimming, forwarding, reads, status and peer admission.
  *
  * Bun's SQLite is synchronous, so a whole Ready is handled inside one
  * macrotask: nothing can step the core between ready() and advance().
@@ -22,7 +24,7 @@ import { allMembers } from "../raft/confchange.ts";
 import { NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
 import { Raft, type ReadOnlyMode } from "../raft/raft.ts";
 import { SeededRng } from "../raft/rng.ts";
-import { NONE, type Message, type Ready } from "../raft/types.ts";
+import { NONE, type ConfState, type Entry, type Message, type Ready } from "../raft/types.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
@@ -36,7 +38,9 @@ import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
-import { BadRequestError, DiskFullError, NodeError, NoLeaderError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
+import { BadRequestError, BusyError, DiskFullError, NoLeaderError, OverloadedError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
+import { Driver } from "./driver.ts";
+import { nodeTiming, timingChange, type NodeTiming } from "./timing.ts";
 import { dataDirFacts, dataDirProblem, lockDataDir, openCheckedStore } from "./datadir.ts";
 import { shrinkHold } from "../discovery/plan.ts";
 import { Converger, RemovalCheck, removalProof, type MemberView, type ProbeReply } from "./membership.ts";
@@ -122,8 +126,8 @@ export class CairnNode implements NodeApi {
   private readonly appliedFsm: Fsm;
   private config: ClusterConfig;
   private readonly log: Logger;
-  private readonly tickMs: number;
-  private readonly stallMs: number;
+  /** Every duration derived from the file's raft section, fixed at start (timing.ts). */
+  readonly timing: NodeTiming;
   private readonly proposeTimeoutMs: number;
   private readonly readTimeoutMs: number;
   private store!: RaftStore;
@@ -147,13 +151,12 @@ export class CairnNode implements NodeApi {
   private readonly removalCheck: RemovalCheck;
   /** The last peer address of every node any version of the file listed (members the file dropped keep theirs until they are out). */
   private readonly lastAddress = new Map<string, string>();
-  private accepted: { index: number; term: number; resolve: () => void; reject: (e: Error) => void }[] = [];
   private leaderWatchers = new Set<() => void>();
   private readonly probeAnswers = new Map<string, ProbeAnswer>();
   private timers: ReturnType<typeof setInterval>[] = [];
-  private scheduled = false;
+  /** The Ready loop (driver.ts): persist, send, apply, advance. */
+  private driver!: Driver;
   private lastTickAt = 0;
-  private electionTicks = 2;
   /** The leader of the last Ready: requests forwarded to it fail when it changes. */
   private prevLead: string = NONE;
   private probeTimer: ReturnType<typeof setInterval> | undefined;
@@ -177,21 +180,18 @@ export class CairnNode implements NodeApi {
     this.appliedFsm = opts.fsm ?? this.fsm;
     this.config = opts.config;
     this.log = opts.logger.with({ node: opts.id });
-    this.tickMs = opts.tickMs ?? Math.max(5, Math.floor(opts.config.raft.heartbeatMs / 2));
-    this.stallMs = opts.stallMs ?? opts.config.raft.electionMs;
+    this.timing = nodeTiming(opts.config.raft, { tickMs: opts.tickMs, stallMs: opts.stallMs });
     this.proposeTimeoutMs = opts.proposeTimeoutMs ?? 10_000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 5_000;
     this.reads = new ReadRounds({ nodeId: opts.id, roundsMax: LIMITS.readRoundsMax, waitersMax: LIMITS.readersPerRoundMax });
     this.converger = new Converger({
       log: this.log,
       catchUpLagMax: LIMITS.catchUpLagMax,
-      // Three heartbeat rounds: a voter that died just before a removal is planned must not count as
-      // active (a removal relying on it would leave a configuration without a working majority).
-      contactTicksMax: Math.max(2, Math.round((3 * opts.config.raft.heartbeatMs) / this.tickMs) + 1),
+      contactTicksMax: this.timing.contactTicksMax,
     });
     this.removalCheck = new RemovalCheck({
-      everyMs: opts.config.raft.electionMs,
-      ask: (peer) => this.calls.call(peer, `membership check with ${peer}`, opts.config.raft.electionMs, (id) => this.transport.send(peer, { t: "probe", id })),
+      everyMs: this.timing.removalCheckMs,
+      ask: (peer) => this.calls.call(peer, `membership check with ${peer}`, this.timing.removalCheckMs, (id) => this.transport.send(peer, { t: "probe", id })),
       view: () => this.memberView(),
       // Called in a promise's then(), whose catch() would swallow a database error of markRemoved: guarded.
       onRemoved: (e) => this.guarded(() => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`)),
@@ -270,16 +270,17 @@ export class CairnNode implements NodeApi {
       admit: (p) => this.admitPeer(p),
       onRefusedBy: (e) => this.guarded(() => this.onRefusedBy(e)),
       // Dead connections are found and redialled within about an election timeout of this cluster.
-      ...transportTimings(this.config.raft),
+      ...transportTimings(this.timing.raft),
       faults: this.opts.testFaultsFile === undefined ? undefined : new FaultHook(this.opts.testFaultsFile, this.id, this.log),
     });
+    this.driver = this.makeDriver();
     this.admittedKey = this.admittedSet().key;
     this.transport.setPeers(this.peerAddresses());
     await this.transport.listen();
     if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.startRaft(this.store.clusterId());
     else this.startEmpty();
     this.lastTickAt = performance.now();
-    this.timers.push(setInterval(() => this.guarded(() => this.onTick()), this.tickMs));
+    this.timers.push(setInterval(() => this.guarded(() => this.onTick()), this.timing.tickMs));
     this.log.info("node started", {
       dataDir: this.opts.dataDir,
       clusterId: this.store.clusterId(),
@@ -299,19 +300,20 @@ export class CairnNode implements NodeApi {
     if (this.stopping) return;
     if (opts.transfer !== false && this.raft?.role === "leader" && this.otherVoters().length > 0) {
       try {
-        const t = await this.transferLeader({ timeoutMs: 2 * this.config.raft.electionMs });
+        const t = await this.transferLeader({ timeoutMs: this.timing.transferTimeoutMs });
         this.log.info(`handed leadership to ${t.to} before stopping`, { term: this.raft?.term });
       } catch (e) {
         this.log.warn("could not hand leadership over before stopping", { error: e });
       }
     }
     this.stopping = true;
+    this.driver?.stop();
     for (const t of this.timers) clearInterval(t);
     for (const s of this.senders.values()) s.cancel("node stopping");
     this.receiver?.close();
     const stopped = new StoppedError();
     this.proposals.failAll(stopped);
-    this.failAccepted(stopped);
+    this.driver?.failPersistWaiters(stopped);
     this.reads.failAll(stopped);
     this.feedWaiters.failAll();
     this.calls.failAll(stopped);
@@ -469,23 +471,20 @@ export class CairnNode implements NodeApi {
 
   private startRaft(clusterId: string | null): void {
     const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
-    const electionTicks = Math.max(2, Math.round(this.config.raft.electionMs / this.tickMs));
-    this.electionTicks = electionTicks;
-    const heartbeatTicks = Math.max(1, Math.round(this.config.raft.heartbeatMs / this.tickMs));
     this.raft = new Raft({
       id: this.id,
       clusterId,
       storage: this.store,
       rng: new SeededRng(seed),
       applied: this.store.appliedIndex(),
-      electionTicks: Math.max(electionTicks, heartbeatTicks + 1),
-      heartbeatTicks,
+      electionTicks: this.timing.electionTicks,
+      heartbeatTicks: this.timing.heartbeatTicks,
       readOnly: this.opts.readOnly ?? "safe",
       // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
       emptyNodeVotes: false,
     });
     if (clusterId !== null) this.transport.setClusterId(clusterId);
-    this.schedule();
+    this.driver.attach(this.raft);
   }
 
   // ---------------------------------------------------------------- founding
@@ -554,47 +553,32 @@ export class CairnNode implements NodeApi {
   // ---------------------------------------------------------------- the loop
 
   private schedule(): void {
-    if (this.scheduled || this.stopping) return;
-    this.scheduled = true;
-    // setImmediate, not a microtask: every request and peer frame that arrived in this
-    // turn of the event loop is proposed first, so one Ready (one fsync) carries them all.
-    setImmediate(() => {
-      this.scheduled = false;
-      this.guarded(() => this.runReady());
+    if (this.stopping) return;
+    this.driver?.schedule();
+  }
+
+  /** The Ready loop over this node's SQLite store, peer transport, state machine and checkpoint files. */
+  private makeDriver(): Driver {
+    return new Driver({
+      clock: { now: () => performance.now(), defer: (fn) => setImmediate(fn), after: (fn, ms) => void setTimeout(fn, ms) },
+      log: this.store,
+      transport: {
+        send: (m) => this.transport.send(m.to, { t: "raft", m }),
+        sendSnapshot: (m) => this.sendCheckpoint(m),
+        setClusterId: (id) => this.transport.setClusterId(id),
+      },
+      fsm: { apply: (entries, conf) => this.applyDeferringSync(entries, conf) },
+      snapshots: { install: (rd) => this.persistWithSnapshot(rd) },
+      hooks: {
+        beforeReady: (raft) => this.sendReadRound(raft),
+        onApplied: (rd, results) => this.afterApply(rd, results),
+        onAdvanced: (raft, rd) => this.afterReady(raft, rd),
+        onDiskFull: (e) => this.onDiskFull(e.message),
+        onFatal: (e) => this.fatal(e),
+      },
+      readyRoundsPerTurn: LIMITS.readyRoundsPerTurn,
+      persistWaitersMax: LIMITS.proposalsPendingMax,
     });
-  }
-
-  private runReady(): void {
-    const raft = this.raft;
-    if (!raft || this.stopping) return;
-    this.sendReadRound(raft);
-    for (let round = 0; round < LIMITS.readyRoundsPerTurn && raft.hasReady(); round++) {
-      if (!this.handleReady(raft, raft.ready())) return;
-    }
-    if (raft.hasReady()) setTimeout(() => this.schedule(), 0); // let timers and sockets run between batches
-  }
-
-  /** One Ready, in contract order. Returns false if the disk refused it (the core was rebuilt). */
-  private handleReady(raft: Raft, rd: Ready): boolean {
-    let results: Map<number, unknown>;
-    try {
-      if (rd.snapshot) this.persistWithSnapshot(rd);
-      else this.store.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
-      this.settleAccepted();
-      if (rd.clusterId !== undefined) this.transport.setClusterId(rd.clusterId);
-      this.send(rd.messages);
-      results = this.applyDeferringSync(rd);
-    } catch (e) {
-      if (e instanceof DbDiskFullError) {
-        this.onDiskFull(e.message);
-        return false;
-      }
-      throw e;
-    }
-    this.afterApply(rd, results);
-    raft.advance(rd);
-    this.afterReady(raft, rd);
-    return true;
   }
 
   /**
@@ -604,21 +588,14 @@ export class CairnNode implements NodeApi {
    * entries are applied again at restart, exactly once. The next fsynced
    * commit (WAL is sequential) makes it durable anyway. One fsync per Ready.
    */
-  private applyDeferringSync(rd: Ready): Map<number, unknown> {
-    if (rd.committedEntries.length === 0 || this.opts.synchronous === "NORMAL") return this.applier.apply(rd.committedEntries, rd.confState);
+  private applyDeferringSync(entries: readonly Entry[], conf: ConfState | undefined): Map<number, unknown> {
+    if (entries.length === 0 || this.opts.synchronous === "NORMAL") return this.applier.apply(entries, conf);
     const db = this.store.db;
     db.exec("PRAGMA synchronous=NORMAL");
     try {
-      return this.applier.apply(rd.committedEntries, rd.confState);
+      return this.applier.apply(entries, conf);
     } finally {
       db.exec("PRAGMA synchronous=FULL");
-    }
-  }
-
-  private send(msgs: readonly Message[]): void {
-    for (const m of msgs) {
-      if (m.type === "snap") this.sendCheckpoint(m);
-      else if (!this.transport.send(m.to, { t: "raft", m })) this.raft?.reportUnreachable(m.to);
     }
   }
 
@@ -863,18 +840,6 @@ export class CairnNode implements NodeApi {
     }
   }
 
-  private settleAccepted(): void {
-    if (this.accepted.length === 0) return;
-    const last = this.store.lastIndex();
-    const done = this.accepted.filter((a) => a.index <= last);
-    this.accepted = this.accepted.filter((a) => a.index > last);
-    for (const a of done) {
-      // Saved means saved with its own term: a newer leader's entry at that index is not it.
-      if (a.index >= this.store.firstIndex() && this.store.term(a.index) === a.term) a.resolve();
-      else a.reject(new ProposalLostError(a.index));
-    }
-  }
-
   // ---------------------------------------------------------------- ticks
 
   private onTick(): void {
@@ -889,7 +854,7 @@ export class CairnNode implements NodeApi {
       // A removed node takes no part, not even in elections. Time enters Raft only as ticks:
       // ticks this loop missed (a pause shorter than the stall threshold) are made up, so
       // election timers and the read lease age with real time, not with timer callbacks.
-      const ticks = Math.min(this.electionTicks, Math.max(1, Math.round(elapsed / this.tickMs)));
+      const ticks = Math.min(this.timing.electionTicks, Math.max(1, Math.round(elapsed / this.timing.tickMs)));
       for (let i = 0; i < ticks; i++) raft.tick();
     }
     this.removalCheck.tick(now);
@@ -916,9 +881,9 @@ export class CairnNode implements NodeApi {
   private checkStall(now: number): void {
     const raft = this.raft;
     const late = now - this.lastTickAt;
-    if (!raft || this.stopping || late <= this.stallMs || raft.role !== "leader" || this.lastTickAt === 0) return;
+    if (!raft || this.stopping || late <= this.timing.stallMs || raft.role !== "leader" || this.lastTickAt === 0) return;
     this.counters.stalls++;
-    this.log.warn(`event loop stalled for ${Math.round(late)} ms (threshold ${this.stallMs} ms): stepping down rather than serving stale leadership`, { term: raft.term });
+    this.log.warn(`event loop stalled for ${Math.round(late)} ms (threshold ${this.timing.stallMs} ms): stepping down rather than serving stale leadership`, { term: raft.term });
     raft.stepDown(`event loop stalled ${Math.round(late)} ms`);
     this.schedule();
   }
@@ -937,15 +902,8 @@ export class CairnNode implements NodeApi {
     // Entries past the durable log were neither written nor sent: they are lost with the old core, so their writers learn it now.
     const lost = new DiskFullError(this.store.path);
     this.proposals.failAbove(this.store.lastIndex(), lost);
-    this.failAccepted(lost);
+    this.driver.failPersistWaiters(lost);
     this.startRaft(this.store.clusterId());
-  }
-
-  /** Writers waiting for their entry to reach the log (?wait=none): none of these entries is there. */
-  private failAccepted(err: Error): void {
-    const waiting = this.accepted;
-    this.accepted = [];
-    for (const a of waiting) a.reject(err);
   }
 
   private retryDisk(): void {
@@ -1100,19 +1058,19 @@ export class CairnNode implements NodeApi {
       raft = this.writable();
       if (raft.role !== "leader") throw new NoLeaderError(`${this.id} lost the leadership while the write was being validated`);
     }
-    if (this.proposals.full() || this.accepted.length >= LIMITS.proposalsPendingMax) throw new NodeError("overloaded", 503, `more than ${LIMITS.proposalsPendingMax} writes in flight; retry shortly`, 1);
+    if (this.proposals.full() || this.driver.persistWaiting() >= this.driver.persistWaitersMax) throw new OverloadedError(LIMITS.proposalsPendingMax);
     let at: { index: number; term: number };
     try {
       at = raft.propose(bytes);
     } catch (e) {
       if (e instanceof NotLeaderError) throw new NoLeaderError();
-      if (e instanceof ProposalDroppedError) throw new NodeError("busy", 503, e.message, 1);
+      if (e instanceof ProposalDroppedError) throw new BusyError(e.message);
       throw e;
     }
     this.counters.proposals++;
     this.schedule();
     if (wait === "accepted") {
-      await new Promise<void>((resolve, reject) => this.accepted.push({ index: at.index, term: at.term, resolve, reject }));
+      await this.driver.waitPersisted(at);
       return { kind: "accepted", raftIndex: at.index, term: at.term };
     }
     const result = await this.proposals.wait(at, timeoutMs);
@@ -1155,7 +1113,7 @@ export class CairnNode implements NodeApi {
       store: this.store,
       fsm: this.hasFeed() ? this.fsm : null,
       config: this.config,
-      tickMs: this.tickMs,
+      tickMs: this.timing.tickMs,
       removed: this.removed,
       stopping: this.stopping,
       problems: this.problems(),
@@ -1176,12 +1134,7 @@ export class CairnNode implements NodeApi {
   }
 
   private raftTimingProblem(): string | null {
-    const [now, file] = [this.opts.config.raft, this.config.raft];
-    if (now.heartbeatMs === file.heartbeatMs && now.electionMs === file.electionMs) return null;
-    return (
-      `raft timings changed to heartbeatMs ${file.heartbeatMs}, electionMs ${file.electionMs}; they take effect when the node restarts ` +
-      `(in use: ${now.heartbeatMs}, ${now.electionMs})`
-    );
+    return timingChange(this.timing, this.config.raft);
   }
 
   private problems(): string[] {
@@ -1212,7 +1165,7 @@ export class CairnNode implements NodeApi {
 
   async transferLeader(opts: { to?: string; timeoutMs?: number; forwarded?: boolean } = {}): Promise<{ from: string; to: string }> {
     const raft = this.raft;
-    const timeoutMs = opts.timeoutMs ?? 2 * this.config.raft.electionMs;
+    const timeoutMs = opts.timeoutMs ?? this.timing.transferTimeoutMs;
     if (!raft || raft.lead === NONE) throw new NoLeaderError();
     if (raft.role !== "leader") {
       if (opts.forwarded) throw new NoLeaderError(`${this.id} is no longer the leader`);

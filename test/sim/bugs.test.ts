@@ -19,13 +19,13 @@ test("voting without the up-to-date check (§5.4.1) is caught as a leader comple
   expect(found).toBeDefined();
   expect(found!.check).toBe("leader completeness");
   expect(found!.replay).toContain(`--seed ${found!.seed}`);
-});
+}, 120_000);
 
 test("committing an earlier term's entry by counting replicas (§5.4.2, Figure 8) is caught", () => {
   const found = firstFailure({ commitOldTermByCount: true }, 1000, { nodes: 3, profile: "harsh" });
   expect(found).toBeDefined();
   expect(["leader completeness", "committed entry changed", "state machine safety"]).toContain(found!.check);
-});
+}, 120_000);
 
 test("applying (and sending) before persisting is caught", () => {
   const found = firstFailure({ applyBeforePersist: true }, 300, { nodes: 3 });
@@ -33,11 +33,20 @@ test("applying (and sending) before persisting is caught", () => {
   // Typically the restarted node's state machine is ahead of its durable log (the core's
   // restart assertion), or a lost vote elects two leaders in one term.
   expect(["assertion", "election safety", "leader completeness", "committed entry changed", "log matching", "state machine safety", "liveness"]).toContain(found!.check);
-});
+}, 120_000);
+
+test("a driver that sends a Ready's messages before persisting its hard state and entries is caught", () => {
+  const found = firstFailure({ sendBeforePersist: true }, 300, { nodes: 3 });
+  expect(found).toBeDefined();
+  // A vote or an append acknowledgement that left before the crash that lost it: two leaders in one
+  // term, or a committed entry a majority no longer holds.
+  expect(["election safety", "leader completeness", "committed entry changed", "log matching", "state machine safety", "assertion"]).toContain(found!.check);
+  expect(found!.replay).toContain("--bug sendBeforePersist");
+}, 120_000);
 
 test("the same seed replays the same run", () => {
   const a = runSeed({ seed: 77, steps: 1500, nodes: 5 });
   const b = runSeed({ seed: 77, steps: 1500, nodes: 5 });
   expect(a.ok && b.ok).toBe(true);
   if (a.ok && b.ok) expect(a.stats).toEqual(b.stats);
-});
+}, 120_000);

@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { runSeed, type SimBugs, type SimOptions, type SimStats } from "./sim.ts";
 
-const BUGS = ["voteWithoutLogCheck", "commitOldTermByCount", "applyBeforePersist"] as const;
+const BUGS = ["voteWithoutLogCheck", "commitOldTermByCount", "applyBeforePersist", "sendBeforePersist"] as const;
 
 function parseRange(s: string): [number, number] {
   const m = /^(\d+)\.\.(\d+)$/.exec(s);

@@ -1,8 +1,10 @@
 /**
- * A deterministic simulator for the real Raft core: a fake network (drop,
+ * A deterministic simulator for the real Raft core driven by the real Ready
+ * loop (src/node/driver.ts, the class the binary runs), over a fake network (drop,
  * delay, duplicate, reorder, symmetric and asymmetric partitions), fake disks
- * (a crash loses whatever was not yet synced under the Ready contract), a fake
- * clock (global ticks) and a random workload (proposals, reads, membership
+ * (a crash loses whatever was not yet synced under the Ready contract; crash
+ * points inside a Ready: before its persist, a send, its apply), a fake
+ * clock (global ticks; the driver's deferred turns run when the simulator says) and a random workload (proposals, reads, membership
  * changes, leadership transfers, crashes, restarts, compaction). Everything
  * follows from one seed.
  *
@@ -29,11 +31,18 @@ import {
   type ReadOnlyMode,
   type UnsafeBugs,
 } from "../../src/raft/index.ts";
+import { Driver, type DriverBugs } from "../../src/node/driver.ts";
+import type { HardState } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
 
-export interface SimBugs extends UnsafeBugs {
-  /** Driver bug: apply committed entries and send messages before the log and hard state are synced. */
+export interface SimBugs extends UnsafeBugs, DriverBugs {
+  /** Log store bug: persist() returns before the log and hard state are synced (they are synced at the next Ready). */
   readonly applyBeforePersist?: boolean;
+}
+
+/** A process crash at a point inside a Ready (thrown by the fake transport and state machine). */
+class SimCrash extends Error {
+  override name = "SimCrash";
 }
 
 export interface SimOptions {
@@ -99,6 +108,13 @@ type DiskOp = (s: MemoryStorage) => void;
 
 class SimNode {
   raft: Raft | undefined;
+  /** The real Ready loop (src/node/driver.ts), over this node's fake clock, log, network and state machine. */
+  driver: Driver | undefined;
+  /** The fake clock's queue: what the driver deferred to a later turn. */
+  tasks: (() => void)[] = [];
+  /** Snapshots the transport could not send in this Ready (reported to the core after it). */
+  failedSnaps: NodeId[] = [];
+  crashed = false;
   working: MemoryStorage;
   durable: MemoryStorage;
   unsynced: DiskOp[] = [];
@@ -132,6 +148,10 @@ class SimNode {
   }
 
   crash(): void {
+    this.driver?.stop();
+    this.driver = undefined;
+    this.tasks = [];
+    this.failedSnaps = [];
     this.raft = undefined;
     this.unsynced = [];
     this.working = this.durable.clone();
@@ -188,6 +208,10 @@ export class Simulator {
   private readonly lossRate: number;
   private readonly emptyNodeVotes: boolean;
   private leaderFault: { id: NodeId; term: number; at: number } | undefined;
+  /** Probability that the process dies at a crash point inside a Ready (before its persist, a send or its apply). */
+  private readonly crashPointRate: number;
+  /** The driver's Readies per turn: 1 interleaves inputs between every Ready, more batches like the binary. */
+  private readonly readyRounds: number;
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new SeededRng(opts.seed);
@@ -201,6 +225,8 @@ export class Simulator {
     // cairn's setting (false) on half the seeds: then members join as learners and are
     // promoted only once they hold data, as cairn's planner does.
     this.emptyNodeVotes = this.rng.chance(0.5);
+    this.crashPointRate = this.rng.pick([0, 0.005, 0.02]) * this.chaos;
+    this.readyRounds = this.rng.pick([1, 1, 4, 64]);
     const founders = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     this.universe = [...founders];
     this.nextJoiner = opts.nodes + 1;
@@ -275,6 +301,85 @@ export class Simulator {
       emptyNodeVotes: this.emptyNodeVotes,
     });
     node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
+    node.tasks = [];
+    node.driver = this.makeDriver(node);
+    node.driver.attach(node.raft);
+  }
+
+  /** The real driver over fakes: a crash point may fire before any send or apply once faults are on. */
+  private makeDriver(n: SimNode): Driver {
+    const bug = this.opts.bugs?.applyBeforePersist === true;
+    // Dying before the write is the moment a misordered driver loses a vote it already sent: likelier there.
+    const crashPoint = (weight = 0.25) => {
+      if (this.faultsOn && this.rng.chance(this.crashPointRate * weight)) throw new SimCrash(`${n.id} crashes inside a Ready`);
+    };
+    return new Driver({
+      clock: { now: () => this.step, defer: (fn) => n.tasks.push(fn), after: (fn) => n.tasks.push(fn) },
+      log: {
+        persist: (w) => {
+          crashPoint(1); // before the write: nothing of this Ready is on disk
+          n.sync(); // a buggy log store syncs late, at its next Ready
+          this.persistLog(n, w, !bug);
+        },
+        firstIndex: () => n.working.firstIndex(),
+        lastIndex: () => n.working.lastIndex(),
+        term: (i) => n.working.term(i),
+      },
+      transport: {
+        send: (m) => {
+          crashPoint();
+          this.enqueue(n, m);
+          return true;
+        },
+        sendSnapshot: (m) => {
+          crashPoint();
+          this.enqueue(n, m);
+        },
+        setClusterId: () => undefined,
+      },
+      fsm: {
+        apply: (entries, conf) => {
+          crashPoint();
+          this.applyCommitted(n, entries);
+          if (conf) n.write((s) => s.setConfState(conf), true);
+          return new Map();
+        },
+      },
+      snapshots: {
+        install: (rd) => {
+          n.sync();
+          const snap = rd.snapshot!;
+          n.write((s) => s.applySnapshot(snap), !bug);
+          this.persistLog(n, rd, !bug);
+          this.installSnapshot(n, snap.index);
+        },
+      },
+      hooks: {
+        onApplied: (rd) => this.checkReads(n, rd),
+        onAdvanced: () => this.checkLeader(n),
+        onDiskFull: (e) => {
+          throw e;
+        },
+        onFatal: (e) => {
+          if (!(e instanceof SimCrash)) throw e;
+          n.crashed = true;
+        },
+      },
+      readyRoundsPerTurn: this.readyRounds,
+      unsafe: this.opts.bugs,
+    });
+  }
+
+  private persistLog(n: SimNode, w: { readonly hardState?: HardState; readonly entries: readonly Entry[] }, syncNow: boolean): void {
+    this.checkNewEntries(n, w);
+    if (w.entries.length > 0) {
+      const ents = w.entries;
+      n.write((s) => s.append(ents), syncNow);
+    }
+    if (w.hardState) {
+      const hs = w.hardState;
+      n.write((s) => s.setHardState(hs), syncNow);
+    }
   }
 
   private live(): SimNode[] {
@@ -533,22 +638,18 @@ export class Simulator {
     to.raft.step(m);
   }
 
-  /** Returns the peers whose snapshot could not be sent (its data was replaced by a newer one meanwhile). */
-  private enqueue(n: SimNode, msgs: readonly Message[]): NodeId[] {
-    const failedSnaps: NodeId[] = [];
-    for (const msg of msgs) {
-      if (this.pool.length >= POOL_MAX) this.lost(this.takeAt(this.rng.int(this.pool.length)));
-      let snap: SmState | undefined;
-      if (msg.type === "snap") {
-        if (n.smSnap.applied !== msg.snapshot!.index) {
-          failedSnaps.push(msg.to);
-          continue;
-        }
-        snap = { ...n.smSnap };
+  /** Puts a message on the network; a snapshot whose data was replaced meanwhile fails (reported after the Ready). */
+  private enqueue(n: SimNode, msg: Message): void {
+    if (this.pool.length >= POOL_MAX) this.lost(this.takeAt(this.rng.int(this.pool.length)));
+    let snap: SmState | undefined;
+    if (msg.type === "snap") {
+      if (n.smSnap.applied !== msg.snapshot!.index) {
+        n.failedSnaps.push(msg.to);
+        return;
       }
-      this.pool.push({ msg, snap });
+      snap = { ...n.smSnap };
     }
-    return failedSnaps;
+    this.pool.push({ msg, snap });
   }
 
   // ---------------------------------------------------------------- ready
@@ -559,35 +660,25 @@ export class Simulator {
     }
   }
 
+  /** One turn of the node's event loop: the driver handles what the core has ready (readyRounds Readies at most). */
   private processReady(n: SimNode): void {
-    const raft = n.raft!;
-    const bug = this.opts.bugs?.applyBeforePersist === true;
-    n.sync(); // a buggy driver syncs late, at its next Ready
-    const rd = raft.ready();
-    this.checkNewEntries(n, rd);
-    if (rd.snapshot) {
-      const snap = rd.snapshot;
-      n.write((s) => s.applySnapshot(snap), !bug);
+    n.driver!.schedule();
+    const tasks = n.tasks;
+    n.tasks = [];
+    for (const t of tasks) {
+      t();
+      if (n.crashed) break;
     }
-    if (rd.entries.length > 0) {
-      const ents = rd.entries;
-      n.write((s) => s.append(ents), !bug);
+    if (n.crashed) {
+      n.crashed = false;
+      n.crash();
+      this.stats.crashes++;
+      this.log(`${n.id} CRASH inside a Ready (unsynced writes lost)`);
+      return;
     }
-    if (rd.hardState) {
-      const hs = rd.hardState;
-      n.write((s) => s.setHardState(hs), !bug);
-    }
-    if (rd.snapshot) this.installSnapshot(n, rd.snapshot.index);
-    const failedSnaps = this.enqueue(n, rd.messages);
-    this.applyCommitted(n, rd);
-    if (rd.confState) {
-      const cs = rd.confState;
-      n.write((s) => s.setConfState(cs), true);
-    }
-    this.checkReads(n, rd);
-    this.checkLeader(n);
-    raft.advance(rd);
-    for (const to of failedSnaps) raft.reportSnapshot(to, false);
+    const failed = n.failedSnaps;
+    n.failedSnaps = [];
+    for (const to of failed) n.raft!.reportSnapshot(to, false);
   }
 
   private installSnapshot(n: SimNode, index: number): void {
@@ -600,8 +691,8 @@ export class Simulator {
     this.log(`${n.id} installed snapshot at ${index}`);
   }
 
-  private applyCommitted(n: SimNode, rd: Ready): void {
-    for (const e of rd.committedEntries) {
+  private applyCommitted(n: SimNode, committed: readonly Entry[]): void {
+    for (const e of committed) {
       if (e.index <= n.sm.applied) continue; // covered by an installed snapshot
       if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
       const ident = identOf(e);
@@ -626,7 +717,7 @@ export class Simulator {
   // ---------------------------------------------------------------- checkers
 
   /** Log matching (§5.3) by induction: an (index, term) pair always names the same entry with the same predecessor term. */
-  private checkNewEntries(n: SimNode, rd: Ready): void {
+  private checkNewEntries(n: SimNode, rd: { readonly hardState?: HardState; readonly entries: readonly Entry[] }): void {
     const raft = n.raft!;
     for (const e of rd.entries) {
       const prevTerm = raft.log.termOr0(e.index - 1);

@@ -1,0 +1,233 @@
+/**
+ * The Ready loop: turns the Raft core's Ready into effects on small
+ * interfaces (a clock, a log store, a transport, a state machine, a snapshot
+ * store). The binary runs it over SQLite and TLS (node.ts wires them); the
+ * simulator (test/sim/) runs the same class over fakes.
+ *
+ * THE ORDER OF ONE READY (the contract this file exists to keep):
+ *
+ *   1. persist   the snapshot (with the state machine's data, one
+ *                transaction), the new entries, the hard state and a newly
+ *                learned cluster id: durable when persist() returns.
+ *                A vote or a term must be on disk before any message that
+ *                reveals it leaves; an entry must be on disk before this node
+ *                acknowledges it (append response) or counts itself for it.
+ *                Writers waiting for "saved" (?wait=accepted) settle here.
+ *   2. send      the messages. A leader's appends may go out before its own
+ *                copy is durable in etcd's design, but here they follow the
+ *                persist anyway: one order for every role, simplest to check.
+ *   3. apply     the committed entries, with the applied index in the same
+ *                transaction as their effects (exactly once across crashes).
+ *   4. advance   tell the core the Ready is done; only then may it produce
+ *                the next one.
+ *
+ * A full disk (DiskFullError from the log store) stops the Ready before
+ * anything was sent or applied: hooks.onDiskFull rebuilds the core from what
+ * is durable. Anything else a Ready throws goes to hooks.onFatal (crash-only).
+ *
+ * Group commit: schedule() defers the pass to the next turn of the event loop
+ * (clock.defer), so every proposal and peer frame that arrived in this turn is
+ * in one Ready, one fsync.
+ */
+import { DiskFullError } from "../platform/sqlite.ts";
+import type { ConfState, Entry, HardState, Message, Raft, Ready } from "../raft/index.ts";
+import { ProposalLostError } from "./errors.ts";
+
+/** Time as the loop sees it: the binary's is performance.now/setImmediate/setTimeout, the simulator's is fake. */
+export interface Clock {
+  now(): number;
+  /** Runs fn in a later turn of the event loop, after the I/O already queued (setImmediate). */
+  defer(fn: () => void): void;
+  /** Runs fn after ms milliseconds. */
+  after(fn: () => void, ms: number): void;
+}
+
+/** The part of the log store (src/storage/store.ts RaftStore) the loop writes and reads. */
+export interface DriverLog {
+  /** One Ready's log writes in one transaction; durable on return. */
+  persist(w: { readonly hardState?: HardState; readonly entries: readonly Entry[]; readonly clusterId?: string }): void;
+  firstIndex(): number;
+  lastIndex(): number;
+  term(i: number): number;
+}
+
+export interface DriverTransport {
+  /** False: the peer is unreachable now (the core then slows down its appends to it). */
+  send(m: Message): boolean;
+  /** A snapshot message: the transfer reports its outcome to the core itself (reportSnapshot), later. */
+  sendSnapshot(m: Message): void;
+  /** The cluster id this node learned (the transport's handshake checks it). */
+  setClusterId(id: string): void;
+}
+
+export interface DriverStateMachine {
+  /** Applies committed entries, the applied index and configuration in the same transaction; results by index. */
+  apply(entries: readonly Entry[], conf?: ConfState): Map<number, unknown>;
+}
+
+export interface DriverSnapshots {
+  /** Persists a Ready that carries a snapshot: the state machine's data, the log reset, entries and hard state, one transaction. */
+  install(rd: Ready): void;
+}
+
+export interface DriverHooks {
+  /** Before the Ready is taken (the node starts a read round here). */
+  beforeReady?(raft: Raft): void;
+  /** After apply, before advance: the node settles proposal and read waiters. */
+  onApplied?(rd: Ready, results: Map<number, unknown>): void;
+  /** After advance: events and leader changes. */
+  onAdvanced?(raft: Raft, rd: Ready): void;
+  /** The log store refused the Ready for lack of space; nothing of it was sent or applied. */
+  onDiskFull(err: DiskFullError): void;
+  /** The loop cannot go on (any other error in a Ready). */
+  onFatal(err: unknown): void;
+}
+
+/** Test only: known driver bugs, for the simulator's own tests (test/sim/bugs.test.ts). Never set in production. */
+export interface DriverBugs {
+  /** Send the Ready's messages (votes, append acks) before its hard state and entries are persisted. */
+  readonly sendBeforePersist?: boolean;
+}
+
+export interface DriverOptions {
+  readonly clock: Clock;
+  readonly log: DriverLog;
+  readonly transport: DriverTransport;
+  readonly fsm: DriverStateMachine;
+  readonly snapshots: DriverSnapshots;
+  readonly hooks: DriverHooks;
+  /** Readies handled per turn before the loop yields to timers and sockets. */
+  readonly readyRoundsPerTurn?: number;
+  /** Writers waiting for their entry to be saved, at most. */
+  readonly persistWaitersMax?: number;
+  readonly unsafe?: DriverBugs;
+}
+
+interface PersistWaiter {
+  readonly index: number;
+  readonly term: number;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+export class Driver {
+  private raftCore: Raft | undefined;
+  private scheduled = false;
+  private stopped = false;
+  private persistWaiters: PersistWaiter[] = [];
+  private readonly roundsMax: number;
+  readonly persistWaitersMax: number;
+
+  constructor(private readonly o: DriverOptions) {
+    this.roundsMax = o.readyRoundsPerTurn ?? 64;
+    this.persistWaitersMax = o.persistWaitersMax ?? 100_000;
+  }
+
+  get raft(): Raft | undefined {
+    return this.raftCore;
+  }
+
+  /** The core to drive (a new one after a restart from disk, or after a full disk). */
+  attach(raft: Raft): void {
+    this.raftCore = raft;
+    this.schedule();
+  }
+
+  /** No Ready is handled after this. */
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Something stepped the core: handle its Ready in the next turn (with everything else that arrives in this one). */
+  schedule(): void {
+    if (this.scheduled || this.stopped) return;
+    this.scheduled = true;
+    this.o.clock.defer(() => {
+      this.scheduled = false;
+      this.guarded(() => this.runReady());
+    });
+  }
+
+  private guarded(fn: () => void): void {
+    if (this.stopped) return;
+    try {
+      fn();
+    } catch (e) {
+      this.o.hooks.onFatal(e);
+    }
+  }
+
+  /** Handles up to readyRoundsPerTurn Readies, then yields (the rest in a later turn). */
+  runReady(): void {
+    const raft = this.raftCore;
+    if (!raft || this.stopped) return;
+    this.o.hooks.beforeReady?.(raft);
+    for (let round = 0; round < this.roundsMax && raft.hasReady(); round++) {
+      if (!this.handleReady(raft, raft.ready())) return;
+      if (this.raftCore !== raft || this.stopped) return; // a hook replaced the core or stopped the node
+    }
+    if (raft.hasReady()) this.o.clock.after(() => this.schedule(), 0); // let timers and sockets run between batches
+  }
+
+  /** One Ready, in contract order. Returns false if the disk refused it. */
+  private handleReady(raft: Raft, rd: Ready): boolean {
+    let results: Map<number, unknown>;
+    try {
+      if (this.o.unsafe?.sendBeforePersist) this.send(raft, rd);
+      if (rd.snapshot) this.o.snapshots.install(rd);
+      else this.o.log.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
+      this.settlePersisted();
+      if (!this.o.unsafe?.sendBeforePersist) this.send(raft, rd);
+      results = this.o.fsm.apply(rd.committedEntries, rd.confState);
+    } catch (e) {
+      if (e instanceof DiskFullError) {
+        this.o.hooks.onDiskFull(e);
+        return false;
+      }
+      throw e;
+    }
+    this.o.hooks.onApplied?.(rd, results);
+    raft.advance(rd);
+    this.o.hooks.onAdvanced?.(raft, rd);
+    return true;
+  }
+
+  private send(raft: Raft, rd: Ready): void {
+    if (rd.clusterId !== undefined) this.o.transport.setClusterId(rd.clusterId);
+    for (const m of rd.messages) {
+      if (m.type === "snap") this.o.transport.sendSnapshot(m);
+      else if (!this.o.transport.send(m)) raft.reportUnreachable(m.to);
+    }
+  }
+
+  // ---------------------------------------------------------------- saved-entry waiters
+
+  /** Resolves once the entry (index, term) is in the durable log; ProposalLostError if another entry took its slot. */
+  waitPersisted(at: { index: number; term: number }): Promise<void> {
+    return new Promise<void>((resolve, reject) => this.persistWaiters.push({ index: at.index, term: at.term, resolve, reject }));
+  }
+
+  persistWaiting(): number {
+    return this.persistWaiters.length;
+  }
+
+  /** Fails every writer waiting for "saved" (the core that held their entries is gone, or the node stops). */
+  failPersistWaiters(err: Error): void {
+    const waiting = this.persistWaiters;
+    this.persistWaiters = [];
+    for (const w of waiting) w.reject(err);
+  }
+
+  private settlePersisted(): void {
+    if (this.persistWaiters.length === 0) return;
+    const log = this.o.log;
+    const last = log.lastIndex();
+    const done = this.persistWaiters.filter((a) => a.index <= last);
+    this.persistWaiters = this.persistWaiters.filter((a) => a.index > last);
+    for (const a of done) {
+      // Saved means saved with its own term: a newer leader's entry at that index is not it.
+      if (a.index >= log.firstIndex() && log.term(a.index) === a.term) a.resolve();
+      else a.reject(new ProposalLostError(a.index));
+    }
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The driver's ordering contract (src/node/driver.ts): persist, then send,
+ * then apply, then advance; a full disk stops a Ready before anything leaves;
+ * "saved" waiters settle only after their entry is persisted. Real Raft cores
+ * over MemoryStorage, a recorded fake clock and transport.
+ */
+import { expect, test } from "bun:test";
+import { Driver, type DriverBugs } from "../../src/node/driver.ts";
+import { DiskFullError } from "../../src/platform/sqlite.ts";
+import { MemoryStorage, Raft, SeededRng, type Message } from "../../src/raft/index.ts";
+import { bootstrapStorage } from "../raft/harness.ts";
+
+interface Rig {
+  readonly drivers: Map<string, Driver>;
+  readonly events: string[];
+  readonly pool: Message[];
+  readonly tasks: (() => void)[];
+  diskFull: Set<string>;
+  run(): void;
+}
+
+function rig(ids: string[], unsafe?: DriverBugs): Rig {
+  const r: Rig = { drivers: new Map(), events: [], pool: [], tasks: [], diskFull: new Set(), run: () => undefined };
+  for (const id of ids) {
+    const storage: MemoryStorage = bootstrapStorage(ids);
+    const raft = new Raft({ id, clusterId: "c", storage, rng: new SeededRng(ids.indexOf(id) + 1), applied: 1, electionTicks: 10, heartbeatTicks: 1 });
+    let applied = 1;
+    const d = new Driver({
+      clock: { now: () => 0, defer: (fn) => r.tasks.push(fn), after: (fn) => r.tasks.push(fn) },
+      log: {
+        persist: (w) => {
+          if (r.diskFull.has(id)) throw new DiskFullError(`${id}.db`);
+          if (w.entries.length > 0) storage.append(w.entries);
+          if (w.hardState) storage.setHardState(w.hardState);
+          r.events.push(`${id} persist hs=${w.hardState ? `${w.hardState.term}/${w.hardState.vote}` : "-"} n=${w.entries.length}`);
+        },
+        firstIndex: () => storage.firstIndex(),
+        lastIndex: () => storage.lastIndex(),
+        term: (i) => storage.term(i),
+      },
+      transport: {
+        send: (m) => {
+          r.events.push(`${id} send ${m.type}`);
+          r.pool.push(m);
+          return true;
+        },
+        sendSnapshot: () => undefined,
+        setClusterId: () => undefined,
+      },
+      fsm: {
+        apply: (ents) => {
+          for (const e of ents) if (e.index > applied) applied = e.index;
+          if (ents.length > 0) r.events.push(`${id} apply ${ents[ents.length - 1]!.index}`);
+          return new Map();
+        },
+      },
+      snapshots: { install: () => undefined },
+      hooks: {
+        onAdvanced: () => r.events.push(`${id} advance`),
+        onDiskFull: () => r.events.push(`${id} diskFull`),
+        onFatal: (e) => {
+          throw e;
+        },
+      },
+      unsafe,
+    });
+    d.attach(raft);
+    r.drivers.set(id, d);
+  }
+  r.run = () => {
+    for (let i = 0; i < 1000 && (r.tasks.length > 0 || r.pool.length > 0); i++) {
+      while (r.tasks.length > 0) r.tasks.shift()!();
+      const m = r.pool.shift();
+      if (m) {
+        const d = r.drivers.get(m.to)!;
+        d.raft!.step(m);
+        d.schedule();
+      }
+    }
+  };
+  return r;
+}
+
+/** The index in `events` of each node's Ready steps, per Ready: every persist precedes that Ready's sends. */
+function persistBeforeSendViolations(events: string[]): string[] {
+  const bad: string[] = [];
+  const persistedSinceAdvance = new Map<string, boolean>();
+  for (const ev of events) {
+    const [id, what] = ev.split(" ") as [string, string];
+    if (what === "persist") persistedSinceAdvance.set(id, true);
+    else if (what === "advance") persistedSinceAdvance.set(id, false);
+    else if (what === "send" && persistedSinceAdvance.get(id) !== true) bad.push(ev);
+  }
+  return bad;
+}
+
+function elect(r: Rig): Driver {
+  const d = r.drivers.get("n1")!;
+  d.raft!.campaign();
+  d.schedule();
+  r.run();
+  expect(d.raft!.role).toBe("leader");
+  return d;
+}
+
+test("the driver persists a Ready before it sends, applies after it sends, and advances last", () => {
+  const r = rig(["n1", "n2", "n3"]);
+  const d = elect(r);
+  d.raft!.propose(new TextEncoder().encode("x"));
+  d.schedule();
+  r.run();
+  expect(persistBeforeSendViolations(r.events)).toEqual([]);
+  // A voter's vote is durable before its answer leaves.
+  const n2 = r.events.filter((e) => e.startsWith("n2 "));
+  const voted = n2.findIndex((e) => e.includes("persist hs=") && !e.includes("hs=-"));
+  expect(voted).toBeGreaterThanOrEqual(0);
+  expect(n2[voted + 1]).toBe("n2 send voteResp");
+  // On the leader, the Ready that applies the proposal applies after sending and advances after applying.
+  const n1 = r.events.filter((e) => e.startsWith("n1 "));
+  const apply = n1.findIndex((e) => e.startsWith("n1 apply"));
+  expect(apply).toBeGreaterThan(0);
+  expect(n1[apply + 1]).toBe("n1 advance");
+});
+
+test("the sendBeforePersist test switch breaks that order (the simulator's known driver bug)", () => {
+  const r = rig(["n1", "n2", "n3"], { sendBeforePersist: true });
+  elect(r);
+  expect(persistBeforeSendViolations(r.events).length).toBeGreaterThan(0);
+});
+
+test("a full disk stops the Ready before anything is sent or applied, and the core is not advanced", () => {
+  const r = rig(["n1", "n2", "n3"]);
+  const d = elect(r);
+  r.events.length = 0;
+  r.diskFull.add("n1");
+  d.raft!.propose(new TextEncoder().encode("x"));
+  d.schedule();
+  while (r.tasks.length > 0) r.tasks.shift()!();
+  expect(r.events).toEqual(["n1 diskFull"]);
+  expect(d.raft!.hasReady()).toBe(true); // the Ready was never advanced
+});
+
+test("a saved-entry waiter resolves only once its entry is persisted", async () => {
+  const r = rig(["n1", "n2", "n3"]);
+  const d = elect(r);
+  const at = d.raft!.propose(new TextEncoder().encode("x"));
+  let saved = false;
+  const p = d.waitPersisted(at).then(() => (saved = true));
+  await Promise.resolve();
+  expect(saved).toBe(false);
+  d.schedule();
+  r.run();
+  await p;
+  expect(saved).toBe(true);
+});
