@@ -5,9 +5,10 @@
  *
  * One real CairnNode (SQLite synchronous FULL, a fsync per write) in this
  * process with the HTTP API served on loopback; a fast validator (answers
- * {"ok": true} at once) in a separate bun process on loopback. Alternating
- * rounds of `--writes` sequential POST /changes with a tag the validator
- * matches and a tag it does not, then the same with `--clients` concurrent
+ * {"ok": true} at once) in a separate bun process on loopback. POST /changes
+ * with a tag the validator matches and a tag it does not, alternated write by
+ * write by each client (paired: both see the same load on a shared machine),
+ * `--writes` of each per round, sequential and with `--clients` concurrent
  * clients; the overhead is the difference of the medians (and p99).
  * Writes its section of bench/RESULTS.md.
  */
@@ -71,26 +72,25 @@ async function write(tag: string, i: number): Promise<number> {
   return performance.now() - t0;
 }
 
-async function load(tag: string, n: number, c: number): Promise<number[]> {
-  const lat: number[] = [];
+/** `n` writes of each tag by `c` clients, each client alternating the tags write by write (paired under the same load). */
+async function load(n: number, c: number, into: Record<string, number[]>): Promise<void> {
   let next = 0;
-  await Promise.all(Array.from({ length: c }, async () => {
-    while (next < n) lat.push(await write(tag, next++));
+  await Promise.all(Array.from({ length: c }, async (_, client) => {
+    for (let k = client; next < n; k++) {
+      const i = next++;
+      for (const tag of k % 2 === 0 ? ["checked", "plain"] : ["plain", "checked"]) into[tag]!.push(await write(tag, i));
+    }
   }));
-  return lat;
 }
 
 const q = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(xs.length * p))] ?? NaN;
 const res: Record<string, Record<string, number[]>> = { seq: { checked: [], plain: [] }, conc: { checked: [], plain: [] } };
 try {
-  await load("plain", 50, 4); // warm-up
-  await load("checked", 50, 4);
+  await load(50, 4, { checked: [], plain: [] }); // warm-up
   for (let r = 0; r < rounds; r++) {
     log(`round ${r + 1} of ${rounds}`);
-    for (const tag of r % 2 === 0 ? ["checked", "plain"] : ["plain", "checked"]) {
-      res.seq![tag]!.push(...(await load(tag, writes, 1)));
-      res.conc![tag]!.push(...(await load(tag, writes, clients)));
-    }
+    await load(writes, 1, res.seq!);
+    await load(writes, clients, res.conc!);
   }
 } finally {
   await server.stop(true);
@@ -115,8 +115,8 @@ bun run bench/validators.ts --writes ${writes} --rounds ${rounds} --clients ${cl
 One node (SQLite WAL, synchronous FULL: a fsync per write) with its HTTP API on loopback; one
 validator, a separate bun process on loopback that answers \`{"ok": true}\` at once. Writes are
 \`POST /changes\` of a small JSON change tagged "checked" (sent to the validator) or "plain" (not
-sent), in ${rounds} alternating rounds of ${writes} writes each way, sequential (1 client) and with
-${clients} concurrent clients. Latency in ms, median / p99, ${rounds * writes} writes per cell:
+sent), each client alternating the two write by write (so both see the same load), ${rounds} rounds of
+${writes} writes each way, sequential (1 client) and with ${clients} concurrent clients. Latency in ms, median / p99, ${rounds * writes} writes per cell:
 
 | clients | without validator | with validator | overhead per write |
 |---|---|---|---|
