@@ -101,23 +101,27 @@ async function lookupWith(r: Resolver, d: DiscoveryConfig, via: string): Promise
   }
   if (srv.length === 0) return { ok: false, reason: `the SRV record ${d.srv} (via ${via}) has no targets` };
   if (srv.length > NODES_MAX) return { ok: false, reason: `the SRV record ${d.srv} has ${srv.length} targets, over ${NODES_MAX}` };
-  const nodes: FoundNode[] = [];
-  for (const s of srv) {
-    const target = s.name.replace(/\.$/, "");
-    const txt = await r.resolveTxt(target).catch((e: unknown) => e);
-    if (!Array.isArray(txt)) return { ok: false, reason: `the TXT record of SRV target ${target} could not be read: ${errText(txt)}` };
-    const meta = parseTxt(txt as string[][]);
-    if (!meta.ok) return { ok: false, reason: `the TXT record of SRV target ${target} is ambiguous: ${meta.reason}` };
-    if (meta.id === undefined || meta.api === undefined) {
-      return { ok: false, reason: `the TXT record of SRV target ${target} has no "id=... api=..." (e.g. "id=n1 api=https://10.0.0.1:7401")` };
-    }
-    const role = meta.role === "learner" || meta.role === "voter" ? meta.role : undefined;
-    const [id, api] = [meta.id, meta.api];
-    if (meta.role !== undefined && role === undefined) return { ok: false, reason: `the TXT record of ${target} has role=${meta.role}; use voter or learner` };
-    nodes.push({ id, peer: `${await addressOf(r, target)}:${s.port}`, api, ...(role ? { role } : {}) });
-  }
+  // Targets are looked up in parallel (at most NODES_MAX of them): one slow name does not add up.
+  const found = await Promise.all(srv.map((s) => lookupTarget(r, s)));
+  const bad = found.find((f): f is { reason: string } => "reason" in f);
+  if (bad) return { ok: false, reason: bad.reason };
+  const nodes = found as FoundNode[];
   nodes.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return { ok: true, nodes };
+}
+
+async function lookupTarget(r: Resolver, s: { name: string; port: number }): Promise<FoundNode | { reason: string }> {
+  const target = s.name.replace(/\.$/, "");
+  const txt = await r.resolveTxt(target).catch((e: unknown) => e);
+  if (!Array.isArray(txt)) return { reason: `the TXT record of SRV target ${target} could not be read: ${errText(txt)}` };
+  const meta = parseTxt(txt as string[][]);
+  if (!meta.ok) return { reason: `the TXT record of SRV target ${target} is ambiguous: ${meta.reason}` };
+  if (meta.id === undefined || meta.api === undefined) {
+    return { reason: `the TXT record of SRV target ${target} has no "id=... api=..." (e.g. "id=n1 api=https://10.0.0.1:7401")` };
+  }
+  const role = meta.role === "learner" || meta.role === "voter" ? meta.role : undefined;
+  if (meta.role !== undefined && role === undefined) return { reason: `the TXT record of ${target} has role=${meta.role}; use voter or learner` };
+  return { id: meta.id, peer: `${await addressOf(r, target)}:${s.port}`, api: meta.api, ...(role ? { role } : {}) };
 }
 
 /**
