@@ -156,8 +156,11 @@ export class E2ECluster {
     return join(this.dir, "data", id);
   }
 
-  /** Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). */
-  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string; env?: Record<string, string> } = {}): Proc {
+  /**
+   * Starts `cairn serve` for `id` (the compiled binary, or Deno running the sources). `wrap` is a
+   * command that execs the binary in place (e.g. `ip netns exec NS`: the child's pid is the node's).
+   */
+  start(id: string, opts: { runtime?: "bun" | "deno"; args?: string[]; config?: string; env?: Record<string, string>; wrap?: string[] } = {}): Proc {
     if (this.procs.has(id)) throw new Error(`${id} is running already`);
     const extra = opts.args ?? [];
     // serve finds `cairn init`'s tokens.json beside this.file; a test that points --config at
@@ -169,7 +172,9 @@ export class E2ECluster {
     const child =
       opts.runtime === "deno"
         ? spawn(DENO, ["run", "-A", join(ROOT, "src", "main.ts"), ...args], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env })
-        : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
+        : opts.wrap && opts.wrap.length > 0
+          ? spawn(opts.wrap[0]!, [...opts.wrap.slice(1), BINARY, ...args], { stdio: ["ignore", "pipe", "pipe"], env })
+          : spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
     const lines: string[] = [];
     const collect = (d: Buffer) => {
       for (const l of d.toString().split("\n")) if (l.trim()) lines.push(l);
