@@ -12,6 +12,8 @@ import { findSelf, type SelfMatch } from "../discovery/self.ts";
 import { tlsFileProblems } from "../discovery/tlsfiles.ts";
 import { vetReload } from "../discovery/vet.ts";
 import { watchClusterFile } from "../discovery/watch.ts";
+import { SrvDiscovery } from "../discovery/srv.ts";
+import { Validators } from "../api/validators.ts";
 import { DataDirRefusedError, dataDirFacts, describeData, lockDataDir, openCheckedStore, removedError, type DataDirFacts } from "../node/datadir.ts";
 import { CairnNode } from "../node/node.ts";
 import { onTerminate } from "../platform/process.ts";
@@ -110,11 +112,18 @@ export async function serve(argv: string[]): Promise<number> {
   const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
-  const initial = loadConfig(values.config);
+  const fileConfig = loadConfig(values.config);
+  // With "discovery" the nodes come from DNS: wait for a first good answer (srv.ts).
+  const srvProblem = { file: null as string | null, srv: null as string | null, set: (_p: string | null) => {} };
+  const srv = new SrvDiscovery({ log: root, onConfig: (c) => applyConfig(c), onProblem: (p) => srvProblem.set(p), vet: (c) => srvVet(c) });
+  let applyConfig: (c: ClusterConfig) => void = () => {};
+  let srvVet: (c: ClusterConfig) => readonly string[] = () => [];
+  const initial = await srv.first(fileConfig, term.signalled);
+  if (initial === null) return 0;
   const auth = setupAuth(values, initial.path, root);
   let found: Awaited<ReturnType<typeof locateSelf>>;
   try {
-    found = await locateSelf({ config: initial, id: values.id, data: values.data, log: root, terminated: term.signalled });
+    found = await locateSelf({ config: initial, fileConfig, id: values.id, data: values.data, log: root, terminated: term.signalled });
   } catch (e) {
     auth.close();
     // Reading the data directory of a node the file does not list: locked by another process, or damaged.
@@ -138,7 +147,9 @@ export async function serve(argv: string[]): Promise<number> {
   const fatal = new Promise<Error>((res) => (failed = res));
   // Test only (never set in production): network faults injected in the peer transport, see src/transport/faults.ts.
   const testFaultsFile = process.env.CAIRN_TEST_FAULTS || undefined;
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), testFaultsFile, ...ckpt });
+  const validators = new Validators({ validators: config.validators ?? [], cluster: config.cluster, nodeId: self.node.id, log });
+  const beforePropose = (b: Uint8Array) => validators.check(b);
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), testFaultsFile, beforePropose, ...ckpt });
   try {
     await node.start();
   } catch (e) {
@@ -184,21 +195,35 @@ export async function serve(argv: string[]): Promise<number> {
       log.error(`this node's API address changed in the cluster file to ${url}, but it cannot listen there (${(e as Error).message}); still on ${apiUrl}`);
     }
   };
+  const vetOpts = { selfId: self.node.id, cluster: config.cluster, tls: tls !== "insecure" };
+  applyConfig = (c) => {
+    log.info("cluster config changed: applying it");
+    node.updateConfig(c);
+    validators.update(c.validators ?? []);
+    const me = c.nodes.find((n) => n.id === self.node.id);
+    if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
+  };
+  srvVet = (c) => vetReload(c, vetOpts);
+  srvProblem.set = (p) => {
+    srvProblem.srv = p;
+    node.setFileProblem([srvProblem.file, srvProblem.srv].filter((x) => x !== null).join("; ") || null);
+  };
+  srv.start(fileConfig, config);
   const watcher = watchClusterFile({
     path: config.path,
     logger: log,
-    initial: config,
-    vet: (next) => vetReload(next, { selfId: self.node.id, cluster: config.cluster, tls: tls !== "insecure" }),
-    onProblem: (p) => node.setFileProblem(p),
-    onChange: (c) => {
-      log.info("cluster file changed: applying it");
-      node.updateConfig(c);
-      const me = c.nodes.find((n) => n.id === self.node.id);
-      if (me && me.api !== apiUrl && c.cluster === config.cluster) void followApi(me.api);
+    initial: fileConfig,
+    vet: (next) => vetReload(next, vetOpts),
+    onProblem: (p) => {
+      srvProblem.file = p;
+      srvProblem.set(srvProblem.srv);
     },
+    // Through the SRV poller: a file with "discovery" gets its nodes from DNS, one without is used as is.
+    onChange: (c) => srv.setFile(c),
   });
   const end = await Promise.race([term.signalled, fatal]);
   watcher.close();
+  srv.close();
   auth.close();
   tlsWatch?.close();
   if (end instanceof Error) {
@@ -266,6 +291,8 @@ function peekDataDir(dir: string): DataDirFacts | null {
  */
 async function locateSelf(o: {
   config: ClusterConfig;
+  /** The file as read (with "discovery": no nodes); `config` has the nodes found in DNS. */
+  fileConfig: ClusterConfig;
   id: string | undefined;
   data: string | undefined;
   log: Logger;
@@ -281,20 +308,23 @@ async function locateSelf(o: {
   }
   log.warn(`${first.message}; ${facts ? `${describeData(facts)}; ` : ""}this node does not take part until the file lists it (waiting for the file to change)`);
   return await new Promise((resolvePick) => {
-    const watcher = watchClusterFile({
-      path: o.config.path,
-      logger: log,
-      initial: o.config,
-      onChange: (c) => {
+    // With "discovery" the list is in DNS: wait for the record (and the file) to list this node.
+    const srv = new SrvDiscovery({
+      log,
+      onConfig: (c) => {
         const r = trySelf(c, o.id);
-        if (r instanceof Error) return log.info(`still not in the cluster file: ${r.message}`);
+        if (r instanceof Error) return log.info(`still not in the cluster's node list: ${r.message}`);
         watcher.close();
+        srv.close();
         resolvePick({ self: r, config: c });
       },
     });
+    const watcher = watchClusterFile({ path: o.config.path, logger: log, initial: o.fileConfig, onChange: (c) => srv.setFile(c) });
+    srv.start(o.fileConfig, o.config);
     void o.terminated.then((sig) => {
       log.info(`${sig}: stopping (this node had not started)`);
       watcher.close();
+      srv.close();
       resolvePick("stopped");
     });
   });

@@ -12,7 +12,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { assert } from "../util/assert.ts";
 import { ClusterFileError } from "./errors.ts";
 import { findJsonProblem } from "./jsonsyntax.ts";
-import { type ClusterFile, type NodeRole, parseApiUrl, parseHostPort, type RaftTiming, raftTiming, type TlsPaths } from "./schema.ts";
+import { type ClusterFile, type NodeRole, parseApiUrl, SRV_INTERVAL_MS_DEFAULT, VALIDATOR_DEFAULTS, parseHostPort, type RaftTiming, raftTiming, type TlsPaths } from "./schema.ts";
 import { validateClusterFile } from "./validate.ts";
 
 /** A cluster file larger than this is refused unread (it lists at most 64 nodes). */
@@ -33,6 +33,24 @@ export interface ClusterNode {
   readonly tls: TlsPaths | null;
 }
 
+/** A validator of the file's "validators", defaults filled in. */
+export interface ValidatorConfig {
+  readonly url: string;
+  readonly tags: readonly string[];
+  readonly timeoutMs: number;
+  readonly onError: "reject" | "accept";
+  readonly concurrencyMax: number;
+  readonly bodyBytesMax: number;
+}
+
+/** The file's "discovery": the node list comes from DNS SRV records (srv.ts). */
+export interface DiscoveryConfig {
+  readonly srv: string;
+  readonly intervalMs: number;
+  /** "host:port" of the DNS server to ask, or null for the system's resolvers. */
+  readonly server: string | null;
+}
+
 export interface ClusterConfig {
   /** Absolute path of the file this came from. */
   readonly path: string;
@@ -47,6 +65,10 @@ export interface ClusterConfig {
   readonly allowShrink: boolean;
   /** Node ids and certificate serials refused as peers (the file's "revoked"); absent = none. */
   readonly revoked?: readonly string[];
+  /** The file's "validators" (src/api/validators.ts); empty when none. */
+  readonly validators?: readonly ValidatorConfig[];
+  /** Set when the node list comes from DNS: `nodes` are then the last good SRV answer. */
+  readonly discovery?: DiscoveryConfig | null;
 }
 
 export type LoadResult = { ok: true; config: ClusterConfig } | { ok: false; error: ClusterFileError };
@@ -203,7 +225,7 @@ export function resolveClusterFile(file: ClusterFile, path: string): ClusterConf
   const abs = resolve(path);
   const dir = dirname(abs);
   const tls = file.tls ? { ca: absPath(dir, file.tls.ca), cert: absPath(dir, file.tls.cert), key: absPath(dir, file.tls.key) } : null;
-  const nodes = file.nodes.map((n): ClusterNode => {
+  const nodes = (file.nodes ?? []).map((n): ClusterNode => {
     const peer = parseHostPort(n.peer);
     const api = parseApiUrl(n.api);
     assert(peer.ok && api.ok, () => `resolveClusterFile: node ${n.id} was not validated`);
@@ -226,6 +248,10 @@ export function resolveClusterFile(file: ClusterFile, path: string): ClusterConf
     founders: file.founders ?? null,
     allowShrink: file.allowShrink === true,
     revoked: file.revoked ?? [],
+    validators: (file.validators ?? []).map((v) => ({ ...VALIDATOR_DEFAULTS, ...v })),
+    discovery: file.discovery
+      ? { srv: file.discovery.srv.replace(/\.$/, ""), intervalMs: file.discovery.intervalMs ?? SRV_INTERVAL_MS_DEFAULT, server: file.discovery.server ?? null }
+      : null,
   };
 }
 

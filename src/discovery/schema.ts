@@ -45,6 +45,17 @@
  *  - `allowShrink` (default false): lets one edit take a majority of the
  *    current voters out (see the hold rule in plan.ts); without it such an
  *    edit is held. It never allows a file with no voter.
+ *  - `validators` (optional, at most VALIDATORS_MAX): HTTP validators the
+ *    leader calls before it proposes a write with a matching tag (see
+ *    src/api/validators.ts for the contract). `url` http(s), no credentials;
+ *    `tags` non-empty ("*" matches every write, "kv" the key-value writes);
+ *    `timeoutMs` 1..5000 (default 1000; at most half the 10 s write deadline,
+ *    so a write is never proposed after its client was told it timed out);
+ *    `onError` "reject" (default) or "accept"; `concurrencyMax` 1..1024 (default 64) calls in flight;
+ *    `bodyBytesMax` 1 KiB..16 MiB (default 1 MiB) sent.
+ *  - `discovery` (instead of `nodes`): `{"srv": "_cairn._tcp.NAME",
+ *    "intervalMs"?, "server"?}`; the node list comes from DNS SRV + TXT
+ *    records (src/discovery/srv.ts). A file has `nodes` or `discovery`.
  */
 import { isIPv4, isIPv6 } from "node:net";
 import { z } from "zod";
@@ -62,6 +73,17 @@ export const ELECTION_HEARTBEATS_MIN = 5;
 export const RAFT_DEFAULTS = Object.freeze({ heartbeatMs: 100, electionMs: 1000 });
 
 export type NodeRole = "voter" | "learner";
+
+export const VALIDATORS_MAX = 16;
+export const VALIDATOR_TAGS_MAX = 64;
+export const VALIDATOR_TIMEOUT_MS_MAX = 5000;
+export const VALIDATOR_CONCURRENCY_MAX = 1024;
+export const VALIDATOR_BODY_BYTES_MIN = 1024;
+export const VALIDATOR_BODY_BYTES_MAX = 16 << 20;
+export const VALIDATOR_DEFAULTS = Object.freeze({ timeoutMs: 1000, onError: "reject" as const, concurrencyMax: 64, bodyBytesMax: 1 << 20 });
+export const SRV_INTERVAL_MS_MIN = 100;
+export const SRV_INTERVAL_MS_MAX = 3_600_000;
+export const SRV_INTERVAL_MS_DEFAULT = 30_000;
 
 export interface TlsPaths {
   readonly ca: string;
@@ -176,10 +198,47 @@ export const nodeSchema = z
   })
   .strict();
 
+function validatorUrlProblem(s: string): { ok: true } | { ok: false; reason: string } {
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return { ok: false, reason: 'expected an http:// or https:// URL such as "http://127.0.0.1:9000/validate"' };
+  }
+  if (u.protocol !== "http:" && u.protocol !== "https:") return { ok: false, reason: `scheme ${u.protocol.replace(/:$/, "")} is not http or https` };
+  if (u.username || u.password) return { ok: false, reason: "the URL must not contain credentials" };
+  return { ok: true };
+}
+
+export const validatorSchema = z
+  .object({
+    url: z.string().max(2048).superRefine(refineWith(validatorUrlProblem)),
+    tags: z.array(z.string().min(1).max(256)).min(1).max(VALIDATOR_TAGS_MAX),
+    timeoutMs: z.number().int().min(1).max(VALIDATOR_TIMEOUT_MS_MAX).optional(),
+    onError: z.enum(["reject", "accept"]).optional(),
+    concurrencyMax: z.number().int().min(1).max(VALIDATOR_CONCURRENCY_MAX).optional(),
+    bodyBytesMax: z.number().int().min(VALIDATOR_BODY_BYTES_MIN).max(VALIDATOR_BODY_BYTES_MAX).optional(),
+  })
+  .strict();
+
+/** An SRV owner name such as "_cairn._tcp.store-42.example" (a DNS name whose labels may start with "_"). */
+export const SRV_NAME_RE = /^(?=.{1,253}$)(_?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*_?[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.?$/i;
+
+export const discoverySchema = z
+  .object({
+    srv: z.string().regex(SRV_NAME_RE),
+    intervalMs: z.number().int().min(SRV_INTERVAL_MS_MIN).max(SRV_INTERVAL_MS_MAX).optional(),
+    // "host:port" or "host" (port 53) of the DNS server to ask; default: the system's resolvers.
+    server: z.string().max(300).superRefine(refineWith((s) => (/:\d+$|^\[/.test(s) ? parseHostPort(s) : parseHostPort(`${s}:53`)))).optional(),
+  })
+  .strict();
+
 export const clusterFileSchema = z
   .object({
     cluster: z.string().regex(CLUSTER_NAME_RE),
-    nodes: z.array(nodeSchema).max(NODES_MAX),
+    nodes: z.array(nodeSchema).max(NODES_MAX).optional(),
+    discovery: discoverySchema.optional(),
+    validators: z.array(validatorSchema).max(VALIDATORS_MAX).optional(),
     tls: z.object({ ca: tlsPath, cert: tlsPath, key: tlsPath }).strict().optional(),
     raft: z
       .object({
@@ -203,6 +262,8 @@ export const KNOWN_KEYS: Readonly<Record<string, readonly string[]>> = {
   node: Object.keys(nodeSchema.shape),
   tls: ["ca", "cert", "key"],
   raft: ["heartbeatMs", "electionMs"],
+  validators: Object.keys(validatorSchema.shape),
+  discovery: Object.keys(discoverySchema.shape),
 };
 
 /** Fills in raft timing defaults as documented at the top of this file. */

@@ -16,6 +16,7 @@ import {
   KNOWN_KEYS,
   NODES_MAX,
   REVOKED_MAX,
+  VALIDATORS_MAX,
   parseApiUrl,
   parseHostPort,
   raftTiming,
@@ -29,7 +30,10 @@ export const PROBLEMS_MAX = 20;
 export function validateClusterFile(raw: unknown): ValidateResult {
   const parsed = clusterFileSchema.safeParse(raw);
   if (!parsed.success) {
-    return { ok: false, problems: parsed.error.issues.slice(0, PROBLEMS_MAX).map((i) => formatIssue(i, raw)) };
+    const problems = parsed.error.issues.map((i) => formatIssue(i, raw));
+    // The node source is a cross-field rule, but a file missing both should hear it with the other problems.
+    if (raw !== null && typeof raw === "object" && !("nodes" in raw) && !("discovery" in raw)) problems.push(...sourceProblems({} as ClusterFile));
+    return { ok: false, problems: problems.slice(0, PROBLEMS_MAX) };
   }
   const problems = crossFieldProblems(parsed.data);
   return problems.length > 0 ? { ok: false, problems: problems.slice(0, PROBLEMS_MAX) } : { ok: true, file: parsed.data };
@@ -42,7 +46,7 @@ const TLS_HINT = "a file path (relative to the cluster file's directory; ${id} i
 
 /** What a field should be, by its key (for array elements: by the array's key + "[]"). */
 const HINTS: Readonly<Record<string, string>> = {
-  "": "a JSON object with keys cluster, nodes and optionally tls, raft, founders, allowShrink",
+  "": "a JSON object with keys cluster, nodes (or discovery) and optionally tls, raft, founders, allowShrink, validators",
   cluster: 'a cluster name of letters, digits, ".", "_" and "-", at most 63 characters, such as "store-42"',
   nodes: `an array of at most ${NODES_MAX} node entries (it may be empty)`,
   "nodes[]": 'an object with "id", "peer", "api" and optionally "role"',
@@ -62,6 +66,19 @@ const HINTS: Readonly<Record<string, string>> = {
   allowShrink: "true or false",
   revoked: `an array of at most ${REVOKED_MAX} node ids or certificate serial numbers (hex)`,
   "revoked[]": "a node id or a certificate serial number in hex",
+  validators: `an array of at most ${VALIDATORS_MAX} validators {"url", "tags", "timeoutMs", "onError"}`,
+  "validators[]": 'an object with "url", "tags" and optionally "timeoutMs", "onError", "concurrencyMax", "bodyBytesMax"',
+  url: 'an http:// or https:// URL such as "http://127.0.0.1:9000/validate"',
+  tags: 'a non-empty array of tags ("*" matches every write, "kv" the key-value writes)',
+  "tags[]": "a non-empty tag of at most 256 characters",
+  timeoutMs: "a whole number of milliseconds from 1 to 5000",
+  onError: '"reject" or "accept"',
+  concurrencyMax: "a whole number from 1 to 1024",
+  bodyBytesMax: "a whole number of bytes from 1024 to 16777216",
+  discovery: 'an object with "srv" and optionally "intervalMs" and "server"',
+  srv: 'an SRV record name such as "_cairn._tcp.store-42.example"',
+  intervalMs: "a whole number of milliseconds from 100 to 3600000",
+  server: 'the DNS server to ask, "host:port" or "host", such as "10.0.0.53:53"',
 };
 
 export function formatPath(path: readonly (string | number)[]): string {
@@ -95,6 +112,7 @@ export function show(v: unknown): string {
 function knownKeysAt(path: readonly (string | number)[]): readonly string[] {
   if (path.length === 0) return KNOWN_KEYS.top ?? [];
   if (path[0] === "nodes") return KNOWN_KEYS.node ?? [];
+  if (path[0] === "validators" && path.length > 1) return KNOWN_KEYS.validators ?? [];
   return KNOWN_KEYS[String(path[0])] ?? [];
 }
 
@@ -121,7 +139,18 @@ export function formatIssue(issue: z.ZodIssue, raw: unknown): string {
 // ---------------------------------------------------------------- cross-field checks
 
 function crossFieldProblems(file: ClusterFile): string[] {
-  return [...duplicateProblems(file), ...founderProblems(file), ...raftProblems(file)];
+  return [...sourceProblems(file), ...duplicateProblems(file), ...founderProblems(file), ...raftProblems(file)];
+}
+
+/** The node list comes from the file or from DNS, never both (which would win is a guess). */
+function sourceProblems(file: ClusterFile): string[] {
+  if (file.nodes !== undefined && file.discovery !== undefined) {
+    return ['nodes: the file has both "nodes" and "discovery"; keep one: "nodes" lists the nodes, "discovery" takes them from DNS SRV records'];
+  }
+  if (file.nodes === undefined && file.discovery === undefined) {
+    return [`nodes: missing; expected ${HINTS.nodes}, or "discovery": {"srv": "_cairn._tcp.NAME"}`];
+  }
+  return [];
 }
 
 /** Reports each value seen before, naming where it was first seen. */
@@ -141,7 +170,7 @@ function duplicateProblems(file: ClusterFile): string[] {
   const peers = new Seen();
   const apis = new Seen();
   const endpoints = new Seen(); // host:port of peers and APIs together: each needs its own port
-  file.nodes.forEach((n, i) => {
+  (file.nodes ?? []).forEach((n, i) => {
     const at = `nodes[${i}]`;
     const idPrev = ids.check(n.id.toLowerCase(), at);
     if (idPrev) out.push(`${at}.id: duplicate id ${show(n.id)} (also ${idPrev}${idCase(file, idPrev, n.id)})`);
@@ -164,7 +193,7 @@ function duplicateProblems(file: ClusterFile): string[] {
 
 function idCase(file: ClusterFile, prevAt: string, id: string): string {
   const i = Number(/\d+/.exec(prevAt)?.[0]);
-  const prevId = file.nodes[i]?.id;
+  const prevId = file.nodes?.[i]?.id;
   return prevId !== undefined && prevId !== id ? ` ${show(prevId)}; ids are compared ignoring case` : "";
 }
 

@@ -36,7 +36,8 @@ export function vetReload(next: ClusterConfig, o: VetOptions): string[] {
         `put the name back, or copy this cluster's file`,
     );
   }
-  if (next.nodes.length === 0) {
+  // With "discovery" the file lists no nodes: DNS does, and an empty answer is never used (srv.ts).
+  if (next.nodes.length === 0 && !next.discovery) {
     out.push(`nodes: the file lists no nodes; a running cluster is never emptied by its file: list its nodes again`);
   }
   if (o.tls) {

@@ -69,6 +69,12 @@ export interface CairnNodeOptions {
   readonly synchronous?: "FULL" | "NORMAL";
   /** Test only: a faults file for the transport's fault hook (CAIRN_TEST_FAULTS; see transport/faults.ts). */
   readonly testFaultsFile?: string;
+  /**
+   * Called on the leader before each write is proposed (forwarded writes included, once, here):
+   * null lets it through at once; a promise delays it until it settles, and a rejection refuses it
+   * (pre-commit validators, src/api/validators.ts). Awaited outside the Raft loop.
+   */
+  readonly beforePropose?: (bytes: Uint8Array) => Promise<void> | null;
   /** Where the peer transport listens; default the node's `peer` address in the file. */
   readonly peerListen?: { readonly host: string; readonly port: number };
   readonly checkpoints?: Partial<CheckpointPolicy>;
@@ -1037,7 +1043,7 @@ export class CairnNode implements NodeApi {
   }
 
   private async proposeBytes(bytes: Uint8Array, wait: WaitMode, timeoutMs: number, mayForward: boolean): Promise<ProposeOutcome> {
-    const raft = this.writable();
+    let raft = this.writable();
     if (raft.role !== "leader") {
       if (!mayForward || raft.lead === NONE) throw new NoLeaderError();
       this.counters.forwarded++;
@@ -1045,6 +1051,12 @@ export class CairnNode implements NodeApi {
       return (await this.calls.call(lead, `the write forwarded to leader ${lead}`, timeoutMs, (id) =>
         this.transport.send(lead, { t: "fwd", id, cmd: bytes, wait }),
       )) as ProposeOutcome;
+    }
+    const check = this.opts.beforePropose?.(bytes) ?? null;
+    if (check !== null) {
+      await check;
+      raft = this.writable();
+      if (raft.role !== "leader") throw new NoLeaderError(`${this.id} lost the leadership while the write was being validated`);
     }
     if (this.proposals.full() || this.driver.persistWaiting() >= this.driver.persistWaitersMax) throw new OverloadedError(LIMITS.proposalsPendingMax);
     let at: { index: number; term: number };

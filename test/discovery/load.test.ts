@@ -206,7 +206,7 @@ describe("a broken cluster file is refused with one clear line", () => {
     const e = problem("{}");
     expect(e.problems).toEqual([
       'cluster: missing; expected a cluster name of letters, digits, ".", "_" and "-", at most 63 characters, such as "store-42"',
-      "nodes: missing; expected an array of at most 64 node entries (it may be empty)",
+      'nodes: missing; expected an array of at most 64 node entries (it may be empty), or "discovery": {"srv": "_cairn._tcp.NAME"}',
     ]);
     expect(e.message).toEndWith("(and 1 more problem)");
   });
@@ -260,7 +260,7 @@ describe("a broken cluster file is refused with one clear line", () => {
       'unknown key "rol" in nodes[0]; known keys are id, peer, api, role',
     ]);
     expect(problem(clusterJson({ tokens: [] })).problems).toEqual([
-      'unknown key "tokens" at the top level; known keys are cluster, nodes, tls, raft, founders, allowShrink, revoked',
+      'unknown key "tokens" at the top level; known keys are cluster, nodes, discovery, validators, tls, raft, founders, allowShrink, revoked',
     ]);
   });
 

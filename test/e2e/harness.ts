@@ -117,7 +117,7 @@ export class E2ECluster {
     } catch {
       // A test may have broken the file on purpose: use the address last read.
     }
-    const n = f?.nodes.find((x) => x.id === id && typeof x.api === "string");
+    const n = f?.nodes?.find((x) => x.id === id && typeof x.api === "string");
     if (n) this.knownApis.set(id, n.api);
     const api = n?.api ?? this.knownApis.get(id);
     if (!api) throw new Error(`no node ${id} in the cluster file`);
