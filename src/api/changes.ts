@@ -21,7 +21,7 @@ import {
 import { changeStream, lastEventIdOf } from "./sse.ts";
 import { propose, zodMessage } from "./write.ts";
 
-const itemSchema = z
+export const itemSchema = z
   .object({
     data: z.unknown().refine((v) => v !== undefined, { message: "data is required (any JSON value)" }),
     tags: z.array(z.string()).optional(),

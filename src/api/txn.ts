@@ -37,7 +37,7 @@ const opSchema = z.discriminatedUnion("op", [
 ]);
 
 // Array lengths are bounded by the body limit here and by TXN_*_MAX in validateCommand (413).
-const txnSchema = z
+export const txnSchema = z
   .object({
     compare: z.array(compareSchema).default([]),
     success: z.array(opSchema).default([]),
