@@ -53,6 +53,8 @@ export interface Delivered {
   /** Feed index (changes) or kv version's log index (put/del). */
   readonly index: number;
   readonly idempotencyKey: string;
+  /** The server had applied this write already (an earlier attempt's answer was lost): it answered with that result. */
+  readonly replayed: boolean;
 }
 
 export interface Failed {
@@ -282,25 +284,27 @@ export class Outbox {
   private async deliver(b: Batch): Promise<void> {
     const opts = { idempotencyKey: b.key, timeoutMs: this.o.attemptTimeoutMs, signal: this.abort.signal };
     const head = b.rows[0]!;
-    let index: number;
+    let res: { index: number; replayed?: boolean };
     if (head.kind === "change") {
-      index = (await this.client.postBatch(b.rows.map((r) => JSON.parse(r.payload) as ChangeInput), opts)).index;
+      res = await this.client.postBatch(b.rows.map((r) => JSON.parse(r.payload) as ChangeInput), opts);
     } else if (head.kind === "put") {
       const p = JSON.parse(head.payload) as PutPayload;
       const value = p.base64 ? Buffer64.decode(p.value) : p.value;
       const put = { ...opts, ...(p.contentType ? { contentType: p.contentType } : {}), ...(p.ifMatch !== undefined ? { ifMatch: p.ifMatch } : {}), ...(p.ifNoneMatch ? { ifNoneMatch: "*" as const } : {}) };
-      index = (await this.client.put(p.key, p.contentType === "application/json" && !p.base64 ? JSON.parse(p.value) : value, put)).index;
+      res = await this.client.put(p.key, p.contentType === "application/json" && !p.base64 ? JSON.parse(p.value) : value, put);
     } else {
       const p = JSON.parse(head.payload) as { key: string; ifMatch?: number };
-      index = (await this.client.del(p.key, { ...opts, ...(p.ifMatch !== undefined ? { ifMatch: p.ifMatch } : {}) })).index;
+      res = await this.client.del(p.key, { ...opts, ...(p.ifMatch !== undefined ? { ifMatch: p.ifMatch } : {}) });
     }
+    const index = res.index;
+    const replayed = res.replayed === true;
     const now = Date.now();
     this.db.transaction(() => {
       b.rows.forEach((r, i) => this.s.delivered!.run(index + i, now, r.seq));
       this.s.doneBatch!.run(b.id);
     });
     this.settled(b.rows.length);
-    for (const [i, r] of b.rows.entries()) this.o.onDelivered?.({ seq: r.seq, index: index + i, idempotencyKey: b.key });
+    for (const [i, r] of b.rows.entries()) this.o.onDelivered?.({ seq: r.seq, index: index + i, idempotencyKey: b.key, replayed });
   }
 
   private markFailed(b: Batch, e: CairnError): void {

@@ -21,7 +21,7 @@ const flushOut = () => {
 const box = await client.outbox({
   path: env("OUTBOX_PATH"),
   batchItemsMax: Number(process.env.OUTBOX_BATCH ?? "200"),
-  onDelivered: (d) => out.push(`delivered ${d.seq} ${d.index}\n`),
+  onDelivered: (d) => out.push(`delivered ${d.seq} ${d.index}${d.replayed ? " replayed" : ""}\n`),
   onFailed: (f) => out.push(`failed ${f.seq} ${f.error}\n`),
 });
 const timer = setInterval(flushOut, 20);
