@@ -4,6 +4,7 @@
  * follow() resuming after a node restart and after a 410.
  */
 import { afterEach, describe, expect, test } from "bun:test";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import {
   BadRequestError,
@@ -170,4 +171,34 @@ describe("cairn/client", () => {
   }, 120_000);
 });
 
-export const CHILD = join(import.meta.dir, "outbox-child.ts");
+const ROOT = join(import.meta.dir, "..", "..");
+
+function run(cmd: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let out = "";
+    child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr!.on("data", (d: Buffer) => (out += d.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+    child.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, out });
+    });
+  });
+}
+
+test("the client runs under Deno (with the outbox) and under Node 20+ from a bundle (TLS with the cluster CA, token)", async () => {
+  const c = await up(3);
+  const env = { CAIRN_CLUSTER: c.file, CAIRN_TOKEN: c.token };
+  const deno = await run(join(ROOT, "node_modules", ".bin", "deno"), ["run", "-A", "test/client/smoke.ts"], { ...env, SMOKE_RUNTIME: "deno", SMOKE_OUTBOX: join(c.dir, "deno-outbox.db") });
+  expect(deno.out).toContain("smoke ok");
+  expect(deno.code).toBe(0);
+  const bundle = join(c.dir, "smoke.mjs");
+  const built = await run(process.execPath, ["build", "test/client/smoke.ts", "--target=node", "--outfile", bundle], {});
+  expect(built.code).toBe(0);
+  // Node 20 has no node:sqlite: the outbox part runs only where it exists (Node 22.5+).
+  const nodeMajor = Number(spawnSync("node", ["--version"], { encoding: "utf8" }).stdout.replace(/^v/, "").split(".")[0]);
+  const node = await run("node", [bundle], { ...env, SMOKE_RUNTIME: "node", ...(nodeMajor >= 23 ? { SMOKE_OUTBOX: join(c.dir, "node-outbox.db") } : {}) });
+  expect(node.out).toContain("smoke ok");
+  expect(node.code).toBe(0);
+}, 120_000);
