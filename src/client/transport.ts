@@ -71,6 +71,8 @@ export interface Answer {
 
 const DEFAULTS = { timeoutMs: 10_000, attemptTimeoutMs: 5_000, attemptsMax: 50, backoffBaseMs: 50, backoffMaxMs: 2_000 };
 const URLS_MAX = 1000;
+const LEADER_SEEK_MS = 250;
+const LEADER_SEEK_TRIES = 40;
 const ANSWER_BYTES_MAX = 64 * 1024 * 1024;
 
 declare const process: { env: Record<string, string | undefined> } | undefined;
@@ -135,7 +137,10 @@ export class Transport {
     return this.urls[this.preferred]!;
   }
 
+  private closed = false;
+
   close(): void {
+    this.closed = true;
     this.fetch.close();
   }
 
@@ -189,17 +194,44 @@ export class Transport {
     return { ...(this.token ? { authorization: `Bearer ${this.token}` } : {}), ...spec.headers };
   }
 
-  /** After a failure on `url`: the next node; and ask it (in the background) who leads. */
+  /** After a failure on `url`: the next node; and find the leader in the background. */
   private failed(url: string): void {
     if (this.current !== url) return;
     this.preferred = (this.preferred + 1) % this.urls.length;
-    void this.findLeader().catch(() => undefined);
+    this.seekLeader();
+  }
+
+  private seeking = false;
+
+  /**
+   * Asks /status who leads, every LEADER_SEEK_MS up to LEADER_SEEK_TRIES
+   * times (an election takes a moment), and moves to the leader once one is
+   * named: writes answered by a follower cost a forwarding hop.
+   */
+  private seekLeader(): void {
+    if (this.seeking || this.urls.length < 2) return;
+    this.seeking = true;
+    let tries = 0;
+    const step = async () => {
+      const found = await this.findLeader().catch(() => null);
+      if (found === null && ++tries < LEADER_SEEK_TRIES && !this.closed) {
+        const t = setTimeout(step, LEADER_SEEK_MS) as unknown as { unref?: () => void };
+        t.unref?.(); // never keeps the application's process alive
+      } else this.seeking = false;
+    };
+    void step();
   }
 
   /** Points the client at the leader named by the current node's /status, if it knows one. */
   async findLeader(): Promise<string | null> {
     const url = this.current;
-    const r = await this.fetch(`${url}/status`, { headers: this.headersOf({ method: "GET", path: "/status" }), signal: AbortSignal.timeout(1000) });
+    let r: Response;
+    try {
+      r = await this.fetch(`${url}/status`, { headers: this.headersOf({ method: "GET", path: "/status" }), signal: AbortSignal.timeout(1000) });
+    } catch (e) {
+      if (this.current === url) this.preferred = (this.preferred + 1) % this.urls.length;
+      throw e;
+    }
     if (r.status !== 200) return null;
     const api = ((await r.json()) as { leader?: { api?: string | null } | null }).leader?.api;
     if (typeof api !== "string") return null;

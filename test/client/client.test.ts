@@ -101,6 +101,9 @@ describe("cairn/client", () => {
     await c.signal(lead, "SIGKILL");
     for (let i = 20; i < 40; i++) indexes.push((await cl.post({ i })).index);
     expect(cl.transport.current).not.toBe(c.api(lead));
+    // Then it moves on to the new leader by itself.
+    const newLead = await c.leader(20_000, f.nodes.map((n) => n.id).filter((id) => id !== lead));
+    await waitFor("the client to follow the new leader", () => cl.transport.current === c.api(newLead), 15_000);
     const other = f.nodes.find((n) => n.id !== lead)!.id;
     const feed = await waitFor("the feed with 40 changes", async () => {
       const fd = await c.feed(other);
