@@ -22,7 +22,7 @@
  * One process at a time may own an outbox file (a lock beside it).
  */
 import type { CairnClient } from "./client.ts";
-import { CairnError, UnauthorizedError, UnavailableError, RateLimitedError } from "./errors.ts";
+import { CairnError, RateLimitedError, ServerError, UnauthorizedError, UnavailableError } from "./errors.ts";
 import { sleep } from "./transport.ts";
 import type { ChangeInput } from "./types.ts";
 import type { Db, FileLock, Statement } from "../platform/sqlite.ts";
@@ -156,10 +156,11 @@ export class Outbox {
   }
 
   /** Queues a kv put (JSON-encoded unless bytes or a text content type). */
-  put(key: string, value: unknown, opts: { contentType?: string; ifMatch?: number; ifNoneMatch?: boolean } = {}): Promise<{ seq: number }> {
+  put(key: string, value: unknown, opts: { contentType?: string; ifMatch?: number; ifNoneMatch?: "*" } = {}): Promise<{ seq: number }> {
     const bytes = value instanceof Uint8Array;
     const text = bytes ? Buffer64.encode(value) : typeof value === "string" && opts.contentType?.startsWith("text/") ? value : JSON.stringify(value);
-    const p: PutPayload = { key, value: text, base64: bytes, ...opts, ...(opts.contentType === undefined ? { contentType: bytes ? "application/octet-stream" : "application/json" } : {}) };
+    const contentType = opts.contentType ?? (bytes ? "application/octet-stream" : "application/json");
+    const p: PutPayload = { key, value: text, base64: bytes, contentType, ...(opts.ifMatch === undefined ? {} : { ifMatch: opts.ifMatch }), ...(opts.ifNoneMatch ? { ifNoneMatch: true } : {}) };
     return this.add("put", JSON.stringify(p));
   }
 
@@ -326,9 +327,13 @@ export class Outbox {
   }
 }
 
-/** Worth another attempt: nothing answered, no quorum, a refused token (it may be fixed), a rate limit. */
+/**
+ * Worth another attempt: nothing answered, no quorum, a refused token (it
+ * may be fixed), a rate limit, a 500 (skipping a write would break the
+ * order for what may be a passing fault).
+ */
 function retryable(e: unknown): boolean {
-  return e instanceof UnavailableError || e instanceof UnauthorizedError || e instanceof RateLimitedError || !(e instanceof CairnError);
+  return e instanceof UnavailableError || e instanceof UnauthorizedError || e instanceof RateLimitedError || e instanceof ServerError || !(e instanceof CairnError);
 }
 
 function prepare(db: Db): Record<string, Statement> {

@@ -17,6 +17,7 @@ import {
   type Change,
   type LoadedCheckpoint,
 } from "../../src/client/index.ts";
+import { LockHeldError } from "../../src/platform/sqlite.ts";
 import { E2ECluster } from "../e2e/harness.ts";
 import { freePort, waitFor } from "../helpers/ports.ts";
 
@@ -173,6 +174,30 @@ describe("cairn/client", () => {
     expect((gone as GoneError).checkpoint?.index).toBe(loaded!.index);
   }, 120_000);
 });
+
+test("the outbox delivers kv writes too, marks a write the cluster refuses for good as failed, and goes on with the next", async () => {
+  const c = await up(3);
+  const cl = clientOf(c);
+  const delivered: { seq: number; index: number }[] = [];
+  const failed: { seq: number; status: number }[] = [];
+  const box = await cl.outbox({ path: join(c.dir, "kv-outbox.db"), onDelivered: (d) => delivered.push(d), onFailed: (f) => failed.push(f) });
+  const a = await box.put("o/a", { v: 1 }, { ifNoneMatch: "*" });
+  const b = await box.put("o/a", { v: 2 }, { ifNoneMatch: "*" }); // exists by then: 412
+  const p = await box.post({ after: "the refused one" });
+  const d = await box.del("o/missing"); // 404
+  const t = await box.put("o/t", "plain text", { contentType: "text/plain" });
+  await box.flush({ timeoutMs: 20_000 });
+  expect(box.status()).toMatchObject({ pending: 0, delivered: 3, failed: 2, lastSeq: 5 });
+  expect(failed).toEqual([{ seq: b.seq, status: 412, error: expect.any(String) } as never, { seq: d.seq, status: 404, error: expect.any(String) } as never]);
+  expect(delivered.map((x) => x.seq)).toEqual([a.seq, p.seq, t.seq]);
+  expect(box.entry(b.seq)).toMatchObject({ state: "failed" });
+  expect((await cl.get("o/a"))!.json()).toEqual({ v: 1 });
+  expect((await cl.get("o/t"))!.text()).toBe("plain text");
+  expect((await cl.getChange(box.entry(p.seq)!.index!)).data).toEqual({ after: "the refused one" });
+  // A second process (or a second open) cannot own the same outbox file.
+  expect(await cl.outbox({ path: join(c.dir, "kv-outbox.db") }).catch((e) => e)).toBeInstanceOf(LockHeldError);
+  await box.close();
+}, 90_000);
 
 const ROOT = join(import.meta.dir, "..", "..");
 
