@@ -12,7 +12,7 @@
  * Runs on Bun, Deno (deno run -A examples/client-app.ts ...) and, without
  * the outbox's SQLite before Node 22.5, on Node from a bundle.
  */
-import { CairnClient, ConflictError, UnavailableError } from "../src/client/index.ts";
+import { CairnClient, ConflictError, UnavailableError } from "cairn/client"; // the package export (src/client/index.ts)
 
 declare const process: { argv: string[]; env: Record<string, string | undefined>; exit(code: number): never };
 const args = process.argv.slice(2);

@@ -45,6 +45,12 @@ function clientOf(c: E2ECluster, opts: Partial<ConstructorParameters<typeof Cair
 }
 
 describe("cairn/client", () => {
+  test("cairn/client is the package's export of src/client", async () => {
+    const mod = await import("cairn/client");
+    expect(mod.CairnClient).toBe(CairnClient);
+    expect(mod.GoneError).toBe(GoneError);
+  });
+
   test("feed, kv, txn and status calls answer typed results, and failures are typed errors", async () => {
     const c = await up(3);
     const cl = clientOf(c);
