@@ -205,11 +205,12 @@ export class Outbox {
     while (this.pendingCount > 0) {
       if (Date.now() > deadline) throw new Error(`the outbox still holds ${this.pendingCount} undelivered writes after ${opts.timeoutMs ?? 60_000} ms`);
       await new Promise<void>((res) => {
-        const t = setTimeout(done, 100);
-        function done() {
+        const done = () => {
           clearTimeout(t);
+          this.waiters.delete(done);
           res();
-        }
+        };
+        const t = setTimeout(done, 100);
         this.waiters.add(done);
       });
     }

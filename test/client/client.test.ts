@@ -24,7 +24,10 @@ import { freePort, waitFor } from "../helpers/ports.ts";
 let cluster: E2ECluster | null = null;
 const clients: CairnClient[] = [];
 
+let testNo = 0;
 afterEach(async () => {
+  testNo++;
+  if (process.env.E2E_LOGS) cluster?.dumpLogs(join(process.env.E2E_LOGS, `client-${testNo}`));
   for (const c of clients.splice(0)) c.close();
   await cluster?.close();
   cluster = null;
@@ -101,12 +104,16 @@ describe("cairn/client", () => {
     const lead = await c.leader();
     // The leader first in the list, so the client is talking to it when it dies.
     const f = c.readFile();
-    const cl = clientOf(c, { cluster: undefined, urls: [c.api(lead), ...f.nodes.filter((n) => n.id !== lead).map((n) => n.api)], ca: c.ca().cert, timeoutMs: 20_000 });
+    const cl = clientOf(c, { cluster: undefined, urls: [c.api(lead), ...f.nodes.filter((n) => n.id !== lead).map((n) => n.api)], ca: c.ca().cert, timeoutMs: 45_000 }); // 2 cores shared by many tests: elections can be slow
     const indexes: number[] = [];
     for (let i = 0; i < 20; i++) indexes.push((await cl.post({ i })).index);
     expect(cl.transport.current).toBe(c.api(lead));
     await c.signal(lead, "SIGKILL");
-    for (let i = 20; i < 40; i++) indexes.push((await cl.post({ i })).index);
+    const killed = Date.now();
+    indexes.push((await cl.post({ i: 20 })).index);
+    const gapMs = Date.now() - killed;
+    for (let i = 21; i < 40; i++) indexes.push((await cl.post({ i })).index);
+    console.log(`leader killed: the first write after it took ${gapMs} ms (election and retries included)`);
     expect(cl.transport.current).not.toBe(c.api(lead));
     // Then it moves on to the new leader by itself.
     const newLead = await c.leader(20_000, f.nodes.map((n) => n.id).filter((id) => id !== lead));
