@@ -88,7 +88,7 @@ export class CairnClient {
     const query = { since: opts.since, since_ts: opts.sinceTs, limit: opts.limit, tag: opts.tags, consistency: opts.consistency, block: block > 0 ? block : undefined };
     // A long poll answers after up to `block` seconds: each attempt and the call get that much more time.
     const extraMs = Math.ceil(block * 1000);
-    const a = await this.transport.call({ method: "GET", path: "/changes", query, attemptTimeoutMs: 5000 + extraMs, ...call(opts), timeoutMs: (opts.timeoutMs ?? 10_000) + extraMs });
+    const a = await this.transport.call({ method: "GET", path: "/changes", query, attemptTimeoutMs: this.transport.attemptTimeoutMs + extraMs, ...call(opts), timeoutMs: (opts.timeoutMs ?? this.transport.timeoutMs) + extraMs });
     return a.json<ChangePage>();
   }
 

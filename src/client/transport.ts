@@ -132,6 +132,15 @@ export class Transport {
     this.token = token;
   }
 
+  /** The deadline of a call that names none. */
+  get timeoutMs(): number {
+    return this.o.timeoutMs;
+  }
+
+  get attemptTimeoutMs(): number {
+    return this.o.attemptTimeoutMs;
+  }
+
   /** The node requests go to first (the last one that answered well, or the leader found by /status). */
   get current(): string {
     return this.urls[this.preferred]!;
