@@ -92,6 +92,13 @@ describe("cairn/client", () => {
     expect(st.leader?.id).toMatch(/^n\d$/);
     expect(st.auth).toBe("tokens");
 
+    // No quorum: 503s, retried until the deadline, then an UnavailableError carrying the last one.
+    const lead = await c.leader();
+    for (const id of ["n1", "n2", "n3"].filter((x) => x !== lead).slice(0, 2)) await c.signal(id, "SIGKILL");
+    const noQuorum = await cl.post({ x: 1 }, { timeoutMs: 3000 }).catch((e) => e);
+    expect(noQuorum).toBeInstanceOf(UnavailableError);
+    expect((noQuorum as UnavailableError).status === 503 || (noQuorum as UnavailableError).status === 0).toBe(true);
+
     const dead = new CairnClient({ urls: [`http://127.0.0.1:${await freePort()}`], timeoutMs: 800 });
     clients.push(dead);
     const t0 = Date.now();
