@@ -10,6 +10,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CairnClient } from "../../src/client/index.ts";
 import { E2ECluster } from "../e2e/harness.ts";
@@ -30,8 +31,15 @@ interface App {
 
 let cluster: E2ECluster | null = null;
 const apps: App[] = [];
+/** Every app run's non-progress lines, for E2E_LOGS. */
+const allAppLines: string[] = [];
 
 afterEach(async () => {
+  if (process.env.E2E_LOGS) {
+    cluster?.dumpLogs(join(process.env.E2E_LOGS, "outbox"));
+    mkdirSync(join(process.env.E2E_LOGS, "outbox"), { recursive: true });
+    writeFileSync(join(process.env.E2E_LOGS, "outbox", "apps.log"), allAppLines.join("\n"));
+  }
   for (const a of apps.splice(0)) {
     a.child.kill("SIGKILL");
     await a.exited;
@@ -59,10 +67,16 @@ function startApp(c: E2ECluster, path: string): App {
         delivered++;
         if (l.endsWith(" replayed")) replayed++;
       }
-      else lines.push(l);
+      else {
+        lines.push(l);
+        allAppLines.push(`${child.pid}: ${l}`);
+      }
     }
   });
-  child.stderr!.on("data", (d: Buffer) => lines.push(`stderr: ${d.toString()}`));
+  child.stderr!.on("data", (d: Buffer) => {
+    lines.push(`stderr: ${d.toString()}`);
+    allAppLines.push(`${child.pid}: stderr: ${d.toString()}`);
+  });
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
   const app = { child, lines, exited, acked: () => acked, delivered: () => delivered, replayed: () => replayed };
   apps.push(app);
