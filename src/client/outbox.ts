@@ -36,6 +36,8 @@ export interface OutboxOptions {
   readonly batchBytesMax?: number;
   /** Writes waiting at most (default 1,000,000): post() throws OutboxFullError beyond. */
   readonly pendingMax?: number;
+  /** Delivered and failed writes kept for entry()/entries() (default 100,000; older ones are deleted). */
+  readonly keepSettledMax?: number;
   /** Deadline of one delivery attempt (default 10 s). */
   readonly attemptTimeoutMs?: number;
   /** Told of each delivered write, in order. */
@@ -85,6 +87,8 @@ export interface OutboxStatus {
 export class OutboxFullError extends Error {
   override name = "OutboxFullError";
 }
+
+const PRUNE_EVERY = 20;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL);
@@ -139,7 +143,7 @@ export class Outbox {
         id = `outbox-${crypto.randomUUID()}`;
         db.prepare("INSERT INTO meta (k, v) VALUES ('id', ?)").run(id);
       }
-      const o = { batchItemsMax: 500, batchBytesMax: 1 << 20, pendingMax: 1_000_000, attemptTimeoutMs: 10_000, start: true, ...opts };
+      const o = { batchItemsMax: 500, batchBytesMax: 1 << 20, pendingMax: 1_000_000, keepSettledMax: 100_000, attemptTimeoutMs: 10_000, start: true, ...opts };
       const box = new Outbox(client, db, lock, id, o);
       if (o.start) box.start();
       return box;
@@ -319,8 +323,17 @@ export class Outbox {
     for (const r of b.rows) this.o.onFailed?.({ seq: r.seq, error: msg, status: e instanceof CairnError ? e.status : 0 });
   }
 
+  private settledBatches = 0;
+
   private settled(n: number): void {
     this.pendingCount -= n;
+    // Every PRUNE_EVERY batches: the file stays bounded by keepSettledMax settled writes.
+    if (++this.settledBatches % PRUNE_EVERY === 0) {
+      this.db.transaction(() => {
+        this.s.prune!.run(this.o.keepSettledMax);
+        this.s.pruneBatches!.run();
+      });
+    }
     for (const w of [...this.waiters]) {
       this.waiters.delete(w);
       w();
@@ -353,6 +366,8 @@ function prepare(db: Db): Record<string, Statement> {
     delivered: db.prepare("UPDATE writes SET state = 'delivered', idx = ?, delivered_ms = ? WHERE seq = ?"),
     failed: db.prepare("UPDATE writes SET state = 'failed', error = ?, delivered_ms = ? WHERE seq = ?"),
     doneBatch: db.prepare("UPDATE batches SET done = 1 WHERE id = ?"),
+    prune: db.prepare("DELETE FROM writes WHERE state != 'pending' AND seq <= (SELECT seq FROM writes WHERE state != 'pending' ORDER BY seq DESC LIMIT 1 OFFSET ?)"),
+    pruneBatches: db.prepare("DELETE FROM batches WHERE done = 1 AND id NOT IN (SELECT DISTINCT batch FROM writes WHERE batch IS NOT NULL)"),
   };
 }
 

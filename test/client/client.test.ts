@@ -37,7 +37,8 @@ async function up(n: number, args: string[] = []): Promise<E2ECluster> {
   const c = await E2ECluster.init(n);
   cluster = c;
   for (let i = 1; i <= n; i++) c.start(`n${i}`, { args });
-  await c.leader(30_000);
+  // Every node a voter before a test stops or kills some (a learner does not count for quorum).
+  await c.waitVoters(n, 60_000);
   return c;
 }
 
@@ -217,6 +218,15 @@ test("the outbox delivers kv writes too, marks a write the cluster refuses for g
   // A second process (or a second open) cannot own the same outbox file.
   expect(await cl.outbox({ path: join(c.dir, "kv-outbox.db") }).catch((e) => e)).toBeInstanceOf(LockHeldError);
   await box.close();
+
+  // Settled writes are pruned to keepSettledMax (checked every 20 batches): the file stays bounded.
+  const small = await cl.outbox({ path: join(c.dir, "small-outbox.db"), batchItemsMax: 1, keepSettledMax: 5 });
+  for (let i = 0; i < 30; i++) await small.post({ i });
+  await small.flush({ timeoutMs: 30_000 });
+  expect(small.status()).toMatchObject({ pending: 0, delivered: 15, lastSeq: 30 });
+  expect(small.entry(1)).toBeNull();
+  expect(small.entry(30)!.state).toBe("delivered");
+  await small.close();
 }, 90_000);
 
 const ROOT = join(import.meta.dir, "..", "..");

@@ -93,6 +93,8 @@ test(`the outbox takes ${TOTAL} changes while the cluster has no quorum and deli
   const c = await E2ECluster.init(3);
   cluster = c;
   for (const id of ["n1", "n2", "n3"]) c.start(id);
+  // All three must be voters first: while n2 and n3 are still learners, n1 alone is a quorum.
+  await c.waitVoters(3, 60_000);
   const lead = await c.leader(30_000);
   const [down1, down2] = ["n1", "n2", "n3"].filter((id) => id !== lead) as [string, string];
   const path = join(c.dir, "app-outbox.db");
