@@ -38,3 +38,13 @@ test("waiting for a leader names a node that exited and its last error line; a p
   expect(err?.message).toContain("another process holds that port: stop it, or give this node another port in the cluster file");
   expect(err?.message).not.toContain("unexpected");
 }, 20_000);
+
+test("waiting for a leader that never comes says what each node saw last", async () => {
+  c = await E2ECluster.init(3);
+  c.start("n1"); // one founder of three: it waits for the others, there is no leader
+  const err = await c.leader(3000, ["n1", "n2"]).then(
+    () => null,
+    (e: Error) => e,
+  );
+  expect(err?.message).toMatch(/waiting for an agreed leader: Error: no agreement: n1: leader none \(term \d+\), n2: no \/status answer$/);
+}, 20_000);

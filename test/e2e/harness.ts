@@ -314,7 +314,10 @@ export class E2ECluster {
         const views = await Promise.all(ids.map((id) => this.status(id).catch(() => null)));
         const leaders = new Set(views.map((v) => v?.leader?.id ?? null));
         const l = [...leaders][0];
-        return leaders.size === 1 && l && this.procs.has(l) ? l : undefined;
+        if (leaders.size === 1 && l && this.procs.has(l)) return l;
+        // Thrown, not returned: waitFor keeps polling, and on timeout its message says who saw what last.
+        const seen = ids.map((id, i) => `${id}: ${views[i] === null ? "no /status answer" : `leader ${views[i]?.leader?.id ?? "none"} (term ${views[i]?.term})`}`);
+        throw new Error(`no agreement: ${seen.join(", ")}`);
       },
       timeoutMs,
       50,
