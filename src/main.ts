@@ -62,6 +62,8 @@ const SYSTEM_HINTS: Record<string, string> = {
   EROFS: "the file system is read-only: pick a writable path",
   ENOSPC: "the disk is full: free some space",
   EMFILE: "too many open files: raise the limit (ulimit -n)",
+  EADDRINUSE: "another process holds that port: stop it, or give this node another port in the cluster file",
+  EADDRNOTAVAIL: "that address is not one of this host's: check the host in the cluster file",
 };
 
 /** How a failure is told: expected ones as their message (exit 1), unknown ones with the stack for a bug report. */

@@ -275,7 +275,9 @@ export class PeerTransport<P = unknown> {
   private async bind(server: net.Server, at: { readonly host: string; readonly port: number }): Promise<number> {
     await new Promise<void>((resolve, reject) => {
       const onError = (e: Error): void => {
-        reject(new Error(`cannot listen for peers on ${at.host}:${at.port}: ${errorMessage(e)}; is the port in use?`));
+        // The system code stays on the error: the CLI tells a port in use as an expected failure, with a hint.
+        const code = (e as { code?: unknown }).code;
+        reject(Object.assign(new Error(`cannot listen for peers on ${at.host}:${at.port}: ${errorMessage(e)}`), { code }));
       };
       server.once("error", onError);
       server.listen(at.port, at.host, () => {

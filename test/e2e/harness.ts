@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { httpClient, type HttpFetch } from "../../src/platform/http.ts";
 import { createNodeCert, type CertAndKey } from "../../src/transport/certs.ts";
 import type { PeerTls } from "../../src/transport/context.ts";
-import { waitFor } from "../helpers/ports.ts";
+import { freePortRun, waitFor } from "../helpers/ports.ts";
 
 export const ROOT = join(import.meta.dir, "..", "..");
 export const BINARY = join(ROOT, "dist", "cairn");
@@ -42,6 +42,8 @@ interface Proc {
   readonly child: ChildProcess;
   readonly lines: string[];
   exited: Promise<number | null>;
+  /** Set once the process has exited by itself or was stopped: its exit code (or signal). */
+  exit?: string;
 }
 
 /** One parsed log line of a node (the JSON the Logger writes), or the raw text. */
@@ -70,7 +72,8 @@ export class E2ECluster {
   static async init(n: number, edit?: (f: ClusterFile) => void): Promise<E2ECluster> {
     ensureBinary();
     const dir = mkdtempSync(join(tmpdir(), "cairn-e2e-"));
-    const base = String(20_000 + Math.floor(Math.random() * 30_000));
+    // Below the ephemeral range: a node started late must still find its ports free (see freePortRun).
+    const base = String(await freePortRun(2 * n));
     const r = spawnSync(BINARY, ["init", "--nodes", String(n), "--dir", dir, "--base-port", base], { encoding: "utf8" });
     if (r.status !== 0) throw new Error(`cairn init failed: ${r.stderr}`);
     const c = new E2ECluster(dir, join(dir, "cluster.json"), initToken(r.stdout));
@@ -185,8 +188,13 @@ export class E2ECluster {
     const runs = this.runs.get(id) ?? [];
     runs.push(lines);
     this.runs.set(id, runs);
-    const exited = new Promise<number | null>((res) => child.once("exit", (code) => res(code)));
-    const p = { child, lines, exited };
+    const p: Proc = { child, lines, exited: Promise.resolve(null) };
+    p.exited = new Promise<number | null>((res) =>
+      child.once("exit", (code, sig) => {
+        p.exit = code !== null ? `code ${code}` : `signal ${sig}`;
+        res(code);
+      }),
+    );
     this.procs.set(id, p);
     return p;
   }
@@ -307,14 +315,28 @@ export class E2ECluster {
       "an agreed leader",
       async () => {
         const ids = among ?? [...this.procs.keys()];
+        this.throwIfExited(ids);
         const views = await Promise.all(ids.map((id) => this.status(id).catch(() => null)));
         const leaders = new Set(views.map((v) => v?.leader?.id ?? null));
         const l = [...leaders][0];
-        return leaders.size === 1 && l && this.procs.has(l) ? l : undefined;
+        if (leaders.size === 1 && l && this.procs.has(l)) return l;
+        // Thrown, not returned: waitFor keeps polling, and on timeout its message says who saw what last.
+        const seen = ids.map((id, i) => `${id}: ${views[i] === null ? "no /status answer" : `leader ${views[i]?.leader?.id ?? "none"} (term ${views[i]?.term})`}`);
+        throw new Error(`no agreement: ${seen.join(", ")}`);
       },
       timeoutMs,
       50,
     );
+  }
+
+  /** A node that exited never answers: say so (with its last error line) instead of only timing out. */
+  throwIfExited(ids: string[]): void {
+    for (const id of ids) {
+      const p = this.procs.get(id);
+      if (p?.exit === undefined) continue;
+      const last = p.lines.filter((l) => /"level":"(error|warn)"|^cairn /.test(l)).at(-1) ?? p.lines.at(-1) ?? "(no output)";
+      throw new Error(`${id} exited (${p.exit}); its last error line: ${last}`);
+    }
   }
 
   async waitVoters(count: number, timeoutMs = 30_000): Promise<void> {

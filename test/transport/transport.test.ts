@@ -336,6 +336,8 @@ describe("peer transport over mutual TLS", () => {
       err = e;
     }
     expect(String(err)).toContain(`cannot listen for peers on 127.0.0.1:${a.port}`);
+    // The system code stays on it: the CLI tells it as an expected failure, with a hint.
+    expect((err as { code?: unknown }).code).toBe("EADDRINUSE");
   });
 
   test("close() stops the server and every socket", async () => {
