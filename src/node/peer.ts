@@ -40,7 +40,14 @@ export function toWireError(err: unknown): WireError {
 
 /** Open requests to peers, settled by their answers or by a deadline. */
 export class PeerCalls {
-  private seq = 0;
+  /**
+   * Ids start at a random point, so each process numbers its requests in its own
+   * range: an answer meant for this node's previous process (queued by the peer
+   * while this node was down, delivered after its restart) must not settle a new
+   * request that happens to have the same id (a forwarded write would get another
+   * write's outcome).
+   */
+  private seq = randomIdStart();
   private readonly open = new Map<number, { to: string; resolve: (v: unknown) => void; reject: (e: Error) => void; timer: ReturnType<typeof setTimeout> }>();
 
   constructor(private readonly sizeMax: number) {}
@@ -90,6 +97,12 @@ export class PeerCalls {
     }
     this.open.clear();
   }
+}
+
+/** A random whole number below 2^52 (ids stay safe integers for 2^52 more requests). */
+function randomIdStart(): number {
+  const w = crypto.getRandomValues(new Uint32Array(2));
+  return (w[0]! % 2 ** 20) * 2 ** 32 + w[1]!;
 }
 
 /** Checks a payload's shape before it is trusted (the transport only checks it is CBOR). */
