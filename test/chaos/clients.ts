@@ -4,6 +4,13 @@
  * return times (performance.now()) and outcome. An answer that says the write
  * did not happen (4xx) is "failed"; no answer, a timeout or a 5xx after the
  * request was sent is "unknown" (it may still take effect, at any time).
+ *
+ * A refused connection (ECONNREFUSED) is "failed" only while the node was
+ * down: Bun's fetch sends a request again on a new connection when its
+ * keep-alive connection closes before the answer, so a request the node had
+ * received (and forwarded to the leader) when it was killed ends in
+ * ECONNREFUSED too. settleRefused() makes those "unknown" once the run knows
+ * when each node died.
  */
 import { SeededRng } from "../../src/raft/rng.ts";
 import type { E2ECluster } from "../e2e/harness.ts";
@@ -39,6 +46,9 @@ export class Clients {
   /** Refused connections since the loop last looked (a killed node refuses at once: do not spin). */
   private refused = 0;
   private loops: Promise<void>[] = [];
+  /** Where the writes answered only by a refused connection are recorded (see settleRefused). */
+  private readonly refusedOps: number[] = [];
+  private readonly refusedChanges: number[] = [];
 
   constructor(private readonly o: ClientOptions) {}
 
@@ -79,6 +89,30 @@ export class Clients {
     }
   }
 
+  /**
+   * A write refused while its node died (diedDuring its call..return) may have
+   * been received before the death: its outcome becomes unknown. Call after
+   * stop(); returns how many changed.
+   */
+  settleRefused(diedDuring: (node: string, callMs: number, returnMs: number) => boolean): number {
+    let n = 0;
+    for (const i of this.refusedOps) {
+      const op = this.ops[i]!;
+      if (op.outcome !== "failed" || !diedDuring(op.node, op.callMs, op.returnMs)) continue;
+      this.ops[i] = { ...op, outcome: "unknown" };
+      n++;
+    }
+    for (const i of this.refusedChanges) {
+      const ch = this.changes[i]!;
+      if (ch.outcome !== "failed" || !diedDuring(ch.node, ch.callMs, ch.returnMs)) continue;
+      this.changes[i] = { ...ch, outcome: "unknown" };
+      n++;
+    }
+    this.refusedOps.length = 0;
+    this.refusedChanges.length = 0;
+    return n;
+  }
+
   private async request(node: string, path: string, init: RequestInit): Promise<{ status: number; text: string; headers: Headers } | null> {
     try {
       const r = await this.o.cluster.get(node, path, { ...init, signal: AbortSignal.timeout(this.o.timeoutMs) });
@@ -107,6 +141,7 @@ export class Clients {
     const returnMs = performance.now();
     const outcome = this.outcomeOf(r);
     const index = outcome === "ok" ? (JSON.parse(r!.text) as { index: number }).index : undefined;
+    if (r?.status === REFUSED) this.refusedChanges.push(this.changes.length);
     this.changes.push({ id, outcome, node, callMs, returnMs, ...(index === undefined ? {} : { index }) });
     if (outcome === "ok") this.writes.push({ atMs: returnMs, node });
     void client;
@@ -145,7 +180,10 @@ export class Clients {
     } else if (r?.status === 412) {
       seen.set(key, body.version!);
       this.ops.push({ ...base, currentVersion: body.version! });
-    } else this.ops.push(base);
+    } else {
+      if (r?.status === REFUSED) this.refusedOps.push(this.ops.length);
+      this.ops.push(base);
+    }
   }
 
   private async del(client: number, node: string, key: string, seen: Map<string, number>): Promise<void> {
@@ -160,7 +198,10 @@ export class Clients {
       this.writes.push({ atMs: returnMs, node });
       this.ops.push({ ...base, version: body.version! });
     } else if (r?.status === 404) this.ops.push({ ...base, notFound: true });
-    else this.ops.push(base);
+    else {
+      if (r?.status === REFUSED) this.refusedOps.push(this.ops.length);
+      this.ops.push(base);
+    }
   }
 }
 

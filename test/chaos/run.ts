@@ -158,11 +158,19 @@ interface RunCtx {
   readonly netns: string;
 }
 
+/** How much later than the death a node's exit may be seen here (the test process's event loop may lag). */
+const EXIT_SEEN_LATE_MS = 2000;
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function runOn(c: E2ECluster, x: RunCtx): Promise<ChaosReport> {
   const { o, ids, lab, log } = x;
-  const startNode = (id: string) => void c.start(id, lab ? { wrap: lab.wrap(id) } : {});
+  // When each node process was seen to exit: a write refused while its node died may have been received (clients.ts).
+  const deaths: { id: string; atMs: number }[] = [];
+  const startNode = (id: string) => {
+    const p = c.start(id, lab ? { wrap: lab.wrap(id) } : {});
+    p.child.once("exit", () => deaths.push({ id, atMs: performance.now() }));
+  };
   for (const id of ids) startNode(id);
   await c.waitVoters(ids.length, 60_000);
   const rss = new RssSampler(c);
@@ -202,6 +210,8 @@ async function runOn(c: E2ECluster, x: RunCtx): Promise<ChaosReport> {
   }
   await sleep((o.electionMs ?? 1000) * 2);
   await clients.stop();
+  // The exit is seen after the death, by at most an event-loop stall: EXIT_SEEN_LATE_MS.
+  clients.settleRefused((node, callMs, returnMs) => deaths.some((d) => d.id === node && d.atMs >= callMs && d.atMs - EXIT_SEEN_LATE_MS <= returnMs));
   const clientsStop = performance.now();
   rss.stop();
   const convergeStart = performance.now();
