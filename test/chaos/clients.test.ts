@@ -46,7 +46,7 @@ test("a write the node received before it was killed is not recorded as refused,
     for (const w of received) {
       if (w.method === "PUT") {
         const op = clients.ops.find((o) => o.f === "put" && o.value === w.body)!;
-        expect(`put ${op.value}: ${op.outcome}`).not.toBe(`put ${op.value}: failed`);
+        expect(`put ${w.body}: ${op.outcome}`).not.toBe(`put ${w.body}: failed`);
         checked++;
       } else if (w.method === "POST") {
         const id = (JSON.parse(w.body!) as { data: { id: string } }).data.id;
