@@ -8,6 +8,8 @@
  * Pure: the node hands in the facts it knows and re-checks open connections
  * whenever they change.
  */
+import type { ClusterConfig } from "../discovery/load.ts";
+import { allMembers, type ConfState } from "../raft/index.ts";
 import type { AdmissionRefusal, PeerIdentity } from "../transport/context.ts";
 
 export interface AdmissionFacts {
@@ -63,5 +65,43 @@ export class AdmittedSet {
         `node ${peer.id} is not a member of the Raft configuration (applied index ${f.appliedIndex}: ${members}) ` +
         `and not listed in cluster file ${f.filePath} (${f.fileIds.join(",")}): to add it, list it in the cluster file`,
     };
+  }
+}
+
+/**
+ * The admitted set for the configuration and file in force, built once per
+ * change of either (a check runs on every peer payload), and whether it
+ * changed since the open connections were last checked against it.
+ */
+export class Admission {
+  private cache: { conf: ConfState; config: ClusterConfig; set: AdmittedSet } | undefined;
+  /** The key of the set the open peer connections were last checked against. */
+  private checkedKey = "";
+
+  /** The admitted set for the applied configuration `conf` (at `appliedIndex`) and the file `config`. */
+  set(f: { conf: ConfState; config: ClusterConfig; appliedIndex: number }): AdmittedSet {
+    const c = this.cache;
+    if (c !== undefined && c.conf === f.conf && c.config === f.config) return c.set;
+    const set = new AdmittedSet({
+      members: allMembers(f.conf),
+      appliedIndex: f.appliedIndex,
+      fileIds: f.config.nodes.map((n) => n.id),
+      filePath: f.config.path,
+      revoked: f.config.revoked ?? [],
+    });
+    // Without a core the conf is parsed afresh each time: cache by content then.
+    if (c !== undefined && c.set.key === set.key) {
+      this.cache = { ...c, conf: f.conf };
+      return c.set;
+    }
+    this.cache = { conf: f.conf, config: f.config, set };
+    return set;
+  }
+
+  /** True once per change of the set's outcome: then the open connections are to be checked again. */
+  changed(set: AdmittedSet): boolean {
+    if (set.key === this.checkedKey) return false;
+    this.checkedKey = set.key;
+    return true;
   }
 }

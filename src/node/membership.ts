@@ -5,9 +5,7 @@
  */
 import type { ClusterConfig } from "../discovery/load.ts";
 import { planNextStep, type PeerProgress, type PlanStep } from "../discovery/plan.ts";
-import { ConfChangeError, NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
-import type { Raft } from "../raft/raft.ts";
-import type { ConfChangeSingle } from "../raft/types.ts";
+import { ConfChangeError, NotLeaderError, ProposalDroppedError, type ConfChangeSingle, type Raft } from "../raft/index.ts";
 import type { Logger } from "../util/log.ts";
 
 export class Converger {

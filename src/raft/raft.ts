@@ -127,6 +127,60 @@ export interface RaftStatus {
   readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
 }
 
+/**
+ * What code outside the core reads of it: live and read-only (each read is the
+ * core's state at that moment; nothing here changes it). The node reads term,
+ * role, leader, configuration, commit and progress through this, never
+ * through the core's own fields.
+ */
+export interface RaftView {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly role: Role;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly lastIndex: number;
+  readonly conf: ConfState;
+  isVoter(id: NodeId): boolean;
+  voterIds(): NodeId[];
+  /** Every field at once, each member's progress included (on the leader). */
+  status(): RaftStatus;
+}
+
+class LiveView implements RaftView {
+  constructor(private readonly r: Raft) {}
+  get id(): NodeId {
+    return this.r.id;
+  }
+  get term(): number {
+    return this.r.term;
+  }
+  get role(): Role {
+    return this.r.role;
+  }
+  get leader(): NodeId {
+    return this.r.lead;
+  }
+  get commit(): number {
+    return this.r.log.committed;
+  }
+  get lastIndex(): number {
+    return this.r.log.lastIndex();
+  }
+  get conf(): ConfState {
+    return this.r.trk.conf;
+  }
+  isVoter(id: NodeId): boolean {
+    return this.r.trk.isVoter(id);
+  }
+  voterIds(): NodeId[] {
+    return [...this.r.trk.voterIds()];
+  }
+  status(): RaftStatus {
+    return this.r.status();
+  }
+}
+
 type Campaign = "preElection" | "election" | "transfer";
 
 export class Raft {
@@ -138,6 +192,8 @@ export class Raft {
   role: Role = "follower";
   readonly log: RaftLog;
   readonly trk: Tracker;
+  /** The read-only view for code outside the core (RaftView). */
+  readonly view: RaftView = new LiveView(this);
 
   private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "unsafe">>;
 

@@ -1,0 +1,113 @@
+/**
+ * What a Ready settles around the loop (the driver's hooks): before it, the
+ * next read round; after apply, proposal and read waiters and feed long
+ * polls; after advance, the core's events (removal, cluster adoption,
+ * configurations) and leader changes.
+ */
+import { allMembers, NONE, NotLeaderError, type RaftView, type Ready } from "../raft/index.ts";
+import type { RaftStore } from "../storage/store.ts";
+import type { Logger } from "../util/log.ts";
+import { NoLeaderError } from "./errors.ts";
+import type { NodeCounters } from "./metrics.ts";
+import type { ProposalWaiters, ReadRounds } from "./waiters.ts";
+
+export interface ReadyHooksOptions {
+  readonly id: string;
+  readonly log: Logger;
+  /** The log store (once open). */
+  store(): Pick<RaftStore, "appliedIndex" | "removedAt" | "clearRemovedAt">;
+  readonly proposals: ProposalWaiters;
+  readonly reads: ReadRounds;
+  readonly counters: NodeCounters;
+  /** Changes were applied to the feed: wake its long polls. */
+  feedMoved(): void;
+  /** The leader changed from `prev` to `lead` (NONE: none known). */
+  onLeader(prev: string, lead: string): void;
+  removed(): boolean;
+  /** The core applied a configuration without this node (index: where). */
+  markRemoved(index: number, how: string): void;
+  /** A removed node is listed again by a later configuration (its removal was history). */
+  memberAgain(): void;
+  /** This node learned its cluster: the data directory records the cluster's name. */
+  recordClusterName(): void;
+  /** A configuration was applied: membership converges, admission is checked again. */
+  confApplied(): void;
+}
+
+export class ReadyHooks {
+  /** The leader of the last Ready: requests forwarded to it fail when it changes. */
+  private prevLead: string = NONE;
+
+  constructor(private readonly o: ReadyHooksOptions) {}
+
+  /** Before a Ready: the next read round, if readers wait. */
+  startReadRound(raft: { readIndex(ctx: string): void }): void {
+    const ctx = this.o.reads.takeNext();
+    if (!ctx) return;
+    this.o.counters.readRounds++;
+    try {
+      raft.readIndex(ctx);
+    } catch (e) {
+      if (!(e instanceof NotLeaderError)) throw e;
+      this.o.reads.failRound(ctx, new NoLeaderError());
+    }
+  }
+
+  /** After apply: writers, readers and feed long polls learn what was applied. */
+  afterApply(rd: Ready, results: Map<number, unknown>): void {
+    let feedMoved = false;
+    for (const e of rd.committedEntries) {
+      this.o.proposals.applied(e.index, e.term, results.get(e.index));
+      if (results.has(e.index)) feedMoved = true;
+    }
+    this.o.counters.applied += rd.committedEntries.length;
+    const applied = this.o.store().appliedIndex();
+    for (const rs of rd.readStates) this.o.reads.indexFor(rs.ctx, rs.index, applied);
+    this.o.reads.onApplied(applied);
+    if (feedMoved) this.o.feedMoved();
+  }
+
+  /** After advance: the Ready's events, and a leader change. */
+  afterReady(raft: RaftView, rd: Ready): void {
+    for (const ev of rd.events) this.onEvent(ev, raft);
+    if (!rd.softState) return;
+    this.o.counters.leaderChanges++;
+    const lead = rd.softState.leader;
+    this.o.log.info(lead ? `leader is ${lead}${lead === this.o.id ? " (this node)" : ""}` : "no leader", { term: raft.term, role: rd.softState.role, index: raft.lastIndex });
+    const prev = this.prevLead;
+    this.prevLead = lead;
+    this.o.onLeader(prev, lead);
+  }
+
+  private onEvent(ev: Ready["events"][number], raft: RaftView): void {
+    const f = { term: raft.term };
+    const log = this.o.log;
+    switch (ev.kind) {
+      case "removed":
+        this.o.markRemoved(ev.index, `it applied the configuration at index ${ev.index}, which does not list it`);
+        return;
+      case "clusterMismatch":
+        log.warn(`refused a message from ${ev.from} of cluster ${ev.theirs}: this node belongs to cluster ${ev.ours}`, f);
+        return;
+      case "clusterAdopted":
+        this.o.recordClusterName();
+        log.info(`joined cluster ${ev.clusterId} (first contact from ${ev.from})`, f);
+        return;
+      case "confApplied": {
+        const c = ev.conf;
+        log.info(`configuration at index ${ev.index}: voters ${c.voters.join(",")}${c.votersOutgoing.length ? ` (joint with ${c.votersOutgoing.join(",")})` : ""}${c.learners.length ? `, learners ${c.learners.join(",")}` : ""}`, { ...f, index: ev.index });
+        this.o.confApplied();
+        const store = this.o.store();
+        if (this.o.removed() && ev.index > (store.removedAt() ?? 0) && allMembers(c).includes(this.o.id)) {
+          // Added back while its history replays (a wiped node re-added under the same id).
+          this.o.memberAgain();
+          store.clearRemovedAt();
+          log.info(`this node is a member again (configuration at index ${ev.index}): the earlier removal was history`, { ...f, index: ev.index });
+        }
+        return;
+      }
+      default:
+        log.info(`raft: ${ev.kind}`, { ...f, ...ev });
+    }
+  }
+}
