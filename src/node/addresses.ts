@@ -5,7 +5,8 @@
  * till then, and once removed it must still get the answer that tells it so
  * (RemovalCheck). Nothing is dialled until there is something to send.
  */
-import type { ClusterConfig } from "../discovery/load.ts";
+import type { ClusterConfig, ClusterNode } from "../discovery/load.ts";
+import { BadRequestError } from "./errors.ts";
 
 export class AddressBook {
   /** The last peer address of every node any version of the file listed, oldest first. */
@@ -27,4 +28,19 @@ export class AddressBook {
     for (const [id, addr] of this.last) if (id !== this.o.self && !out.has(id)) out.set(id, addr);
     return out;
   }
+}
+
+/** Where this node's peer transport listens: its own `peer` address in the file. */
+export function selfListen(config: ClusterConfig, self: string): { host: string; port: number } {
+  const me = config.nodes.find((n) => n.id === self);
+  if (!me) throw new BadRequestError(`node ${self} is not in the cluster file ${config.path}: add it or pass --id of a listed node`);
+  return { host: me.peerHost, port: me.peerPort };
+}
+
+/** This node's own peer address, if a new version of the file moved it (else null). */
+export function ownAddressMove(before: ClusterConfig, after: ClusterConfig, self: string): { from: ClusterNode; to: ClusterNode } | null {
+  const was = before.nodes.find((n) => n.id === self);
+  const now = after.nodes.find((n) => n.id === self);
+  if (!was || !now || (now.peerHost === was.peerHost && now.peerPort === was.peerPort)) return null;
+  return { from: was, to: now };
 }

@@ -68,40 +68,66 @@ export class AdmittedSet {
   }
 }
 
+export interface AdmissionOptions {
+  /** The applied configuration (the core's, or the store's before a core runs). */
+  conf(): ConfState;
+  /** The cluster file in force. */
+  config(): ClusterConfig;
+  appliedIndex(): number;
+  /** What a refused non-member is told (a removed node learns from it that it is out). */
+  refusalInfo(): unknown;
+  /** The admitted set changed: the open peer connections are checked again. */
+  recheck(): void;
+}
+
 /**
- * The admitted set for the configuration and file in force, built once per
- * change of either (a check runs on every peer payload), and whether it
- * changed since the open connections were last checked against it.
+ * The transport's admission rule over the configuration and file in force:
+ * the admitted set is built once per change of either (a check runs on every
+ * peer payload), and the open connections are checked again when it changes.
  */
 export class Admission {
   private cache: { conf: ConfState; config: ClusterConfig; set: AdmittedSet } | undefined;
   /** The key of the set the open peer connections were last checked against. */
   private checkedKey = "";
 
-  /** The admitted set for the applied configuration `conf` (at `appliedIndex`) and the file `config`. */
-  set(f: { conf: ConfState; config: ClusterConfig; appliedIndex: number }): AdmittedSet {
+  constructor(private readonly o: AdmissionOptions) {}
+
+  /** Who may talk to this node now: members of the applied configuration and nodes the file lists, less revoked ones. */
+  current(): AdmittedSet {
+    const conf = this.o.conf();
+    const config = this.o.config();
     const c = this.cache;
-    if (c !== undefined && c.conf === f.conf && c.config === f.config) return c.set;
+    if (c !== undefined && c.conf === conf && c.config === config) return c.set;
     const set = new AdmittedSet({
-      members: allMembers(f.conf),
-      appliedIndex: f.appliedIndex,
-      fileIds: f.config.nodes.map((n) => n.id),
-      filePath: f.config.path,
-      revoked: f.config.revoked ?? [],
+      members: allMembers(conf),
+      appliedIndex: this.o.appliedIndex(),
+      fileIds: config.nodes.map((n) => n.id),
+      filePath: config.path,
+      revoked: config.revoked ?? [],
     });
     // Without a core the conf is parsed afresh each time: cache by content then.
     if (c !== undefined && c.set.key === set.key) {
-      this.cache = { ...c, conf: f.conf };
+      this.cache = { ...c, conf };
       return c.set;
     }
-    this.cache = { conf: f.conf, config: f.config, set };
+    this.cache = { conf, config, set };
     return set;
   }
 
-  /** True once per change of the set's outcome: then the open connections are to be checked again. */
-  changed(set: AdmittedSet): boolean {
-    if (set.key === this.checkedKey) return false;
-    this.checkedKey = set.key;
-    return true;
+  /** The transport's check (every handshake, either direction). */
+  admit(p: PeerIdentity): AdmissionRefusal | null {
+    const r = this.current().check(p);
+    if (r === null || r.kind !== "notMember") return r;
+    // A removed node can no longer ask whether it is out (its probes are refused): the refusal tells it.
+    return { ...r, info: this.o.refusalInfo() };
+  }
+
+  /** The admitted set may have changed: close the connections of peers no longer admitted. */
+  refresh(): void {
+    const key = this.current().key;
+    if (key === this.checkedKey) return;
+    const first = this.checkedKey === "";
+    this.checkedKey = key;
+    if (!first) this.o.recheck();
   }
 }

@@ -1,56 +1,56 @@
 /**
- * CairnNode: the wiring of a real node. It joins the Raft core, the SQLite
- * store, the TLS peer transport, timers and the state machine through the
- * Ready loop of driver.ts (persist, then send, then apply, then advance: the
- * order is written there), and hands the HTTP API its NodeApi. Each job
- * around the loop is in its own file: founding.ts, ticker.ts (ticks and the
- * stall detector), diskfull.ts, snapshots.ts (checkpoint shipping and
- * install), feedtrim.ts, handover.ts (leadership transfer), writes.ts
- * (proposals and forwarding), status.ts (status, problems, readiness),
- * admission.ts and addresses.ts (peers), readyhooks.ts (what a Ready settles).
+ * CairnNode: the wiring of a real node. It opens the SQLite store (locked,
+ * checked), the TLS peer transport and the timers, joins them to the Raft
+ * core through the Ready loop (core.ts, driver.ts), and answers the HTTP
+ * API's NodeApi. Each job around the loop is in a file of its own:
+ * founding.ts, ticker.ts (ticks, stall detector), diskfull.ts, snapshots.ts
+ * (checkpoint shipping and install), feedtrim.ts, handover.ts (leadership
+ * transfer), writes.ts (proposals, forwarding), readyhooks.ts (what a Ready
+ * settles), inbox.ts (what peers send), admission.ts and addresses.ts
+ * (peers), removal.ts, status.ts (status, problems, readiness), fatal.ts.
  *
  * Bun's SQLite is synchronous, so a whole Ready is handled inside one
  * macrotask: nothing can step the core between ready() and advance().
  */
-import { randomUUID } from "node:crypto";
 import { Checkpointer, DEFAULT_POLICY, workerRunner } from "../checkpoint/checkpointer.ts";
 import type { Manifest } from "../checkpoint/manifest.ts";
-import type { ClusterConfig, ClusterNode } from "../discovery/load.ts";
+import type { ClusterConfig } from "../discovery/load.ts";
 import { shrinkHold } from "../discovery/plan.ts";
-import { DbCorruptError, isFatalDbError, type FileLock } from "../platform/sqlite.ts";
-import { allMembers, NONE, Raft, SeededRng, type ConfState, type Entry, type Message } from "../raft/index.ts";
+import { isFatalDbError, type FileLock } from "../platform/sqlite.ts";
+import { allMembers, NONE, type Message, type Raft } from "../raft/index.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
 import type { RaftStore } from "../storage/store.ts";
-import type { AdmissionRefusal, PeerIdentity, PeerTls, RefusedByInfo } from "../transport/context.ts";
+import type { PeerTls } from "../transport/context.ts";
 import { FaultHook } from "../transport/faults.ts";
-import { LogLimiter } from "../transport/limiter.ts";
 import { PeerTransport, transportTimings } from "../transport/transport.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { AddressBook } from "./addresses.ts";
-import { Admission, type AdmittedSet } from "./admission.ts";
+import { AddressBook, ownAddressMove, selfListen } from "./addresses.ts";
+import { Admission } from "./admission.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import type { ProbeAnswer } from "./bootstrap.ts";
+import { NodeCore } from "./core.ts";
 import { claimDataDir, lockDataDir, openCheckedStore } from "./datadir.ts";
 import { DiskFull } from "./diskfull.ts";
-import { Driver } from "./driver.ts";
-import { BadRequestError, DiskFullError, NoLeaderError, StoppedError } from "./errors.ts";
+import { BadRequestError, NoLeaderError, StoppedError } from "./errors.ts";
+import { CrashOnly } from "./fatal.ts";
 import { FeedTrimmer } from "./feedtrim.ts";
 import { Founding } from "./founding.ts";
 import { Handover } from "./handover.ts";
-import { Converger, RemovalCheck, removalProof, type MemberView, type ProbeReply } from "./membership.ts";
+import { Inbox } from "./inbox.ts";
+import { Converger, type ProbeReply } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { LIMITS, type CairnNodeOptions } from "./options.ts";
-import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.ts";
+import { PeerCalls, type PeerPayload } from "./peer.ts";
 import { ReadyHooks } from "./readyhooks.ts";
+import { Removal } from "./removal.ts";
 import { followersNeed, Snapshots } from "./snapshots.ts";
 import { buildStatus, problems, readiness } from "./status.ts";
 import { Ticker } from "./ticker.ts";
 import { nodeTiming, timingChange, type NodeTiming } from "./timing.ts";
 import { FeedWaiters, ProposalWaiters, ReadRounds } from "./waiters.ts";
-import { messageProblem } from "./wire.ts";
 import { Writes } from "./writes.ts";
 
 export type { CairnNodeOptions } from "./options.ts";
@@ -68,42 +68,37 @@ export class CairnNode implements NodeApi {
   readonly timing: NodeTiming;
   private readonly proposeTimeoutMs: number;
   private readonly readTimeoutMs: number;
-  private store!: RaftStore;
-  private lock: FileLock | null = null;
-  /** The error that stopped this node (fatal()), if one did. */
-  private failure: Error | null = null;
-  private checkpointer!: Checkpointer;
-  private snapshots!: Snapshots;
-  private applier!: Applier;
-  private transport!: PeerTransport<PeerPayload>;
-  private raft: Raft | undefined;
-  /** The Ready loop (driver.ts): persist, send, apply, advance. */
-  private driver!: Driver;
-  private founding: Founding | undefined;
-  private trimmer!: FeedTrimmer;
+  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0, refusedPeerPayloads: 0 };
   private readonly proposals = new ProposalWaiters(LIMITS.proposalsPendingMax);
   private readonly reads: ReadRounds;
   private readonly feedWaiters = new FeedWaiters(LIMITS.feedWaitersMax);
   private readonly calls = new PeerCalls(LIMITS.peerCallsMax);
-  private readonly converger: Converger;
-  private readonly removalCheck: RemovalCheck;
+  private readonly crash: CrashOnly;
   private readonly ticker: Ticker;
+  private readonly addresses: AddressBook;
+  private readonly converger: Converger;
+  private readonly removal: Removal;
+  private readonly admission: Admission;
   private readonly diskFull: DiskFull;
   private readonly handover: Handover;
   private readonly writes: Writes;
-  private readonly hooks: ReadyHooks;
-  private readonly addresses: AddressBook;
-  private readonly admission = new Admission();
+  // Made at start, once the store is open:
+  private store!: RaftStore;
+  private lock: FileLock | null = null;
+  private checkpointer!: Checkpointer;
+  private snapshots!: Snapshots;
+  private trimmer!: FeedTrimmer;
+  private transport!: PeerTransport<PeerPayload>;
+  private inbox!: Inbox;
+  private core!: NodeCore;
+  private founding: Founding | undefined;
   private timers: ReturnType<typeof setInterval>[] = [];
   private nextConvergeAt = 0;
   private lastLeaderContact: number | null = null;
-  private removed = false;
   private stopping = false;
   private waitingReason = "";
   /** Why the cluster file on disk is being ignored (the watcher says), or null. */
   private fileProblem: string | null = null;
-  readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0, refusedPeerPayloads: 0 };
-  private readonly peerLogLimiter = new LogLimiter({ intervalMs: 10_000, burst: 2, keysMax: 1024 });
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
@@ -114,87 +109,52 @@ export class CairnNode implements NodeApi {
     this.proposeTimeoutMs = opts.proposeTimeoutMs ?? 10_000;
     this.readTimeoutMs = opts.readTimeoutMs ?? 5_000;
     this.reads = new ReadRounds({ nodeId: opts.id, roundsMax: LIMITS.readRoundsMax, waitersMax: LIMITS.readersPerRoundMax });
-    this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax, contactTicksMax: this.timing.contactTicksMax });
-    this.removalCheck = new RemovalCheck({
-      everyMs: this.timing.removalCheckMs,
-      ask: (peer) => this.calls.call(peer, `membership check with ${peer}`, this.timing.removalCheckMs, (id) => this.transport.send(peer, { t: "probe", id })),
-      view: () => this.memberView(),
-      // Called in a promise's then(), whose catch() would swallow a database error of markRemoved: guarded.
-      onRemoved: (e) => this.guarded(() => this.markRemoved(e.applied, `learned from ${e.from}: its configuration, applied up to index ${e.applied}, does not list this node`)),
-    });
+    const ctx = { id: this.id, log: this.log, core: () => this.raft, schedule: () => this.schedule(), guarded: (fn: () => void) => this.guarded(fn), stopping: () => this.stopping };
+    this.crash = new CrashOnly({ ...ctx, stop: () => this.stop({ transfer: false }), onFatal: opts.onFatal, tellWithinMs: LIMITS.fatalStopMs });
     this.ticker = new Ticker({ timing: this.timing, log: this.log });
     this.addresses = new AddressBook({ self: this.id, formerPeersMax: LIMITS.formerPeersMax });
-    this.diskFull = new DiskFull({
+    this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax, contactTicksMax: this.timing.contactTicksMax });
+    this.removal = new Removal({
+      ...ctx,
+      dataDir: opts.dataDir,
       store: () => this.store,
-      log: this.log,
-      retryMs: LIMITS.diskRetryMs,
-      rebuild: (lost) => {
-        this.proposals.failAbove(this.store.lastIndex(), lost);
-        this.driver.failPersistWaiters(lost);
-        this.startRaft(this.store.clusterId());
-      },
-      schedule: () => this.schedule(),
+      silentMs: () => (this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact),
+      ask: (peer) => this.ask(peer, { what: `membership check with ${peer}`, timeoutMs: this.timing.removalCheckMs, payload: (id) => ({ t: "probe", id }) }),
+      checkEveryMs: this.timing.removalCheckMs,
     });
+    this.admission = new Admission({
+      conf: () => this.raft?.view.conf ?? this.store.confState(),
+      config: () => this.config,
+      appliedIndex: () => this.store.appliedIndex(),
+      refusalInfo: () => this.probeAnswer(),
+      recheck: () => this.transport.recheckPeers(),
+    });
+    this.diskFull = new DiskFull({ ...ctx, store: () => this.store, retryMs: LIMITS.diskRetryMs, rebuild: (lost) => this.rebuildCore(lost) });
     this.handover = new Handover({
-      id: this.id,
-      core: () => this.raft,
-      forward: (lead, to, ms) => this.calls.call(lead, `leadership transfer via ${lead}`, ms, (id) => this.transport.send(lead, { t: "xfer", id, to })) as Promise<{ from: string; to: string }>,
-      schedule: () => this.schedule(),
+      ...ctx,
+      forward: (lead, to, timeoutMs) => this.ask(lead, { what: `leadership transfer via ${lead}`, timeoutMs, payload: (id) => ({ t: "xfer", id, to }) }) as Promise<{ from: string; to: string }>,
       watchersMax: LIMITS.transferWaitersMax,
     });
     this.writes = new Writes({
-      id: this.id,
+      ...ctx,
       writable: () => this.writable(),
-      forward: (lead, cmd, wait, ms) => this.calls.call(lead, `the write forwarded to leader ${lead}`, ms, (id) => this.transport.send(lead, { t: "fwd", id, cmd, wait })) as Promise<ProposeOutcome>,
+      forward: (lead, cmd, wait, timeoutMs) => this.ask(lead, { what: `the write forwarded to leader ${lead}`, timeoutMs, payload: (id) => ({ t: "fwd", id, cmd, wait }) }) as Promise<ProposeOutcome>,
       beforePropose: opts.beforePropose,
       proposals: this.proposals,
-      saved: { waitPersisted: (at) => this.driver.waitPersisted(at), persistWaiting: () => this.driver.persistWaiting(), persistWaitersMax: LIMITS.proposalsPendingMax },
+      saved: { waitPersisted: (at) => this.core.driver.waitPersisted(at), persistWaiting: () => this.core.driver.persistWaiting(), persistWaitersMax: LIMITS.proposalsPendingMax },
       inFlightMax: LIMITS.proposalsPendingMax,
-      schedule: () => this.schedule(),
       counters: this.counters,
-    });
-    this.hooks = this.makeHooks();
-  }
-
-  private makeHooks(): ReadyHooks {
-    return new ReadyHooks({
-      id: this.id,
-      log: this.log,
-      store: () => this.store,
-      proposals: this.proposals,
-      reads: this.reads,
-      counters: this.counters,
-      feedMoved: () => this.feedWaiters.onFeed(this.feedLast()),
-      onLeader: (prev, lead) => {
-        if (lead !== NONE) this.waitingReason = "";
-        // Requests forwarded to the former leader may never be answered: fail them now.
-        if (prev !== NONE && prev !== lead) {
-          this.calls.failTo(prev, new NoLeaderError("the leader changed while the request was in flight; its outcome is unknown: retry with an Idempotency-Key"));
-        }
-        if (lead !== this.id) this.snapshots.cancelAll("this node is no longer the leader");
-        this.handover.onLeaderChange();
-      },
-      removed: () => this.removed,
-      markRemoved: (index, how) => this.markRemoved(index, how),
-      memberAgain: () => (this.removed = false),
-      recordClusterName: () => this.recordClusterName(),
-      confApplied: () => {
-        this.nextConvergeAt = 0;
-        this.refreshAdmission();
-      },
     });
   }
 
-  private memberView(): MemberView {
-    return {
-      self: this.id,
-      clusterId: this.store.clusterId(),
-      members: this.raft ? allMembers(this.raft.view.conf) : [],
-      leader: this.raft?.view.role === "leader",
-      removed: this.removed || this.stopping,
-      silentMs: this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact,
-      lastIndex: this.store.lastIndex(),
-    };
+  /** The core now, if one runs. */
+  private get raft(): Raft | undefined {
+    return this.core?.raft;
+  }
+
+  /** A request to a peer, settled by its answer or by the deadline (peer.ts PeerCalls). */
+  private ask(peer: string, r: { what: string; timeoutMs: number; payload: (id: number) => PeerPayload }): Promise<unknown> {
+    return this.calls.call(peer, r.what, r.timeoutMs, (id) => this.transport.send(peer, r.payload(id)));
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -204,16 +164,14 @@ export class CairnNode implements NodeApi {
     // would remove this one's temporary files and write into its log.
     this.lock = lockDataDir(this.opts.dataDir, `cairn node ${this.id}`);
     const t0 = performance.now();
-    let openMs: number;
     try {
       this.store = openCheckedStore({ dir: this.opts.dataDir, synchronous: this.opts.synchronous });
-      openMs = Math.round(performance.now() - t0);
     } catch (e) {
       this.releaseLock();
       throw e;
     }
     try {
-      await this.startOpened(openMs);
+      await this.startOpened(Math.round(performance.now() - t0));
     } catch (e) {
       if (!this.stopping) this.store.close();
       this.releaseLock();
@@ -228,11 +186,28 @@ export class CairnNode implements NodeApi {
 
   private async startOpened(openMs: number): Promise<void> {
     claimDataDir(this.store, { id: this.id, dataDir: this.opts.dataDir, config: this.config });
-    this.applier = new Applier({ store: this.store, fsm: this.appliedFsm });
+    const applier = new Applier({ store: this.store, fsm: this.appliedFsm });
+    this.makeCheckpointParts();
+    this.inbox = this.makeInbox();
+    this.transport = this.makeTransport();
+    this.core = this.makeCore(applier);
+    this.admission.refresh();
+    this.transport.setPeers(this.addresses.peers(this.config));
+    await this.transport.listen();
+    if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.core.start(this.store.clusterId());
+    else this.startEmpty(applier);
+    this.ticker.start(performance.now());
+    this.timers.push(setInterval(() => this.guarded(() => this.onTick()), this.timing.tickMs));
+    const s = this.store;
+    // openCheckedMs: opening the database, PRAGMA quick_check included.
+    this.log.info("node started", { dataDir: this.opts.dataDir, clusterId: s.clusterId(), applied: s.appliedIndex(), lastIndex: s.lastIndex(), openCheckedMs: openMs });
+  }
+
+  private makeCheckpointParts(): void {
+    const ctx = { id: this.id, log: this.log, store: this.store, core: () => this.raft, schedule: () => this.schedule(), guarded: (fn: () => void) => this.guarded(fn) };
     this.checkpointer = new Checkpointer({
+      ...ctx,
       dataDir: this.opts.dataDir,
-      store: this.store,
-      log: this.log,
       policy: { ...DEFAULT_POLICY, ...this.opts.checkpoints },
       onFatal: (e) => this.fatal(e),
       clusterId: () => this.store.clusterId(),
@@ -240,44 +215,34 @@ export class CairnNode implements NodeApi {
       followersNeed: () => followersNeed(this.raft?.view, this.id),
     });
     this.snapshots = new Snapshots({
-      id: this.id,
-      store: this.store,
+      ...ctx,
       checkpointer: this.checkpointer,
-      log: this.log,
       transfer: this.opts.transfer,
       send: (to, p) => this.transport.send(to, p),
-      core: () => this.raft,
-      guarded: (fn) => this.guarded(fn),
-      schedule: () => this.schedule(),
       onBadPayload: () => this.counters.badPeerPayloads++,
       onInstalled: (index) => {
         this.proposals.skippedThrough(index);
         this.feedWaiters.onFeed(this.feedLast());
       },
     });
-    this.trimmer = new FeedTrimmer({
-      fsm: this.fsm,
-      newest: () => this.checkpointer.newest(),
-      keepEntries: this.opts.retention?.keepEntries ?? LIMITS.retainEntries,
-      keepAgeMs: this.opts.retention?.keepAgeMs ?? LIMITS.retainAgeMs,
-      everyMs: LIMITS.trimEveryMs,
+    const retention = this.opts.retention;
+    this.trimmer = new FeedTrimmer({ ...ctx, fsm: this.fsm, newest: () => this.checkpointer.newest(), keepEntries: retention?.keepEntries ?? LIMITS.retainEntries, keepAgeMs: retention?.keepAgeMs ?? LIMITS.retainAgeMs, everyMs: LIMITS.trimEveryMs });
+  }
+
+  private makeInbox(): Inbox {
+    return new Inbox({
+      id: this.id,
       log: this.log,
-    });
-    this.transport = this.makeTransport();
-    this.driver = this.makeDriver();
-    this.admission.changed(this.admittedSet());
-    this.transport.setPeers(this.addresses.peers(this.config));
-    await this.transport.listen();
-    if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.startRaft(this.store.clusterId());
-    else this.startEmpty();
-    this.ticker.start(performance.now());
-    this.timers.push(setInterval(() => this.guarded(() => this.onTick()), this.timing.tickMs));
-    this.log.info("node started", {
-      dataDir: this.opts.dataDir,
-      clusterId: this.store.clusterId(),
-      applied: this.store.appliedIndex(),
-      lastIndex: this.store.lastIndex(),
-      openCheckedMs: openMs, // opening the database, PRAGMA quick_check included
+      counters: this.counters,
+      admitted: () => this.admission.current(),
+      stopping: () => this.stopping,
+      send: (to, p) => this.transport.send(to, p),
+      raft: (m) => this.onRaftMessage(m),
+      forwarded: (bytes, wait) => this.writes.propose({ bytes, wait, timeoutMs: this.proposeTimeoutMs, mayForward: false }),
+      transfer: (to) => this.transferLeader({ to, forwarded: true }),
+      probe: () => this.probeAnswer(),
+      calls: this.calls,
+      snapshots: this.snapshots,
     });
   }
 
@@ -285,16 +250,91 @@ export class CairnNode implements NodeApi {
     return new PeerTransport<PeerPayload>({
       nodeId: this.id,
       clusterId: this.store.clusterId(),
-      listen: this.opts.peerListen ?? this.selfListen(),
+      listen: this.opts.peerListen ?? selfListen(this.config, this.id),
       tls: this.opts.tls,
       logger: this.log,
-      onMessage: (from, p) => this.guarded(() => this.onPeer(from, p)),
-      admit: (p) => this.admitPeer(p),
-      onRefusedBy: (e) => this.guarded(() => this.onRefusedBy(e)),
+      onMessage: (from, p) => this.guarded(() => this.inbox.onPayload(from, p)),
+      admit: (p) => this.admission.admit(p),
+      onRefusedBy: (e) => this.guarded(() => this.removal.onRefusedBy(e)),
       // Dead connections are found and redialled within about an election timeout of this cluster.
       ...transportTimings(this.timing.raft),
       faults: this.opts.testFaultsFile === undefined ? undefined : new FaultHook(this.opts.testFaultsFile, this.id, this.log),
     });
+  }
+
+  /** The core and its Ready loop over this node's store, transport, state machine and checkpoint files. */
+  private makeCore(applier: Applier): NodeCore {
+    const hooks = new ReadyHooks({
+      id: this.id,
+      log: this.log,
+      store: this.store,
+      proposals: this.proposals,
+      reads: this.reads,
+      counters: this.counters,
+      feedMoved: () => this.feedWaiters.onFeed(this.feedLast()),
+      calls: this.calls,
+      snapshots: this.snapshots,
+      handover: this.handover,
+      removal: this.removal,
+      onLeaderKnown: () => (this.waitingReason = ""),
+      recordClusterName: () => this.recordClusterName(),
+      confApplied: () => {
+        this.nextConvergeAt = 0;
+        this.admission.refresh();
+      },
+    });
+    return new NodeCore({
+      id: this.id,
+      store: this.store,
+      applier,
+      timing: this.timing,
+      readOnly: this.opts.readOnly ?? "safe",
+      synchronous: this.opts.synchronous,
+      transport: { send: (m) => this.transport.send(m.to, { t: "raft", m }), setClusterId: (id) => this.transport.setClusterId(id) },
+      snapshots: this.snapshots,
+      hooks,
+      onDiskFull: (e) => {
+        this.counters.diskFull++;
+        this.diskFull.onFull(e.message, performance.now(), this.raft?.view.term);
+      },
+      onFatal: (e) => this.fatal(e),
+      readyRoundsPerTurn: LIMITS.readyRoundsPerTurn,
+      persistWaitersMax: LIMITS.proposalsPendingMax,
+    });
+  }
+
+  /** A full disk refused a Ready: the entries past the durable log are lost with the old core; a new one starts from the disk. */
+  private rebuildCore(lost: Error): void {
+    this.proposals.failAbove(this.store.lastIndex(), lost);
+    this.core.driver.failPersistWaiters(lost);
+    this.core.start(this.store.clusterId());
+  }
+
+  /** An empty data directory: found the cluster or wait to be joined (founding.ts). */
+  private startEmpty(applier: Applier): void {
+    this.founding = new Founding({
+      id: this.id,
+      log: this.log,
+      store: this.store,
+      apply: (entries, conf) => void applier.apply(entries, conf),
+      config: () => this.config,
+      probe: (f, timeoutMs) => this.ask(f, { what: `probe of ${f}`, timeoutMs, payload: (id) => ({ t: "probe", id }) }) as Promise<ProbeAnswer>,
+      settled: () => this.raft !== undefined || this.stopping,
+      setWaiting: (reason) => {
+        if (reason !== this.waitingReason) this.log.info(reason);
+        this.waitingReason = reason;
+      },
+      startJoining: () => this.core.start(null),
+      onFounded: (clusterId) => {
+        this.recordClusterName();
+        this.waitingReason = "";
+        this.core.start(clusterId).campaign();
+        this.schedule();
+      },
+      guarded: (fn) => this.guarded(fn),
+      probeEveryMs: LIMITS.probeEveryMs,
+    });
+    this.founding.start();
   }
 
   /** A new certificate and key (checked by the caller) for new peer connections, both ways. */
@@ -314,13 +354,13 @@ export class CairnNode implements NodeApi {
       }
     }
     this.stopping = true;
-    this.driver?.stop();
+    this.core?.driver.stop();
     this.founding?.stop();
     for (const t of this.timers) clearInterval(t);
     this.snapshots?.close();
     const stopped = new StoppedError();
     this.proposals.failAll(stopped);
-    this.driver?.failPersistWaiters(stopped);
+    this.core?.driver.failPersistWaiters(stopped);
     this.reads.failAll(stopped);
     this.feedWaiters.failAll();
     this.calls.failAll(stopped);
@@ -330,68 +370,18 @@ export class CairnNode implements NodeApi {
     this.log.info("node stopped");
   }
 
-  /**
-   * The one path for errors the node cannot go on after: any database error in
-   * the loop other than a full disk (that one stops writes until space returns),
-   * a failed invariant, anything a tick, a Ready or a peer message threw.
-   * Crash-only: the node stops serving at once (not ready, /health 503, every
-   * request refused), logs one line, and onFatal ends the process, for a
-   * supervisor to restart it; a damaged database is then refused at start.
-   */
+  /** An error the node cannot go on after: it stops serving at once, and the embedder is told (fatal.ts). */
   fatal(err: unknown): void {
-    if (this.failure || this.stopping) return;
-    const e = err instanceof Error ? err : new Error(String(err));
-    this.failure = e;
-    const damaged = e instanceof DbCorruptError ? " (the database is damaged: restore this data directory from a checkpoint or backup, or rejoin with an empty one)" : "";
-    this.log.error(`fatal: ${e.message}${damaged}; this node stops now and the process exits (restart it)`, { error: e.name, stack: e.stack });
-    // Stopping is bounded: a peer connection that does not close must not keep a failed process alive.
-    let told = false;
-    const tell = () => {
-      if (told) return;
-      told = true;
-      this.opts.onFatal?.(e);
-    };
-    const timer = setTimeout(tell, LIMITS.fatalStopMs);
-    void this.stop({ transfer: false })
-      .catch(() => undefined) // the failure that matters is logged above
-      .finally(() => {
-        clearTimeout(timer);
-        tell();
-      });
+    this.crash.fatal(err);
   }
 
   /** Why this node stopped by itself (fatal()), or null. */
   failed(): Error | null {
-    return this.failure;
+    return this.crash.failed;
   }
 
-  /** Runs a timer's, a tick's or a peer message's work: what it throws is fatal, never swallowed or repeated. */
   private guarded(fn: () => void): void {
-    if (this.stopping) return;
-    try {
-      fn();
-    } catch (e) {
-      this.fatal(e);
-    }
-  }
-
-  /** This node is out of the cluster: it stops taking part, and its data is marked so it never rejoins by accident. */
-  private markRemoved(index: number, how: string): void {
-    if (this.removed || this.stopping) return;
-    this.removed = true;
-    try {
-      this.store.setRemovedAt(index);
-    } catch (e) {
-      if (!(e instanceof DiskFullError)) throw e;
-      this.log.error(`could not record the removal in ${this.store.path}: the disk is full; this process still takes no part`);
-    }
-    const committed = this.raft?.view.commit ?? 0;
-    if (committed > index) how += `; catching up to index ${committed}, a later configuration may add it back`;
-    this.log.warn(
-      `this node was removed from the cluster (${how}): it no longer takes part; its data stays in ${this.opts.dataDir} ` +
-        `and will not be used to rejoin (to add this node back, list it in the cluster file and start it with an empty data directory)`,
-      { term: this.raft?.view.term },
-    );
+    this.crash.guarded(fn);
   }
 
   /** Founding or joining: from now on this data belongs to the cluster the file names. */
@@ -408,134 +398,31 @@ export class CairnNode implements NodeApi {
       );
       return;
     }
-    const before = this.config.nodes.find((n) => n.id === this.id);
+    const before = this.config;
     this.config = config;
     const held = this.shrinkHeld();
     if (held) this.log.warn(`cluster file ${config.path}: membership change held: ${held}`);
     const timing = timingChange(this.timing, this.config.raft);
     if (timing) this.log.warn(`cluster file ${config.path}: ${timing}`);
     this.transport.setPeers(this.addresses.peers(this.config));
-    this.refreshAdmission();
+    this.admission.refresh();
     this.nextConvergeAt = 0;
-    this.followOwnAddress(before);
-  }
-
-  /** This node's own peer address changed in the file: listen there from now on, no restart. */
-  private followOwnAddress(before: ClusterNode | undefined): void {
-    const me = this.config.nodes.find((n) => n.id === this.id);
-    if (!me || !before || this.opts.peerListen || (me.peerHost === before.peerHost && me.peerPort === before.peerPort)) return;
-    this.transport.moveListener({ host: me.peerHost, port: me.peerPort }).then(
-      () => this.log.info(`this node's peer address changed in the cluster file: now listening on ${me.peer} (was ${before.peer})`),
-      (e: unknown) =>
-        this.log.error(
-          `this node's peer address changed in the cluster file to ${me.peer}, but it cannot listen there (${(e as Error).message}); ` +
-            `still listening on ${before.peer}: free the port or fix the file`,
-        ),
-    );
-  }
-
-  private selfListen(): { host: string; port: number } {
-    const me = this.config.nodes.find((n) => n.id === this.id);
-    if (!me) throw new BadRequestError(`node ${this.id} is not in the cluster file ${this.config.path}: add it or pass --id of a listed node`);
-    return { host: me.peerHost, port: me.peerPort };
-  }
-
-  private startRaft(clusterId: string | null): void {
-    const seed = Number.parseInt(randomUUID().slice(0, 8), 16);
-    this.raft = new Raft({
-      id: this.id,
-      clusterId,
-      storage: this.store,
-      rng: new SeededRng(seed),
-      applied: this.store.appliedIndex(),
-      electionTicks: this.timing.electionTicks,
-      heartbeatTicks: this.timing.heartbeatTicks,
-      readOnly: this.opts.readOnly ?? "safe",
-      // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
-      emptyNodeVotes: false,
-    });
-    if (clusterId !== null) this.transport.setClusterId(clusterId);
-    this.driver.attach(this.raft);
-  }
-
-  /** An empty data directory: found the cluster or wait to be joined (founding.ts). */
-  private startEmpty(): void {
-    this.founding = new Founding({
-      id: this.id,
-      log: this.log,
-      store: this.store,
-      apply: (entries, conf) => void this.applier.apply(entries, conf),
-      config: () => this.config,
-      probe: (f, ms) => this.calls.call(f, `probe of ${f}`, ms, (id) => this.transport.send(f, { t: "probe", id })) as Promise<ProbeAnswer>,
-      settled: () => this.raft !== undefined || this.stopping,
-      setWaiting: (reason) => {
-        if (reason !== this.waitingReason) this.log.info(reason);
-        this.waitingReason = reason;
-      },
-      startJoining: () => this.startRaft(null),
-      onFounded: (clusterId) => {
-        this.recordClusterName();
-        this.waitingReason = "";
-        this.startRaft(clusterId);
-        this.raft!.campaign();
-        this.schedule();
-      },
-      guarded: (fn) => this.guarded(fn),
-      probeEveryMs: LIMITS.probeEveryMs,
-    });
-    this.founding.start();
+    const move = this.opts.peerListen ? null : ownAddressMove(before, config, this.id);
+    // This node's own peer address changed in the file: listen there from now on, no restart.
+    if (move) {
+      this.transport.moveListener({ host: move.to.peerHost, port: move.to.peerPort }).then(
+        () => this.log.info(`this node's peer address changed in the cluster file: now listening on ${move.to.peer} (was ${move.from.peer})`),
+        (e: unknown) =>
+          this.log.error(`this node's peer address changed in the cluster file to ${move.to.peer}, but it cannot listen there (${(e as Error).message}); still listening on ${move.from.peer}: free the port or fix the file`),
+      );
+    }
   }
 
   // ---------------------------------------------------------------- the loop
 
   private schedule(): void {
     if (this.stopping) return;
-    this.driver?.schedule();
-  }
-
-  /** The Ready loop over this node's SQLite store, peer transport, state machine and checkpoint files. */
-  private makeDriver(): Driver {
-    return new Driver({
-      clock: { now: () => performance.now(), defer: (fn) => setImmediate(fn), after: (fn, ms) => void setTimeout(fn, ms) },
-      log: this.store,
-      transport: {
-        send: (m) => this.transport.send(m.to, { t: "raft", m }),
-        sendSnapshot: (m) => this.snapshots.send(m),
-        setClusterId: (id) => this.transport.setClusterId(id),
-      },
-      fsm: { apply: (entries, conf) => this.applyDeferringSync(entries, conf) },
-      snapshots: { install: (rd) => this.snapshots.install(rd) },
-      hooks: {
-        beforeReady: (raft) => this.hooks.startReadRound(raft),
-        onApplied: (rd, results) => this.hooks.afterApply(rd, results),
-        onAdvanced: (raft, rd) => this.hooks.afterReady(raft.view, rd),
-        onDiskFull: (e) => {
-          this.counters.diskFull++;
-          this.diskFull.onFull(e.message, performance.now(), this.raft?.view.term);
-        },
-        onFatal: (e) => this.fatal(e),
-      },
-      readyRoundsPerTurn: LIMITS.readyRoundsPerTurn,
-      persistWaitersMax: LIMITS.proposalsPendingMax,
-    });
-  }
-
-  /**
-   * The apply transaction skips its own fsync: the entries it applies are in
-   * the fsynced log already, and the applied index lives in the same
-   * transaction as their effects, so a crash that loses it only means the
-   * entries are applied again at restart, exactly once. The next fsynced
-   * commit (WAL is sequential) makes it durable anyway. One fsync per Ready.
-   */
-  private applyDeferringSync(entries: readonly Entry[], conf: ConfState | undefined): Map<number, unknown> {
-    if (entries.length === 0 || this.opts.synchronous === "NORMAL") return this.applier.apply(entries, conf);
-    const db = this.store.db;
-    db.exec("PRAGMA synchronous=NORMAL");
-    try {
-      return this.applier.apply(entries, conf);
-    } finally {
-      db.exec("PRAGMA synchronous=FULL");
-    }
+    this.core?.driver.schedule();
   }
 
   /** Whether cairn's own state machine (the feed) is the one applied. */
@@ -556,10 +443,10 @@ export class CairnNode implements NodeApi {
     const raft = this.raft;
     if (!raft || this.stopping) return;
     // A removed node takes no part, not even in elections.
-    if (!this.removed) for (let i = 0; i < t.ticks; i++) raft.tick();
-    this.removalCheck.tick(now);
+    if (!this.removal.removed) for (let i = 0; i < t.ticks; i++) raft.tick();
+    this.removal.tick(now);
     // Covers configurations that arrive without a confApplied event (a checkpoint installed).
-    this.refreshAdmission();
+    this.admission.refresh();
     if (!this.diskFull.full) {
       this.checkpointer.maybeStart();
       if (this.hasFeed()) this.trimmer.maybeTrim(now);
@@ -581,86 +468,14 @@ export class CairnNode implements NodeApi {
     this.schedule();
   }
 
-  // ---------------------------------------------------------------- peers
-
-  /** Who may talk to this node now: members of the applied configuration and nodes the file lists, less revoked ones. */
-  private admittedSet(): AdmittedSet {
-    return this.admission.set({ conf: this.raft?.view.conf ?? this.store.confState(), config: this.config, appliedIndex: this.store.appliedIndex() });
-  }
-
-  /** The transport's admission rule (every handshake, either direction). */
-  private admitPeer(p: PeerIdentity): AdmissionRefusal | null {
-    const r = this.admittedSet().check(p);
-    if (r === null || r.kind !== "notMember") return r;
-    // A removed node can no longer ask whether it is out (its probes are refused): the refusal tells it.
-    return { ...r, info: this.probeAnswer() };
-  }
-
-  /** The admitted set may have changed: close the connections of peers no longer admitted. */
-  private refreshAdmission(): void {
-    if (this.admission.changed(this.admittedSet())) this.transport.recheckPeers();
-  }
-
-  /** A peer refused this node as a non-member and said what its configuration is: that may prove this node was removed. */
-  private onRefusedBy(e: RefusedByInfo): void {
-    const v = this.memberView();
-    if (v.leader || !v.members.includes(this.id)) return;
-    const applied = removalProof(e.info, v);
-    if (applied !== null) this.markRemoved(applied, `learned from ${e.peer}, which refused this node: its configuration, applied up to index ${applied}, does not list this node`);
-  }
-
-  private onPeer(from: string, p: PeerPayload): void {
-    if (this.stopping) return;
-    // Defence in depth: the transport admits only members, but membership changes under open connections.
-    const refusal = this.admittedSet().check({ id: from, serial: null });
-    if (refusal !== null) {
-      this.counters.refusedPeerPayloads++;
-      const suppressed = this.peerLogLimiter.take(`payload:${from}`);
-      if (suppressed !== undefined) this.log.warn(`dropped a payload from peer ${from}: ${refusal.reason}`, { peer: from, refusal: refusal.kind, suppressedLines: suppressed });
-      return;
-    }
-    if (!isPeerPayload(p)) {
-      this.counters.badPeerPayloads++;
-      this.log.warn(`ignored a malformed payload from ${from}`);
-      return;
-    }
-    switch (p.t) {
-      case "raft":
-        return this.onRaftMessage(from, p.m);
-      case "fwd":
-        return void this.answer(from, p.id, this.writes.propose({ bytes: p.cmd, wait: p.wait, timeoutMs: this.proposeTimeoutMs, mayForward: false }));
-      case "xfer":
-        return void this.answer(from, p.id, this.transferLeader({ to: p.to ?? undefined, forwarded: true }));
-      case "probe":
-        return void this.answer(from, p.id, Promise.resolve(this.probeAnswer()));
-      case "resp":
-        return this.calls.answer(from, p);
-      default:
-        return this.snapshots.onPayload(from, p);
-    }
-  }
-
-  private onRaftMessage(from: string, m: Message): void {
-    const problem = messageProblem(m, this.id);
-    if (problem !== null || m.from !== from || m.type === "snap") {
-      this.counters.badPeerPayloads++;
-      this.log.warn(`ignored a malformed raft message from ${from}: ${problem ?? (m.type === "snap" ? "snapshots arrive only as checkpoint transfers" : `claims to be from ${m.from}`)}`);
-      return;
-    }
+  /** A checked Raft message from a peer (inbox.ts). */
+  private onRaftMessage(m: Message): void {
     const raft = this.raft;
     if (!raft) return;
     this.checkStall();
     if (m.from === raft.view.leader) this.lastLeaderContact = performance.now();
     raft.step(m);
     this.schedule();
-  }
-
-  private async answer(to: string, id: number, work: Promise<unknown>): Promise<void> {
-    try {
-      this.transport.send(to, { t: "resp", id, ok: true, value: await work });
-    } catch (e) {
-      this.transport.send(to, { t: "resp", id, ok: false, error: toWireError(e) });
-    }
   }
 
   private probeAnswer(): ProbeReply {
@@ -691,7 +506,7 @@ export class CairnNode implements NodeApi {
     const full = this.diskFull.error();
     if (full) throw full;
     if (!this.raft) throw new NoLeaderError(this.waitingReason || "this node has not joined a cluster yet");
-    if (this.removed) throw new NoLeaderError(REMOVED_DETAIL);
+    if (this.removal.removed) throw new NoLeaderError(REMOVED_DETAIL);
     this.checkStall();
     return this.raft;
   }
@@ -699,7 +514,7 @@ export class CairnNode implements NodeApi {
   readBarrier(opts: { timeoutMs?: number } = {}): Promise<void> {
     if (this.stopping) return Promise.reject(new StoppedError());
     this.checkStall();
-    if (this.removed) return Promise.reject(new NoLeaderError(REMOVED_DETAIL));
+    if (this.removal.removed) return Promise.reject(new NoLeaderError(REMOVED_DETAIL));
     if (!this.raft || this.raft.view.leader === NONE) return Promise.reject(new NoLeaderError());
     const p = this.reads.wait(opts.timeoutMs ?? this.readTimeoutMs);
     this.schedule();
@@ -717,18 +532,9 @@ export class CairnNode implements NodeApi {
   }
 
   status(): NodeStatus {
-    return buildStatus({
-      id: this.id,
-      raft: this.raft?.view,
-      store: this.store,
-      fsm: this.hasFeed() ? this.fsm : null,
-      config: this.config,
-      tickMs: this.timing.tickMs,
-      removed: this.removed,
-      stopping: this.stopping,
-      problems: this.problems(),
-      version: VERSION,
-    });
+    const fsm = this.hasFeed() ? this.fsm : null;
+    const s = { id: this.id, raft: this.raft?.view, store: this.store, fsm, config: this.config, tickMs: this.timing.tickMs };
+    return buildStatus({ ...s, removed: this.removal.removed, stopping: this.stopping, problems: this.problems(), version: VERSION });
   }
 
   /** The watcher's reason for ignoring the file on disk (null: the file is in force). */
@@ -744,26 +550,14 @@ export class CairnNode implements NodeApi {
   }
 
   private problems(): string[] {
-    return problems({
-      waiting: this.waitingReason,
-      file: this.fileProblem,
-      shrinkHeld: this.shrinkHeld(),
-      timing: timingChange(this.timing, this.config.raft),
-      diskFull: this.diskFull.error(),
-      removed: this.removed,
-      tls: this.opts.tlsHealth?.problems() ?? [],
-    });
+    const timing = timingChange(this.timing, this.config.raft);
+    const tls = this.opts.tlsHealth?.problems() ?? [];
+    return problems({ waiting: this.waitingReason, file: this.fileProblem, shrinkHeld: this.shrinkHeld(), timing, diskFull: this.diskFull.error(), removed: this.removal.removed, tls });
   }
 
   readiness(): { ready: boolean; reason: string } {
-    return readiness({
-      failure: this.failure,
-      stopping: this.stopping,
-      raft: this.raft?.view,
-      waiting: this.waitingReason,
-      diskFull: this.diskFull.full,
-      applied: this.store.appliedIndex(),
-    });
+    const r = { failure: this.crash.failed, stopping: this.stopping, raft: this.raft?.view, waiting: this.waitingReason };
+    return readiness({ ...r, diskFull: this.diskFull.full, applied: this.store.appliedIndex() });
   }
 
   transferLeader(opts: { to?: string; timeoutMs?: number; forwarded?: boolean } = {}): Promise<{ from: string; to: string }> {
@@ -771,7 +565,8 @@ export class CairnNode implements NodeApi {
   }
 
   metricsText(): string {
-    return metricsText({ node: this, raft: this.raft?.view, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull.full }) + (this.opts.tlsHealth?.metricsText() ?? "");
+    const m = { node: this, raft: this.raft?.view, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull.full };
+    return metricsText(m) + (this.opts.tlsHealth?.metricsText() ?? "");
   }
 
   // ---------------------------------------------------------------- checkpoints (snapshots.ts)

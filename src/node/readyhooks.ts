@@ -4,30 +4,35 @@
  * polls; after advance, the core's events (removal, cluster adoption,
  * configurations) and leader changes.
  */
-import { allMembers, NONE, NotLeaderError, type RaftView, type Ready } from "../raft/index.ts";
+import { NONE, NotLeaderError, type RaftView, type Ready } from "../raft/index.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import { NoLeaderError } from "./errors.ts";
+import type { Handover } from "./handover.ts";
 import type { NodeCounters } from "./metrics.ts";
+import type { PeerCalls } from "./peer.ts";
+import type { Removal } from "./removal.ts";
+import type { Snapshots } from "./snapshots.ts";
 import type { ProposalWaiters, ReadRounds } from "./waiters.ts";
 
 export interface ReadyHooksOptions {
   readonly id: string;
   readonly log: Logger;
-  /** The log store (once open). */
-  store(): Pick<RaftStore, "appliedIndex" | "removedAt" | "clearRemovedAt">;
+  readonly store: Pick<RaftStore, "appliedIndex">;
   readonly proposals: ProposalWaiters;
   readonly reads: ReadRounds;
   readonly counters: NodeCounters;
   /** Changes were applied to the feed: wake its long polls. */
   feedMoved(): void;
-  /** The leader changed from `prev` to `lead` (NONE: none known). */
-  onLeader(prev: string, lead: string): void;
-  removed(): boolean;
-  /** The core applied a configuration without this node (index: where). */
-  markRemoved(index: number, how: string): void;
-  /** A removed node is listed again by a later configuration (its removal was history). */
-  memberAgain(): void;
+  /** Requests forwarded to a former leader fail. */
+  readonly calls: Pick<PeerCalls, "failTo">;
+  /** Checkpoint transfers stop when this node stops leading. */
+  readonly snapshots: Pick<Snapshots, "cancelAll">;
+  /** Leadership transfers learn that the leader changed. */
+  readonly handover: Pick<Handover, "onLeaderChange">;
+  readonly removal: Pick<Removal, "mark" | "onConfApplied">;
+  /** A leader is known: this node no longer waits to join. */
+  onLeaderKnown(): void;
   /** This node learned its cluster: the data directory records the cluster's name. */
   recordClusterName(): void;
   /** A configuration was applied: membership converges, admission is checked again. */
@@ -61,7 +66,7 @@ export class ReadyHooks {
       if (results.has(e.index)) feedMoved = true;
     }
     this.o.counters.applied += rd.committedEntries.length;
-    const applied = this.o.store().appliedIndex();
+    const applied = this.o.store.appliedIndex();
     for (const rs of rd.readStates) this.o.reads.indexFor(rs.ctx, rs.index, applied);
     this.o.reads.onApplied(applied);
     if (feedMoved) this.o.feedMoved();
@@ -74,9 +79,14 @@ export class ReadyHooks {
     this.o.counters.leaderChanges++;
     const lead = rd.softState.leader;
     this.o.log.info(lead ? `leader is ${lead}${lead === this.o.id ? " (this node)" : ""}` : "no leader", { term: raft.term, role: rd.softState.role, index: raft.lastIndex });
-    const prev = this.prevLead;
+    if (lead !== NONE) this.o.onLeaderKnown();
+    // Requests forwarded to the former leader may never be answered: fail them now.
+    if (this.prevLead !== NONE && this.prevLead !== lead) {
+      this.o.calls.failTo(this.prevLead, new NoLeaderError("the leader changed while the request was in flight; its outcome is unknown: retry with an Idempotency-Key"));
+    }
     this.prevLead = lead;
-    this.o.onLeader(prev, lead);
+    if (lead !== this.o.id) this.o.snapshots.cancelAll("this node is no longer the leader");
+    this.o.handover.onLeaderChange();
   }
 
   private onEvent(ev: Ready["events"][number], raft: RaftView): void {
@@ -84,7 +94,7 @@ export class ReadyHooks {
     const log = this.o.log;
     switch (ev.kind) {
       case "removed":
-        this.o.markRemoved(ev.index, `it applied the configuration at index ${ev.index}, which does not list it`);
+        this.o.removal.mark(ev.index, `it applied the configuration at index ${ev.index}, which does not list it`);
         return;
       case "clusterMismatch":
         log.warn(`refused a message from ${ev.from} of cluster ${ev.theirs}: this node belongs to cluster ${ev.ours}`, f);
@@ -97,13 +107,7 @@ export class ReadyHooks {
         const c = ev.conf;
         log.info(`configuration at index ${ev.index}: voters ${c.voters.join(",")}${c.votersOutgoing.length ? ` (joint with ${c.votersOutgoing.join(",")})` : ""}${c.learners.length ? `, learners ${c.learners.join(",")}` : ""}`, { ...f, index: ev.index });
         this.o.confApplied();
-        const store = this.o.store();
-        if (this.o.removed() && ev.index > (store.removedAt() ?? 0) && allMembers(c).includes(this.o.id)) {
-          // Added back while its history replays (a wiped node re-added under the same id).
-          this.o.memberAgain();
-          store.clearRemovedAt();
-          log.info(`this node is a member again (configuration at index ${ev.index}): the earlier removal was history`, { ...f, index: ev.index });
-        }
+        this.o.removal.onConfApplied(ev.index, c, raft.term);
         return;
       }
       default:
