@@ -6,6 +6,7 @@
  * (RemovalCheck). Nothing is dialled until there is something to send.
  */
 import type { ClusterConfig, ClusterNode } from "../discovery/load.ts";
+import type { Logger } from "../util/log.ts";
 import { BadRequestError } from "./errors.ts";
 
 export class AddressBook {
@@ -43,4 +44,21 @@ export function ownAddressMove(before: ClusterConfig, after: ClusterConfig, self
   const now = after.nodes.find((n) => n.id === self);
   if (!was || !now || (now.peerHost === was.peerHost && now.peerPort === was.peerPort)) return null;
   return { from: was, to: now };
+}
+
+/** This node's own peer address changed in the file: its transport listens there from now on, no restart. */
+export function followOwnAddress(o: {
+  move: { from: ClusterNode; to: ClusterNode };
+  transport: { moveListener(to: { host: string; port: number }): Promise<unknown> };
+  log: Pick<Logger, "info" | "error">;
+}): void {
+  const { from, to } = o.move;
+  o.transport.moveListener({ host: to.peerHost, port: to.peerPort }).then(
+    () => o.log.info(`this node's peer address changed in the cluster file: now listening on ${to.peer} (was ${from.peer})`),
+    (e: unknown) =>
+      o.log.error(
+        `this node's peer address changed in the cluster file to ${to.peer}, but it cannot listen there (${(e as Error).message}); ` +
+          `still listening on ${from.peer}: free the port or fix the file`,
+      ),
+  );
 }

@@ -20,6 +20,7 @@ export interface DiskFullOptions {
   /** The log store (once open): its path (for messages) and an empty durable write to probe for space. */
   store(): DiskFullStore;
   readonly log: Pick<Logger, "error" | "info">;
+  readonly counters: { diskFull: number };
   /** A full disk is probed again this long after it was last seen full. */
   readonly retryMs: number;
   /** Rebuilds the core from the durable log; writers of entries past it fail with `lost`. */
@@ -45,6 +46,7 @@ export class DiskFull {
 
   /** The core handed out a Ready we could not persist (at `now`): rebuild it from what is durable. */
   onFull(detail: string, now: number, term: number | undefined): void {
+    this.o.counters.diskFull++;
     if (this.since === null) this.o.log.error(`disk full: writes stop until space returns (${detail})`, { term });
     this.since = now;
     // Entries past the durable log were neither written nor sent: they are lost with the old core, so their writers learn it now.

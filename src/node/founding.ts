@@ -13,6 +13,22 @@ import { NONE, type ConfState, type Entry, type HardState } from "../raft/index.
 import type { Logger } from "../util/log.ts";
 import { decideFounding, designatedFounder, founders, foundingEntry, type ProbeAnswer } from "./bootstrap.ts";
 
+/** Why a node without a cluster waits (logged once per new reason, shown in /status and /ready), "" once it is in one. */
+export class Waiting {
+  private current = "";
+
+  constructor(private readonly log: Pick<Logger, "info">) {}
+
+  get reason(): string {
+    return this.current;
+  }
+
+  set(reason: string): void {
+    if (reason !== this.current && reason !== "") this.log.info(reason);
+    this.current = reason;
+  }
+}
+
 export interface FoundingOptions {
   readonly id: string;
   readonly log: Logger;
@@ -29,8 +45,7 @@ export interface FoundingOptions {
   probe(peer: string, timeoutMs: number): Promise<ProbeAnswer>;
   /** A core runs already, or the node stops: probing ends. */
   settled(): boolean;
-  /** Why this node is waiting (logged once per new reason, shown in /status). */
-  setWaiting(reason: string): void;
+  readonly waiting: Pick<Waiting, "set">;
   /** Starts the core without a cluster id: this node waits to be joined. */
   startJoining(): void;
   /** The cluster is founded with this id (entry 1 durable and applied): start the core and campaign. */
@@ -51,7 +66,7 @@ export class Founding {
     const o = this.o;
     if (designatedFounder(o.config()) !== o.id) {
       const d = decideFounding({ self: o.id, config: o.config(), answers: new Map() });
-      if (d.kind !== "found") o.setWaiting(d.reason);
+      if (d.kind !== "found") o.waiting.set(d.reason);
       o.startJoining();
       return;
     }
@@ -78,10 +93,10 @@ export class Founding {
   private decide(): void {
     const o = this.o;
     const d = decideFounding({ self: o.id, config: o.config(), answers: this.answers });
-    if (d.kind === "wait") return o.setWaiting(d.reason);
+    if (d.kind === "wait") return o.waiting.set(d.reason);
     if (d.kind === "join") {
       this.stop();
-      o.setWaiting(d.reason);
+      o.waiting.set(d.reason);
       o.startJoining();
       return;
     }
@@ -92,7 +107,7 @@ export class Founding {
     } catch (e) {
       // In a timer: a throw would end the process. The next probe round tries again.
       if (!(e instanceof DiskFullError)) throw e;
-      return o.setWaiting(`cannot found the cluster: the disk holding ${o.store.path} is full`);
+      return o.waiting.set(`cannot found the cluster: the disk holding ${o.store.path} is full`);
     }
     this.stop();
     try {

@@ -6,6 +6,7 @@
  * leader; that the leader changed while it was open is the success.
  */
 import { NONE, type RaftView } from "../raft/index.ts";
+import type { Logger } from "../util/log.ts";
 import { BadRequestError, NoLeaderError, TimeoutError } from "./errors.ts";
 
 /** What the transfer needs of the core. */
@@ -60,6 +61,17 @@ export class Handover {
       const now = this.o.core()?.view.leader ?? NONE;
       if (e instanceof NoLeaderError && now !== NONE && now !== lead) return { from: lead, to: now };
       throw e;
+    }
+  }
+
+  /** Before this node stops: a leader hands leadership to the most up-to-date voter, if there is one (failure is logged, not thrown). */
+  async beforeStop(timeoutMs: number, log: Pick<Logger, "info" | "warn">): Promise<void> {
+    if (this.o.core()?.view.role !== "leader" || this.otherVoters().length === 0) return;
+    try {
+      const t = await this.transfer({ timeoutMs });
+      log.info(`handed leadership to ${t.to} before stopping`, { term: this.o.core()?.view.term });
+    } catch (e) {
+      log.warn("could not hand leadership over before stopping", { error: e });
     }
   }
 

@@ -12,12 +12,11 @@
  * Bun's SQLite is synchronous, so a whole Ready is handled inside one
  * macrotask: nothing can step the core between ready() and advance().
  */
-import { Checkpointer, DEFAULT_POLICY, workerRunner } from "../checkpoint/checkpointer.ts";
+import { DEFAULT_POLICY, workerRunner } from "../checkpoint/checkpointer.ts";
 import type { Manifest } from "../checkpoint/manifest.ts";
 import type { ClusterConfig } from "../discovery/load.ts";
-import { shrinkHold } from "../discovery/plan.ts";
-import { isFatalDbError, type FileLock } from "../platform/sqlite.ts";
-import { allMembers, NONE, type Message, type Raft } from "../raft/index.ts";
+import type { FileLock } from "../platform/sqlite.ts";
+import type { Message, Raft } from "../raft/index.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
 import { Applier, type Fsm } from "../statemachine/fsm.ts";
@@ -27,50 +26,49 @@ import { FaultHook } from "../transport/faults.ts";
 import { PeerTransport, transportTimings } from "../transport/transport.ts";
 import type { Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { AddressBook, ownAddressMove, selfListen } from "./addresses.ts";
+import { AddressBook, followOwnAddress, ownAddressMove, selfListen } from "./addresses.ts";
 import { Admission } from "./admission.ts";
 import type { NodeApi, NodeStatus, ProposeOutcome, Staleness, WaitMode } from "./api.ts";
 import type { ProbeAnswer } from "./bootstrap.ts";
+import { ClusterFile } from "./clusterfile.ts";
 import { NodeCore } from "./core.ts";
 import { claimDataDir, lockDataDir, openCheckedStore } from "./datadir.ts";
 import { DiskFull } from "./diskfull.ts";
 import { BadRequestError, NoLeaderError, StoppedError } from "./errors.ts";
 import { CrashOnly } from "./fatal.ts";
 import { FeedTrimmer } from "./feedtrim.ts";
-import { Founding } from "./founding.ts";
+import { Founding, Waiting } from "./founding.ts";
 import { Handover } from "./handover.ts";
 import { Inbox } from "./inbox.ts";
-import { Converger, type ProbeReply } from "./membership.ts";
+import { Converger } from "./membership.ts";
 import { metricsText, type NodeCounters } from "./metrics.ts";
 import { LIMITS, type CairnNodeOptions } from "./options.ts";
 import { PeerCalls, type PeerPayload } from "./peer.ts";
 import { ReadyHooks } from "./readyhooks.ts";
 import { Removal } from "./removal.ts";
-import { followersNeed, Snapshots } from "./snapshots.ts";
+import { Snapshots } from "./snapshots.ts";
 import { buildStatus, problems, readiness } from "./status.ts";
 import { Ticker } from "./ticker.ts";
-import { nodeTiming, timingChange, type NodeTiming } from "./timing.ts";
+import { nodeTiming, type NodeTiming } from "./timing.ts";
+import { Reads } from "./reads.ts";
 import { FeedWaiters, ProposalWaiters, ReadRounds } from "./waiters.ts";
 import { Writes } from "./writes.ts";
 
 export type { CairnNodeOptions } from "./options.ts";
-
-const REMOVED_DETAIL = "this node was removed from the cluster and no longer takes part: send requests to a member of the cluster file";
 
 export class CairnNode implements NodeApi {
   readonly id: string;
   /** cairn's own state machine: its queries serve the HTTP API (unused when an embedder brings its own). */
   readonly fsm = new CairnFsm();
   private readonly appliedFsm: Fsm;
-  private config: ClusterConfig;
+  private readonly file: ClusterFile;
   private readonly log: Logger;
   /** Every duration derived from the file's raft section, fixed at start (timing.ts). */
   readonly timing: NodeTiming;
   private readonly proposeTimeoutMs: number;
-  private readonly readTimeoutMs: number;
   readonly counters: NodeCounters = { proposals: 0, forwarded: 0, applied: 0, readRounds: 0, stalls: 0, leaderChanges: 0, diskFull: 0, badPeerPayloads: 0, refusedPeerPayloads: 0 };
   private readonly proposals = new ProposalWaiters(LIMITS.proposalsPendingMax);
-  private readonly reads: ReadRounds;
+  private readonly reads: Reads;
   private readonly feedWaiters = new FeedWaiters(LIMITS.feedWaitersMax);
   private readonly calls = new PeerCalls(LIMITS.peerCallsMax);
   private readonly crash: CrashOnly;
@@ -82,54 +80,53 @@ export class CairnNode implements NodeApi {
   private readonly diskFull: DiskFull;
   private readonly handover: Handover;
   private readonly writes: Writes;
+  private readonly trimmer: FeedTrimmer;
   // Made at start, once the store is open:
   private store!: RaftStore;
   private lock: FileLock | null = null;
-  private checkpointer!: Checkpointer;
   private snapshots!: Snapshots;
-  private trimmer!: FeedTrimmer;
   private transport!: PeerTransport<PeerPayload>;
   private inbox!: Inbox;
   private core!: NodeCore;
   private founding: Founding | undefined;
   private timers: ReturnType<typeof setInterval>[] = [];
-  private nextConvergeAt = 0;
-  private lastLeaderContact: number | null = null;
   private stopping = false;
-  private waitingReason = "";
-  /** Why the cluster file on disk is being ignored (the watcher says), or null. */
-  private fileProblem: string | null = null;
+  private readonly waiting: Waiting;
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
     this.appliedFsm = opts.fsm ?? this.fsm;
-    this.config = opts.config;
     this.log = opts.logger.with({ node: opts.id });
+    this.waiting = new Waiting(this.log);
     this.timing = nodeTiming(opts.config.raft, { tickMs: opts.tickMs, stallMs: opts.stallMs });
+    this.file = new ClusterFile(opts.config, { log: this.log, timing: this.timing, conf: () => this.raft?.view.conf });
     this.proposeTimeoutMs = opts.proposeTimeoutMs ?? 10_000;
-    this.readTimeoutMs = opts.readTimeoutMs ?? 5_000;
-    this.reads = new ReadRounds({ nodeId: opts.id, roundsMax: LIMITS.readRoundsMax, waitersMax: LIMITS.readersPerRoundMax });
-    const ctx = { id: this.id, log: this.log, core: () => this.raft, schedule: () => this.schedule(), guarded: (fn: () => void) => this.guarded(fn), stopping: () => this.stopping };
+    const ctx = this.ctx;
+    const rounds = new ReadRounds({ nodeId: opts.id, roundsMax: LIMITS.readRoundsMax, waitersMax: LIMITS.readersPerRoundMax });
+    const readTimeoutMs = opts.readTimeoutMs ?? 5_000;
+    this.reads = new Reads({ ...ctx, rounds, store: () => this.store, removedError: () => this.removal.error(), checkStall: () => this.checkStall(), counters: this.counters, timeoutMs: readTimeoutMs });
     this.crash = new CrashOnly({ ...ctx, stop: () => this.stop({ transfer: false }), onFatal: opts.onFatal, tellWithinMs: LIMITS.fatalStopMs });
     this.ticker = new Ticker({ timing: this.timing, log: this.log });
+    const keep = { keepEntries: opts.retention?.keepEntries ?? LIMITS.retainEntries, keepAgeMs: opts.retention?.keepAgeMs ?? LIMITS.retainAgeMs };
+    this.trimmer = new FeedTrimmer({ ...keep, fsm: this.fsm, newest: () => this.snapshots.checkpointer.newest(), everyMs: LIMITS.trimEveryMs, log: this.log });
     this.addresses = new AddressBook({ self: this.id, formerPeersMax: LIMITS.formerPeersMax });
-    this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax, contactTicksMax: this.timing.contactTicksMax });
+    this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax, contactTicksMax: this.timing.contactTicksMax, everyMs: LIMITS.convergeEveryMs });
     this.removal = new Removal({
       ...ctx,
       dataDir: opts.dataDir,
       store: () => this.store,
-      silentMs: () => (this.lastLeaderContact === null ? Infinity : performance.now() - this.lastLeaderContact),
+      silentMs: () => this.reads.silentMs(performance.now()),
       ask: (peer) => this.ask(peer, { what: `membership check with ${peer}`, timeoutMs: this.timing.removalCheckMs, payload: (id) => ({ t: "probe", id }) }),
       checkEveryMs: this.timing.removalCheckMs,
     });
     this.admission = new Admission({
       conf: () => this.raft?.view.conf ?? this.store.confState(),
-      config: () => this.config,
+      config: () => this.file.config,
       appliedIndex: () => this.store.appliedIndex(),
-      refusalInfo: () => this.probeAnswer(),
+      refusalInfo: () => this.removal.probeAnswer(),
       recheck: () => this.transport.recheckPeers(),
     });
-    this.diskFull = new DiskFull({ ...ctx, store: () => this.store, retryMs: LIMITS.diskRetryMs, rebuild: (lost) => this.rebuildCore(lost) });
+    this.diskFull = new DiskFull({ ...ctx, counters: this.counters, store: () => this.store, retryMs: LIMITS.diskRetryMs, rebuild: (lost) => this.rebuildCore(lost) });
     this.handover = new Handover({
       ...ctx,
       forward: (lead, to, timeoutMs) => this.ask(lead, { what: `leadership transfer via ${lead}`, timeoutMs, payload: (id) => ({ t: "xfer", id, to }) }) as Promise<{ from: string; to: string }>,
@@ -145,6 +142,11 @@ export class CairnNode implements NodeApi {
       inFlightMax: LIMITS.proposalsPendingMax,
       counters: this.counters,
     });
+  }
+
+  /** What most parts take of the node, for their construction (each part's options name what it uses). */
+  private get ctx() {
+    return { id: this.id, log: this.log, core: () => this.raft, schedule: () => this.schedule(), guarded: (fn: () => void) => this.guarded(fn), stopping: () => this.stopping };
   }
 
   /** The core now, if one runs. */
@@ -185,14 +187,14 @@ export class CairnNode implements NodeApi {
   }
 
   private async startOpened(openMs: number): Promise<void> {
-    claimDataDir(this.store, { id: this.id, dataDir: this.opts.dataDir, config: this.config });
+    claimDataDir(this.store, { id: this.id, dataDir: this.opts.dataDir, config: this.file.config });
     const applier = new Applier({ store: this.store, fsm: this.appliedFsm });
-    this.makeCheckpointParts();
+    this.snapshots = this.makeSnapshots();
     this.inbox = this.makeInbox();
     this.transport = this.makeTransport();
     this.core = this.makeCore(applier);
     this.admission.refresh();
-    this.transport.setPeers(this.addresses.peers(this.config));
+    this.transport.setPeers(this.addresses.peers(this.file.config));
     await this.transport.listen();
     if (this.store.clusterId() !== null || this.store.lastIndex() > 0) this.core.start(this.store.clusterId());
     else this.startEmpty(applier);
@@ -203,20 +205,14 @@ export class CairnNode implements NodeApi {
     this.log.info("node started", { dataDir: this.opts.dataDir, clusterId: s.clusterId(), applied: s.appliedIndex(), lastIndex: s.lastIndex(), openCheckedMs: openMs });
   }
 
-  private makeCheckpointParts(): void {
-    const ctx = { id: this.id, log: this.log, store: this.store, core: () => this.raft, schedule: () => this.schedule(), guarded: (fn: () => void) => this.guarded(fn) };
-    this.checkpointer = new Checkpointer({
-      ...ctx,
+  private makeSnapshots(): Snapshots {
+    return new Snapshots({
+      ...this.ctx,
+      store: this.store,
       dataDir: this.opts.dataDir,
       policy: { ...DEFAULT_POLICY, ...this.opts.checkpoints },
-      onFatal: (e) => this.fatal(e),
-      clusterId: () => this.store.clusterId(),
       run: this.opts.checkpointRunner ?? workerRunner(),
-      followersNeed: () => followersNeed(this.raft?.view, this.id),
-    });
-    this.snapshots = new Snapshots({
-      ...ctx,
-      checkpointer: this.checkpointer,
+      onFatal: (e) => this.fatal(e),
       transfer: this.opts.transfer,
       send: (to, p) => this.transport.send(to, p),
       onBadPayload: () => this.counters.badPeerPayloads++,
@@ -225,22 +221,18 @@ export class CairnNode implements NodeApi {
         this.feedWaiters.onFeed(this.feedLast());
       },
     });
-    const retention = this.opts.retention;
-    this.trimmer = new FeedTrimmer({ ...ctx, fsm: this.fsm, newest: () => this.checkpointer.newest(), keepEntries: retention?.keepEntries ?? LIMITS.retainEntries, keepAgeMs: retention?.keepAgeMs ?? LIMITS.retainAgeMs, everyMs: LIMITS.trimEveryMs });
   }
 
   private makeInbox(): Inbox {
     return new Inbox({
-      id: this.id,
-      log: this.log,
+      ...this.ctx,
       counters: this.counters,
       admitted: () => this.admission.current(),
-      stopping: () => this.stopping,
       send: (to, p) => this.transport.send(to, p),
       raft: (m) => this.onRaftMessage(m),
       forwarded: (bytes, wait) => this.writes.propose({ bytes, wait, timeoutMs: this.proposeTimeoutMs, mayForward: false }),
       transfer: (to) => this.transferLeader({ to, forwarded: true }),
-      probe: () => this.probeAnswer(),
+      probe: () => this.removal.probeAnswer(),
       calls: this.calls,
       snapshots: this.snapshots,
     });
@@ -250,7 +242,7 @@ export class CairnNode implements NodeApi {
     return new PeerTransport<PeerPayload>({
       nodeId: this.id,
       clusterId: this.store.clusterId(),
-      listen: this.opts.peerListen ?? selfListen(this.config, this.id),
+      listen: this.opts.peerListen ?? selfListen(this.file.config, this.id),
       tls: this.opts.tls,
       logger: this.log,
       onMessage: (from, p) => this.guarded(() => this.inbox.onPayload(from, p)),
@@ -276,10 +268,10 @@ export class CairnNode implements NodeApi {
       snapshots: this.snapshots,
       handover: this.handover,
       removal: this.removal,
-      onLeaderKnown: () => (this.waitingReason = ""),
+      onLeaderKnown: () => this.waiting.set(""),
       recordClusterName: () => this.recordClusterName(),
       confApplied: () => {
-        this.nextConvergeAt = 0;
+        this.converger.soon();
         this.admission.refresh();
       },
     });
@@ -293,10 +285,7 @@ export class CairnNode implements NodeApi {
       transport: { send: (m) => this.transport.send(m.to, { t: "raft", m }), setClusterId: (id) => this.transport.setClusterId(id) },
       snapshots: this.snapshots,
       hooks,
-      onDiskFull: (e) => {
-        this.counters.diskFull++;
-        this.diskFull.onFull(e.message, performance.now(), this.raft?.view.term);
-      },
+      onDiskFull: (e) => this.diskFull.onFull(e.message, performance.now(), this.raft?.view.term),
       onFatal: (e) => this.fatal(e),
       readyRoundsPerTurn: LIMITS.readyRoundsPerTurn,
       persistWaitersMax: LIMITS.proposalsPendingMax,
@@ -313,25 +302,20 @@ export class CairnNode implements NodeApi {
   /** An empty data directory: found the cluster or wait to be joined (founding.ts). */
   private startEmpty(applier: Applier): void {
     this.founding = new Founding({
-      id: this.id,
-      log: this.log,
+      ...this.ctx,
       store: this.store,
       apply: (entries, conf) => void applier.apply(entries, conf),
-      config: () => this.config,
+      config: () => this.file.config,
       probe: (f, timeoutMs) => this.ask(f, { what: `probe of ${f}`, timeoutMs, payload: (id) => ({ t: "probe", id }) }) as Promise<ProbeAnswer>,
       settled: () => this.raft !== undefined || this.stopping,
-      setWaiting: (reason) => {
-        if (reason !== this.waitingReason) this.log.info(reason);
-        this.waitingReason = reason;
-      },
+      waiting: this.waiting,
       startJoining: () => this.core.start(null),
       onFounded: (clusterId) => {
         this.recordClusterName();
-        this.waitingReason = "";
+        this.waiting.set("");
         this.core.start(clusterId).campaign();
         this.schedule();
       },
-      guarded: (fn) => this.guarded(fn),
       probeEveryMs: LIMITS.probeEveryMs,
     });
     this.founding.start();
@@ -345,25 +329,16 @@ export class CairnNode implements NodeApi {
   /** Stops the node; a leader first hands leadership to the most up-to-date voter. */
   async stop(opts: { transfer?: boolean } = {}): Promise<void> {
     if (this.stopping) return;
-    if (opts.transfer !== false && this.raft?.view.role === "leader" && this.handover.otherVoters().length > 0) {
-      try {
-        const t = await this.transferLeader({ timeoutMs: this.timing.transferTimeoutMs });
-        this.log.info(`handed leadership to ${t.to} before stopping`, { term: this.raft?.view.term });
-      } catch (e) {
-        this.log.warn("could not hand leadership over before stopping", { error: e });
-      }
-    }
+    if (opts.transfer !== false) await this.handover.beforeStop(this.timing.transferTimeoutMs, this.log);
     this.stopping = true;
     this.core?.driver.stop();
     this.founding?.stop();
     for (const t of this.timers) clearInterval(t);
     this.snapshots?.close();
     const stopped = new StoppedError();
-    this.proposals.failAll(stopped);
+    for (const w of [this.proposals, this.reads, this.calls]) w.failAll(stopped);
     this.core?.driver.failPersistWaiters(stopped);
-    this.reads.failAll(stopped);
     this.feedWaiters.failAll();
-    this.calls.failAll(stopped);
     await this.transport?.close();
     this.store?.close();
     this.releaseLock();
@@ -386,36 +361,23 @@ export class CairnNode implements NodeApi {
 
   /** Founding or joining: from now on this data belongs to the cluster the file names. */
   private recordClusterName(): void {
-    if (this.store.clusterName() === null) this.store.setClusterName(this.config.cluster);
+    if (this.store.clusterName() === null) this.store.setClusterName(this.file.config.cluster);
   }
 
-  /** A new version of the cluster file: addresses take effect at once, membership converges. */
+  /** A new version of the cluster file (clusterfile.ts): addresses take effect at once, membership converges. */
   updateConfig(config: ClusterConfig): void {
-    if (config.cluster !== this.config.cluster) {
-      this.log.warn(
-        `cluster file ${config.path} now names cluster ${JSON.stringify(config.cluster)}, but this node belongs to cluster ${JSON.stringify(this.config.cluster)}: ` +
-          `ignored, the last good version stays in force; copy this cluster's file, or put its name back`,
-      );
-      return;
-    }
-    const before = this.config;
-    this.config = config;
-    const held = this.shrinkHeld();
-    if (held) this.log.warn(`cluster file ${config.path}: membership change held: ${held}`);
-    const timing = timingChange(this.timing, this.config.raft);
-    if (timing) this.log.warn(`cluster file ${config.path}: ${timing}`);
-    this.transport.setPeers(this.addresses.peers(this.config));
+    const before = this.file.update(config);
+    if (!before) return;
+    this.transport.setPeers(this.addresses.peers(config));
     this.admission.refresh();
-    this.nextConvergeAt = 0;
+    this.converger.soon();
     const move = this.opts.peerListen ? null : ownAddressMove(before, config, this.id);
-    // This node's own peer address changed in the file: listen there from now on, no restart.
-    if (move) {
-      this.transport.moveListener({ host: move.to.peerHost, port: move.to.peerPort }).then(
-        () => this.log.info(`this node's peer address changed in the cluster file: now listening on ${move.to.peer} (was ${move.from.peer})`),
-        (e: unknown) =>
-          this.log.error(`this node's peer address changed in the cluster file to ${move.to.peer}, but it cannot listen there (${(e as Error).message}); still listening on ${move.from.peer}: free the port or fix the file`),
-      );
-    }
+    if (move) followOwnAddress({ move, transport: this.transport, log: this.log });
+  }
+
+  /** The watcher's reason for ignoring the file on disk (null: the file is in force). */
+  setFileProblem(problem: string | null): void {
+    this.file.problem = problem;
   }
 
   // ---------------------------------------------------------------- the loop
@@ -448,13 +410,10 @@ export class CairnNode implements NodeApi {
     // Covers configurations that arrive without a confApplied event (a checkpoint installed).
     this.admission.refresh();
     if (!this.diskFull.full) {
-      this.checkpointer.maybeStart();
+      this.snapshots.checkpointer.maybeStart();
       if (this.hasFeed()) this.trimmer.maybeTrim(now);
     }
-    if (raft.view.role === "leader" && now >= this.nextConvergeAt && !this.diskFull.full) {
-      this.nextConvergeAt = now + LIMITS.convergeEveryMs;
-      this.converger.step(raft, this.config);
-    }
+    if (!this.diskFull.full) this.converger.maybeStep(raft, this.file.config, now);
     this.schedule();
   }
 
@@ -473,15 +432,9 @@ export class CairnNode implements NodeApi {
     const raft = this.raft;
     if (!raft) return;
     this.checkStall();
-    if (m.from === raft.view.leader) this.lastLeaderContact = performance.now();
+    if (m.from === raft.view.leader) this.reads.leaderContact(performance.now());
     raft.step(m);
     this.schedule();
-  }
-
-  private probeAnswer(): ProbeReply {
-    const empty = this.store.clusterId() === null && this.store.lastIndex() === 0;
-    const members = this.raft ? allMembers(this.raft.view.conf) : [];
-    return { empty, clusterId: this.store.clusterId(), applied: this.store.appliedIndex(), members };
   }
 
   // ---------------------------------------------------------------- NodeApi
@@ -505,26 +458,19 @@ export class CairnNode implements NodeApi {
     if (this.stopping) throw new StoppedError();
     const full = this.diskFull.error();
     if (full) throw full;
-    if (!this.raft) throw new NoLeaderError(this.waitingReason || "this node has not joined a cluster yet");
-    if (this.removal.removed) throw new NoLeaderError(REMOVED_DETAIL);
+    if (!this.raft) throw new NoLeaderError(this.waiting.reason || "this node has not joined a cluster yet");
+    const removed = this.removal.error();
+    if (removed) throw removed;
     this.checkStall();
     return this.raft;
   }
 
   readBarrier(opts: { timeoutMs?: number } = {}): Promise<void> {
-    if (this.stopping) return Promise.reject(new StoppedError());
-    this.checkStall();
-    if (this.removal.removed) return Promise.reject(new NoLeaderError(REMOVED_DETAIL));
-    if (!this.raft || this.raft.view.leader === NONE) return Promise.reject(new NoLeaderError());
-    const p = this.reads.wait(opts.timeoutMs ?? this.readTimeoutMs);
-    this.schedule();
-    return p;
+    return this.reads.barrier(opts.timeoutMs);
   }
 
   staleness(): Staleness {
-    const commit = this.raft?.view.commit ?? this.store.hardState().commit;
-    const contact = this.raft?.view.role === "leader" ? 0 : this.lastLeaderContact === null ? null : Math.round(performance.now() - this.lastLeaderContact);
-    return { applied: this.store.appliedIndex(), commit, leaderContactMs: contact };
+    return this.reads.staleness(performance.now());
   }
 
   waitForFeed(after: number, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
@@ -533,30 +479,18 @@ export class CairnNode implements NodeApi {
 
   status(): NodeStatus {
     const fsm = this.hasFeed() ? this.fsm : null;
-    const s = { id: this.id, raft: this.raft?.view, store: this.store, fsm, config: this.config, tickMs: this.timing.tickMs };
+    const s = { id: this.id, raft: this.raft?.view, store: this.store, fsm, config: this.file.config, tickMs: this.timing.tickMs };
     return buildStatus({ ...s, removed: this.removal.removed, stopping: this.stopping, problems: this.problems(), version: VERSION });
   }
 
-  /** The watcher's reason for ignoring the file on disk (null: the file is in force). */
-  setFileProblem(problem: string | null): void {
-    this.fileProblem = problem;
-  }
-
-  /** Why the file's membership is held against the voters in force (plan.ts rule 0b), or null. */
-  private shrinkHeld(): string | null {
-    const conf = this.raft?.view.conf;
-    if (!conf || conf.votersOutgoing.length > 0) return null;
-    return shrinkHold({ voters: conf.voters, nodes: this.config.nodes, allowShrink: this.config.allowShrink });
-  }
-
   private problems(): string[] {
-    const timing = timingChange(this.timing, this.config.raft);
+    const f = this.file;
     const tls = this.opts.tlsHealth?.problems() ?? [];
-    return problems({ waiting: this.waitingReason, file: this.fileProblem, shrinkHeld: this.shrinkHeld(), timing, diskFull: this.diskFull.error(), removed: this.removal.removed, tls });
+    return problems({ waiting: this.waiting.reason, file: f.problem, shrinkHeld: f.shrinkHeld(), timing: f.timingProblem(), diskFull: this.diskFull.error(), removed: this.removal.removed, tls });
   }
 
   readiness(): { ready: boolean; reason: string } {
-    const r = { failure: this.crash.failed, stopping: this.stopping, raft: this.raft?.view, waiting: this.waitingReason };
+    const r = { failure: this.crash.failed, stopping: this.stopping, raft: this.raft?.view, waiting: this.waiting.reason };
     return readiness({ ...r, diskFull: this.diskFull.full, applied: this.store.appliedIndex() });
   }
 
@@ -586,12 +520,6 @@ export class CairnNode implements NodeApi {
 
   async createCheckpoint(): Promise<Manifest | null> {
     if (this.stopping) throw new StoppedError();
-    try {
-      return await this.checkpointer.create();
-    } catch (e) {
-      // Recording it wrote the node's own store: a database error there is the node's end, as in the loop.
-      if (isFatalDbError(e)) this.fatal(e);
-      throw e;
-    }
+    return this.snapshots.create();
   }
 }

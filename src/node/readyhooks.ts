@@ -4,7 +4,7 @@
  * polls; after advance, the core's events (removal, cluster adoption,
  * configurations) and leader changes.
  */
-import { NONE, NotLeaderError, type RaftView, type Ready } from "../raft/index.ts";
+import { NONE, type RaftView, type Ready } from "../raft/index.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import { NoLeaderError } from "./errors.ts";
@@ -13,14 +13,15 @@ import type { NodeCounters } from "./metrics.ts";
 import type { PeerCalls } from "./peer.ts";
 import type { Removal } from "./removal.ts";
 import type { Snapshots } from "./snapshots.ts";
-import type { ProposalWaiters, ReadRounds } from "./waiters.ts";
+import type { Reads } from "./reads.ts";
+import type { ProposalWaiters } from "./waiters.ts";
 
 export interface ReadyHooksOptions {
   readonly id: string;
   readonly log: Logger;
   readonly store: Pick<RaftStore, "appliedIndex">;
   readonly proposals: ProposalWaiters;
-  readonly reads: ReadRounds;
+  readonly reads: Pick<Reads, "startRound" | "afterApply">;
   readonly counters: NodeCounters;
   /** Changes were applied to the feed: wake its long polls. */
   feedMoved(): void;
@@ -47,15 +48,7 @@ export class ReadyHooks {
 
   /** Before a Ready: the next read round, if readers wait. */
   startReadRound(raft: { readIndex(ctx: string): void }): void {
-    const ctx = this.o.reads.takeNext();
-    if (!ctx) return;
-    this.o.counters.readRounds++;
-    try {
-      raft.readIndex(ctx);
-    } catch (e) {
-      if (!(e instanceof NotLeaderError)) throw e;
-      this.o.reads.failRound(ctx, new NoLeaderError());
-    }
+    this.o.reads.startRound(raft);
   }
 
   /** After apply: writers, readers and feed long polls learn what was applied. */
@@ -66,9 +59,7 @@ export class ReadyHooks {
       if (results.has(e.index)) feedMoved = true;
     }
     this.o.counters.applied += rd.committedEntries.length;
-    const applied = this.o.store.appliedIndex();
-    for (const rs of rd.readStates) this.o.reads.indexFor(rs.ctx, rs.index, applied);
-    this.o.reads.onApplied(applied);
+    this.o.reads.afterApply(rd.readStates, this.o.store.appliedIndex());
     if (feedMoved) this.o.feedMoved();
   }
 

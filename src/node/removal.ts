@@ -11,14 +11,14 @@ import { allMembers, type ConfState, type RaftView } from "../raft/index.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { RefusedByInfo } from "../transport/context.ts";
 import type { Logger } from "../util/log.ts";
-import { DiskFullError } from "./errors.ts";
-import { RemovalCheck, removalProof, type MemberView } from "./membership.ts";
+import { DiskFullError, NoLeaderError } from "./errors.ts";
+import { RemovalCheck, removalProof, type MemberView, type ProbeReply } from "./membership.ts";
 
 export interface RemovalOptions {
   readonly id: string;
   readonly dataDir: string;
   readonly log: Logger;
-  store(): Pick<RaftStore, "path" | "clusterId" | "lastIndex" | "setRemovedAt" | "removedAt" | "clearRemovedAt">;
+  store(): Pick<RaftStore, "path" | "clusterId" | "lastIndex" | "appliedIndex" | "setRemovedAt" | "removedAt" | "clearRemovedAt">;
   core(): { readonly view: RaftView } | undefined;
   /** The node stops: it is out anyway, nothing more is recorded. */
   stopping(): boolean;
@@ -50,6 +50,11 @@ export class Removal {
     return this.isRemoved;
   }
 
+  /** What a request to a removed node is refused with (null: this node takes part). */
+  error(): NoLeaderError | null {
+    return this.isRemoved ? new NoLeaderError("this node was removed from the cluster and no longer takes part: send requests to a member of the cluster file") : null;
+  }
+
   /** On a tick: a follower cut off from the leader asks whether it was removed. */
   tick(now: number): void {
     this.check.tick(now);
@@ -67,6 +72,18 @@ export class Removal {
       silentMs: this.o.silentMs(),
       lastIndex: store.lastIndex(),
     };
+  }
+
+  /**
+   * What this node answers a probe, and tells a peer it refuses as a
+   * non-member: whether it is empty (founding), and its applied
+   * configuration (a removed node learns from it that it is out).
+   */
+  probeAnswer(): ProbeReply {
+    const store = this.o.store();
+    const v = this.o.core()?.view;
+    const empty = store.clusterId() === null && store.lastIndex() === 0;
+    return { empty, clusterId: store.clusterId(), applied: store.appliedIndex(), members: v ? allMembers(v.conf) : [] };
   }
 
   /** A peer refused this node as a non-member and said what its configuration is: that may prove this node was removed. */

@@ -8,11 +8,13 @@
  */
 import { renameSync } from "node:fs";
 import { join } from "node:path";
-import type { Checkpointer } from "../checkpoint/checkpointer.ts";
+import type { BuildRequest, BuildResult } from "../checkpoint/build.ts";
+import { Checkpointer, type CheckpointPolicy } from "../checkpoint/checkpointer.ts";
 import { dbPath, discardCheckpoint, findCheckpoint, fsyncDir, type Manifest } from "../checkpoint/manifest.ts";
 import { attachCheckpoint, copyCheckpointTables, detachCheckpoint } from "../checkpoint/restore.ts";
 import { SnapshotReceiver, SnapshotSender, type SnapPayload } from "../checkpoint/transfer.ts";
 import { ChecksumMismatchError, verifyFile } from "../checkpoint/verify.ts";
+import { isFatalDbError } from "../platform/sqlite.ts";
 import type { Message, RaftView, Ready } from "../raft/index.ts";
 import type { RaftStore } from "../storage/store.ts";
 import { assert } from "../util/assert.ts";
@@ -37,8 +39,13 @@ export interface SnapshotCore {
 export interface SnapshotsOptions {
   readonly id: string;
   readonly store: RaftStore;
-  readonly checkpointer: Checkpointer;
+  readonly dataDir: string;
   readonly log: Logger;
+  readonly policy: CheckpointPolicy;
+  /** Builds a checkpoint file (a worker thread in the binary). */
+  run(req: BuildRequest): Promise<BuildResult>;
+  /** A database error of the node's own store while recording a checkpoint: the node cannot go on. */
+  onFatal(e: Error): void;
   readonly transfer?: TransferTuning;
   /** Sends a transfer payload to a peer (false: its send queue is full). */
   send(to: string, p: SnapPayload): boolean;
@@ -63,13 +70,25 @@ export function followersNeed(view: RaftView | undefined, self: string): number 
 }
 
 export class Snapshots {
+  /** The node's checkpoint files: built by policy, kept, offered to peers. */
+  readonly checkpointer: Checkpointer;
   private readonly receiver: SnapshotReceiver;
   private readonly senders = new Map<string, SnapshotSender>();
   private xferSeq = 0;
 
   constructor(private readonly o: SnapshotsOptions) {
+    this.checkpointer = new Checkpointer({
+      dataDir: o.dataDir,
+      store: o.store,
+      log: o.log,
+      policy: o.policy,
+      onFatal: (e) => o.onFatal(e),
+      clusterId: () => o.store.clusterId(),
+      run: (req) => o.run(req),
+      followersNeed: () => followersNeed(o.core()?.view, o.id),
+    });
     this.receiver = new SnapshotReceiver({
-      dir: join(o.checkpointer.dir, "incoming"),
+      dir: join(this.checkpointer.dir, "incoming"),
       log: o.log,
       send: (to, p) => o.send(to, p),
       onComplete: (_from, msg) => {
@@ -84,7 +103,7 @@ export class Snapshots {
     const o = this.o;
     const meta = core.snapshot!;
     // The checkpoint this peer was already receiving if it is still usable (it resumes), else the newest.
-    const man = o.checkpointer.forPeer(core.to, o.store.firstIndex());
+    const man = this.checkpointer.forPeer(core.to, o.store.firstIndex());
     const m: Message = man ? { ...core, snapshot: { index: man.index, term: man.term, conf: man.conf } } : core;
     const report = (ok: boolean) =>
       queueMicrotask(() =>
@@ -95,7 +114,7 @@ export class Snapshots {
       );
     if (!man) {
       // A restored or recovered node's snapshot has no file yet: build one (the core retries with it).
-      o.checkpointer.requestBuild(`${m.to} needs snapshot ${meta.index}, which has no checkpoint file`);
+      this.checkpointer.requestBuild(`${m.to} needs snapshot ${meta.index}, which has no checkpoint file`);
       return report(false);
     }
     this.senders.get(m.to)?.cancel("replaced by a newer transfer");
@@ -103,7 +122,7 @@ export class Snapshots {
       xfer: `${o.id}-${++this.xferSeq}`,
       to: m.to,
       manifest: man,
-      path: dbPath(o.checkpointer.dir, man.id),
+      path: dbPath(this.checkpointer.dir, man.id),
       msg: m,
       ...o.transfer,
       send: (p) => o.send(m.to, p),
@@ -114,14 +133,14 @@ export class Snapshots {
       },
     });
     this.senders.set(m.to, sender);
-    o.checkpointer.offering(m.to, man);
+    this.checkpointer.offering(m.to, man);
     o.log.info(`${m.to} is behind the compacted log: sending checkpoint ${man.id}`, { index: man.index, term: o.core()?.view.term });
     sender.start();
   }
 
   private transferDone(d: { to: string; man: Manifest; ms: number; ok: boolean; reason: string | undefined }): void {
     if (d.ok) {
-      this.o.checkpointer.delivered(d.to);
+      this.checkpointer.delivered(d.to);
       this.o.log.info(`sent checkpoint ${d.man.id} (${d.man.bytes} bytes) to ${d.to} in ${d.ms} ms`, { index: d.man.index });
       return;
     }
@@ -153,7 +172,8 @@ export class Snapshots {
 
   /** Installs a received checkpoint in the same transaction that resets the log to it (the driver's snapshot store). */
   install(rd: Ready): void {
-    const { store, checkpointer } = this.o;
+    const { store } = this.o;
+    const checkpointer = this.checkpointer;
     const snap = rd.snapshot!;
     // Looked up, not taken: if the install fails (a full disk) the file stays tracked for the retry.
     const ready = this.receiver.peek(snap.index);
@@ -183,12 +203,23 @@ export class Snapshots {
     this.receiver.close();
   }
 
+  /** Builds a checkpoint of the applied state now (null when nothing was ever applied). */
+  async create(): Promise<Manifest | null> {
+    try {
+      return await this.checkpointer.create();
+    } catch (e) {
+      // Recording it wrote the node's own store: a database error there is the node's end, as in the loop.
+      if (isFatalDbError(e)) this.o.onFatal(e);
+      throw e;
+    }
+  }
+
   list(): Manifest[] {
-    return this.o.checkpointer.list();
+    return this.checkpointer.list();
   }
 
   file(id: string): { manifest: Manifest; path: string } | null {
-    const dir = this.o.checkpointer.dir;
+    const dir = this.checkpointer.dir;
     const m = findCheckpoint(dir, id);
     return m ? { manifest: m, path: dbPath(dir, m.id) } : null;
   }
@@ -206,7 +237,7 @@ export class Snapshots {
     } catch (e) {
       if (!(e instanceof ChecksumMismatchError)) throw e;
       this.o.log.error(`${e.message}: discarded it (a new checkpoint is built when one is needed)`, { checkpoint: id });
-      discardCheckpoint(this.o.checkpointer.dir, id);
+      discardCheckpoint(this.checkpointer.dir, id);
       throw e;
     }
     return f;
