@@ -41,7 +41,11 @@ import {
 
 export type ReadOnlyMode = "safe" | "lease";
 
-/** Known protocol bugs that the simulator must be able to find. Tests only. */
+/**
+ * Known protocol bugs that the simulator must be able to find. Tests only:
+ * they are switched on through TestRaft (testing.ts), which index.ts does
+ * not export; the production surface has no way to set them.
+ */
 export interface UnsafeBugs {
   /** Grant votes without the election restriction's up-to-date check (§5.4.1). */
   readonly voteWithoutLogCheck?: boolean;
@@ -84,7 +88,6 @@ export interface RaftConfig {
    * sent it data. cairn sets false; the default true suits direct voter adds.
    */
   readonly emptyNodeVotes?: boolean;
-  readonly unsafe?: UnsafeBugs;
 }
 
 const DEFAULTS = {
@@ -195,9 +198,10 @@ export class Raft {
   /** The read-only view for code outside the core (RaftView). */
   readonly view: RaftView = new LiveView(this);
 
-  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "unsafe">>;
+  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id">>;
 
-  private readonly unsafe: UnsafeBugs;
+  /** Known bugs switched on (TestRaft only; none in production). */
+  protected unsafe: UnsafeBugs = {};
   private readonly rng: Rng;
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
@@ -237,7 +241,6 @@ export class Raft {
     assert(this.id !== NONE, "a Raft node needs a non-empty id");
     this.clusterId = config.clusterId;
     this.rng = config.rng;
-    this.unsafe = config.unsafe ?? {};
     this.cfg = {
       electionTicks: config.electionTicks ?? DEFAULTS.electionTicks,
       heartbeatTicks: config.heartbeatTicks ?? DEFAULTS.heartbeatTicks,
