@@ -258,7 +258,10 @@ async function runOn(c: E2ECluster, x: RunCtx): Promise<ChaosReport> {
     convergeMs: Math.round(convergeMs),
     planted: planted.planted,
   };
-  if (report.ok && tooComplex.length === 0) return report;
+  // A heal slower than issue 9's bound (two election timeouts) is saved too, logs and all, so the
+  // outlier can be read afterwards; it is not a safety problem and does not fail the run.
+  const slowHeal = heal.some((h) => h.ms === null || h.ms > 2 * (o.electionMs ?? 1000));
+  if (report.ok && tooComplex.length === 0 && !slowHeal) return report;
   const savedTo = save(c, report, o.outDir ?? tmpdir(), { ops, changes: [...clients.changes, ...probes], finals });
   return { ...report, savedTo };
 }
