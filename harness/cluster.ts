@@ -476,13 +476,13 @@ export class Writer {
       const ids = this.opts.via();
       const id = ids[this.turn++ % Math.max(1, ids.length)];
       if (id === undefined) {
-        await sleep(20);
+        await sleep(20); // no node to write through yet: retry pacing
         continue;
       }
       const outcome = await this.attempt(id, data, key);
       if (outcome === null) return true;
       this.failures.set(outcome, (this.failures.get(outcome) ?? 0) + 1);
-      await sleep(5);
+      await sleep(5); // retry pacing after a refused attempt
     }
   }
 

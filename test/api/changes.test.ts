@@ -181,12 +181,13 @@ describe("GET /changes", () => {
   });
 
   test("block answers as soon as a matching change is committed, skipping ones that do not match", async () => {
+    const metrics = async () => metricValue(await (await h.req("/metrics")).text(), "cairn_http_waiting");
     const since = lastIndex();
     const start = Date.now();
     const pending = h.req(`/changes?since=${since}&block=10&tag=wake`);
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor("the long poll waits", async () => (await metrics()) === 1);
     await post({ data: "other", tags: ["not-wake"] });
-    await new Promise((r) => setTimeout(r, 100));
+    await waitFor("the long poll still waits after a change that does not match", async () => (await metrics()) === 1);
     await post({ data: "hit", tags: ["wake"] });
     const b = await bodyOf(await pending);
     expect(b.changes.map((c: { data: string }) => c.data)).toEqual(["hit"]);

@@ -119,7 +119,7 @@ test("a failed build leaves no file and is retried only after a back-off, not on
     await waitFor("the build to fail", () => logs.some((l) => l.includes("checkpoint failed")) && !cp.busy, 5000, 5);
     for (let i = 0; i < 50; i++) {
       cp.maybeStart();
-      await Bun.sleep(2);
+      await Bun.sleep(2); // ticks spread over time: an absence (no retry) cannot be polled for
     }
     expect(runs).toBe(1);
     expect(readdirSync(cp.dir).filter((f) => f !== "incoming")).toEqual([]);

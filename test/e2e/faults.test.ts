@@ -96,7 +96,7 @@ test("a follower cut off for 20 s serves a write within 2 election timeouts of t
   const cut = IDS.find((id) => id !== leader)!;
   await firstWriteVia(c, cut, 5000);
   setFaults(c, isolate(cut));
-  await sleep(20_000);
+  await sleep(20_000); // holds the cut for the 20 s the test is about
   // The majority kept serving meanwhile.
   await firstWriteVia(c, leader, 5000);
   const healedAt = performance.now();
@@ -114,7 +114,7 @@ test("a node killed with -9 and restarted after the leader's redial backoff has 
   writers.push(w);
   await c.signal(victim, "SIGKILL");
   // The leader keeps dialling the dead node: with the old 5 s cap its backoff is long grown by now.
-  await sleep(12_000);
+  await sleep(12_000); // a duration: the redial backoff grows while the node is down
   c.start(victim, { env: { CAIRN_TEST_FAULTS: faultsFile(c) } });
   const upAt = await waitFor("the restarted node's API", async () => ((await c!.status(victim)) ? performance.now() : undefined), 20_000, 20);
   const backMs = (await firstWriteVia(c, victim, 30_000, w)) - upAt;
@@ -131,7 +131,7 @@ test("under 20% loss on every link writes keep committing, and after it the clus
   await w.more(20);
   const from = performance.now();
   setFaults(c, [{ from: "*", to: "*", loss: 0.2 }]);
-  await sleep(25_000);
+  await sleep(25_000); // holds the loss for the 25 s the test measures
   const to = performance.now();
   setFaults(c, []);
   const gapMs = w.maxGapMs(from, to);
@@ -201,7 +201,7 @@ test("a follower stopped until thousands of entries behind is caught up from the
     const termBefore = (await c.status(leader)).term;
     await c.signal(victim, "SIGSTOP");
     const n0 = load.count();
-    await sleep(12_000);
+    await sleep(12_000); // holds the SIGSTOP while the load runs: the victim falls behind by this long
     const behind = load.count() - n0;
     await c.signal(victim, "SIGCONT");
     const resumed = performance.now();

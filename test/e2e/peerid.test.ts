@@ -77,7 +77,7 @@ async function intrude(cl: E2ECluster, o: { as: string; material: PeerTls; targe
       t.send(id, heartbeat(o.as, id, o.term + 50, o.clusterId));
       t.send(id, forwardedWrite(i, o.as));
     }
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 150)); // paces the intruder's sends, not a wait for a condition
   }
   return { received, lines };
 }
