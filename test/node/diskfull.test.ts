@@ -1,5 +1,6 @@
 import { afterEach, expect, test } from "bun:test";
 import type { CairnNode } from "../../src/node/node.ts";
+import { DiskFull } from "../../src/node/diskfull.ts";
 import { DiskFullError, StoppedError } from "../../src/node/errors.ts";
 import { buildCheckpointFile } from "../../src/checkpoint/build.ts";
 import { DiskFullError as DbDiskFullError, type Db } from "../../src/platform/sqlite.ts";
@@ -71,3 +72,59 @@ test("a full disk while the feed is trimmed (on a tick) is logged and retried la
   expect(out.kind).toBe("applied");
   expect(c.logs.some((l) => l.includes("feed retention") && l.includes("full"))).toBe(true);
 }, 20_000);
+
+// ---------------------------------------------------------------- diskfull.ts alone, over a fake store and clock
+
+function fakeDisk(): { d: DiskFull; full: { value: boolean }; persists: number; rebuilt: Error[]; scheduled: number; counters: { diskFull: number }; errors: string[] } {
+  const r = { full: { value: true }, persists: 0, rebuilt: [] as Error[], scheduled: 0, counters: { diskFull: 0 }, errors: [] as string[] } as ReturnType<typeof fakeDisk>;
+  r.d = new DiskFull({
+    store: () => ({
+      path: "/data/raft.db",
+      hardState: () => ({ term: 3, vote: "n1", commit: 9 }),
+      persist: () => {
+        r.persists++;
+        if (r.full.value) throw new DbDiskFullError("/data/raft.db");
+      },
+    }),
+    log: { error: (m: string) => void r.errors.push(m), info: () => {} },
+    counters: r.counters,
+    retryMs: 1000,
+    rebuild: (lost) => void r.rebuilt.push(lost),
+    schedule: () => void r.scheduled++,
+  });
+  return r;
+}
+
+test("a refused Ready rebuilds the core and fails the lost writers with the one DiskFullError; writes are refused with it until space returns", () => {
+  const r = fakeDisk();
+  expect(r.d.error()).toBeNull();
+  r.d.onFull("database /data/raft.db is full", 0, 3);
+  r.d.onFull("database /data/raft.db is full", 10, 3); // a second refusal: counted and rebuilt, logged once
+  expect(r.counters.diskFull).toBe(2);
+  expect(r.errors).toHaveLength(1);
+  expect(r.rebuilt).toHaveLength(2);
+  expect(r.rebuilt[0]).toBeInstanceOf(DbDiskFullError);
+  // The node's DiskFullError is the storage layer's: one class, whatever raised it.
+  expect(DiskFullError).toBe(DbDiskFullError);
+  expect(r.d.full).toBe(true);
+  expect(r.d.error()).toBeInstanceOf(DiskFullError);
+});
+
+test("the disk is probed with an empty durable write only retryMs after it was last seen full; writes resume when it succeeds", () => {
+  const r = fakeDisk();
+  r.d.onFull("full", 0, 1);
+  r.d.maybeRetry(500);
+  expect(r.persists).toBe(0); // too soon
+  r.d.maybeRetry(1001);
+  expect(r.persists).toBe(1); // still full: seen full again now
+  r.d.maybeRetry(1900);
+  expect(r.persists).toBe(1);
+  r.full.value = false;
+  r.d.maybeRetry(2002);
+  expect(r.persists).toBe(2);
+  expect(r.d.full).toBe(false);
+  expect(r.d.error()).toBeNull();
+  expect(r.scheduled).toBe(1);
+  r.d.maybeRetry(5000);
+  expect(r.persists).toBe(2); // nothing to probe once space is back
+});

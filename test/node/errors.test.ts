@@ -1,7 +1,9 @@
 /** Expected refusals of a write are typed errors (checked with instanceof), each with its API code. */
 import { afterEach, expect, test } from "bun:test";
 import { toApiError } from "../../src/api/errors.ts";
-import { BusyError, NodeError } from "../../src/node/errors.ts";
+import { BadRequestError, BusyError, DiskFullError, NodeError, NoLeaderError, OverloadedError, ProposalLostError, StoppedError, TimeoutError } from "../../src/node/errors.ts";
+import { RemoteError, toWireError } from "../../src/node/peer.ts";
+import { InvalidCommandError } from "../../src/statemachine/commands.ts";
 import { memoryLogger } from "../../src/util/log.ts";
 import { inprocCluster, waitStableVoters, type InprocCluster } from "../helpers/inproc.ts";
 
@@ -25,3 +27,28 @@ test("a write proposed while the leader hands leadership over is refused with Bu
   expect((err as BusyError).code).toBe("busy");
   expect(toApiError(err, memoryLogger().log, "test").status).toBe(503); // the API picks the status, by the error's class
 }, 30_000);
+
+test("the API picks each node error's status by its code, and an error forwarded back from the leader is answered alike", () => {
+  const log = memoryLogger().log;
+  const cases: [Error, number][] = [
+    [new NoLeaderError(), 503],
+    [new TimeoutError("a write", 10), 503],
+    [new ProposalLostError(4), 503],
+    [new OverloadedError(10), 503],
+    [new BusyError("a leadership transfer is under way"), 503],
+    [new StoppedError(), 503],
+    [new BadRequestError("no such voter"), 400],
+    [new DiskFullError("/data/raft.db"), 507],
+    [new InvalidCommandError("too big", true), 413],
+  ];
+  for (const [err, status] of cases) {
+    const local = toApiError(err, log, "test");
+    const remote = toApiError(new RemoteError(toWireError(err)), log, "test");
+    expect({ name: err.name, status: local.status }).toEqual({ name: err.name, status });
+    expect({ name: err.name, status: remote.status, code: remote.code, message: remote.message }).toEqual({ name: err.name, status, code: local.code, message: err.message });
+  }
+  // The node's errors carry no HTTP status of their own.
+  expect("status" in new BusyError("x")).toBe(false);
+  // A peer's unexpected failure is a 500 on the asking node too.
+  expect(toApiError(new RemoteError(toWireError(new Error("boom"))), log, "test").status).toBe(500);
+});
