@@ -7,7 +7,7 @@
 import type { SnapPayload } from "../checkpoint/transfer.ts";
 import type { Message } from "../raft/index.ts";
 import { InvalidCommandError } from "../statemachine/commands.ts";
-import { DiskFullError, NodeError, TimeoutError } from "./errors.ts";
+import { BadRequestError, BusyError, DiskFullError, NodeError, NoLeaderError, OverloadedError, ProposalLostError, StoppedError, TimeoutError } from "./errors.ts";
 
 export type PeerPayload =
   | { readonly t: "raft"; readonly m: Message }
@@ -24,12 +24,33 @@ export interface WireError {
   readonly message: string;
 }
 
-/** A NodeError that came back from another node (its code is the one the other node's error had). */
+/** A NodeError of a kind this node does not know that came back from another node (its code is the one the other node's error had). */
 export class RemoteError extends NodeError {
   override name = "RemoteError";
   constructor(e: WireError) {
     super(typeof e.code === "string" ? e.code : "internal", typeof e.message === "string" ? e.message : "the peer's error had no message");
   }
+}
+
+/** This node's own error class for each code it answers with: an error that comes back from a peer is rebuilt as one (instanceof works across forwarding). */
+const OWN: Readonly<Record<string, () => Error>> = {
+  no_leader: () => new NoLeaderError(),
+  timeout: () => new TimeoutError("", 0),
+  proposal_lost: () => new ProposalLostError(0),
+  overloaded: () => new OverloadedError(0),
+  busy: () => new BusyError(""),
+  stopped: () => new StoppedError(),
+  bad_request: () => new BadRequestError(""),
+  disk_full: () => new DiskFullError("the leader's database"),
+};
+
+/** An error a peer answered with, as this node's own class for its code (its message the peer's), or a RemoteError. */
+export function fromWireError(e: WireError): Error {
+  const make = typeof e.code === "string" && Object.hasOwn(OWN, e.code) ? OWN[e.code] : undefined;
+  if (!make) return new RemoteError(e);
+  const err = make();
+  err.message = typeof e.message === "string" ? e.message : err.message;
+  return err;
 }
 
 export function toWireError(err: unknown): WireError {
@@ -79,7 +100,7 @@ export class PeerCalls {
     this.open.delete(p.id);
     clearTimeout(c.timer);
     if (p.ok) c.resolve(p.value);
-    else c.reject(new RemoteError(p.error));
+    else c.reject(fromWireError(p.error));
   }
 
   /** Fails the open requests to `to` (e.g. a former leader, after a leader change). */

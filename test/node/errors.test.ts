@@ -2,7 +2,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { toApiError } from "../../src/api/errors.ts";
 import { BadRequestError, BusyError, DiskFullError, NodeError, NoLeaderError, OverloadedError, ProposalLostError, StoppedError, TimeoutError } from "../../src/node/errors.ts";
-import { RemoteError, toWireError } from "../../src/node/peer.ts";
+import { fromWireError, RemoteError, toWireError } from "../../src/node/peer.ts";
 import { InvalidCommandError } from "../../src/statemachine/commands.ts";
 import { memoryLogger } from "../../src/util/log.ts";
 import { inprocCluster, waitStableVoters, type InprocCluster } from "../helpers/inproc.ts";
@@ -28,7 +28,7 @@ test("a write proposed while the leader hands leadership over is refused with Bu
   expect(toApiError(err, memoryLogger().log, "test").status).toBe(503); // the API picks the status, by the error's class
 }, 30_000);
 
-test("the API picks each node error's status by its code, and an error forwarded back from the leader is answered alike", () => {
+test("the API picks each node error's status by its code; an error forwarded back from the leader comes back as the same class and is answered alike", () => {
   const log = memoryLogger().log;
   const cases: [Error, number][] = [
     [new NoLeaderError(), 503],
@@ -43,12 +43,15 @@ test("the API picks each node error's status by its code, and an error forwarded
   ];
   for (const [err, status] of cases) {
     const local = toApiError(err, log, "test");
-    const remote = toApiError(new RemoteError(toWireError(err)), log, "test");
+    const back = fromWireError(toWireError(err));
+    // Rebuilt as the same class (a write forwarded to the leader fails as it failed there), with the leader's message.
+    expect(back.constructor).toBe(err.constructor === InvalidCommandError ? RemoteError : err.constructor);
+    const remote = toApiError(back, log, "test");
     expect({ name: err.name, status: local.status }).toEqual({ name: err.name, status });
-    expect({ name: err.name, status: remote.status, code: remote.code, message: remote.message }).toEqual({ name: err.name, status, code: local.code, message: err.message });
+    expect({ name: err.name, status: remote.status, code: remote.code, message: remote.message }).toEqual({ name: err.name, status, code: local.code, message: local.message });
   }
   // The node's errors carry no HTTP status of their own.
   expect("status" in new BusyError("x")).toBe(false);
   // A peer's unexpected failure is a 500 on the asking node too.
-  expect(toApiError(new RemoteError(toWireError(new Error("boom"))), log, "test").status).toBe(500);
+  expect(toApiError(fromWireError(toWireError(new Error("boom"))), log, "test").status).toBe(500);
 });
