@@ -19,6 +19,7 @@ import { ReadOnly } from "./readonly.ts";
 import type { Rng } from "./rng.ts";
 import type { LogStorage } from "./storage.ts";
 import { Tracker } from "./tracker.ts";
+import { dataVoterMatchMin, handOffTarget, WITNESS_NO_SNAPSHOT } from "./witness.ts";
 import {
   CAMPAIGN_TRANSFER,
   MESSAGE_DEFAULTS,
@@ -47,6 +48,8 @@ export interface UnsafeBugs {
   readonly voteWithoutLogCheck?: boolean;
   /** Commit entries of earlier terms by counting replicas (the Figure 8 bug, §5.4.2). */
   readonly commitOldTermByCount?: boolean;
+  /** A witness compacts up to its commit, ignoring what the data voters hold (breaks the witness rule, witness.ts). */
+  readonly witnessCompactsCommitted?: boolean;
 }
 
 export interface RaftConfig {
@@ -84,6 +87,8 @@ export interface RaftConfig {
    * sent it data. cairn sets false; the default true suits direct voter adds.
    */
   readonly emptyNodeVotes?: boolean;
+  /** Voters that keep no state machine (witness.ts); this node is one if its id is listed. Updated with setWitnesses(). */
+  readonly witnesses?: readonly NodeId[];
   readonly unsafe?: UnsafeBugs;
 }
 
@@ -139,7 +144,7 @@ export class Raft {
   readonly log: RaftLog;
   readonly trk: Tracker;
 
-  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "unsafe">>;
+  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "unsafe" | "witnesses">>;
 
   private readonly unsafe: UnsafeBugs;
   private readonly rng: Rng;
@@ -175,6 +180,10 @@ export class Raft {
   private leaseRevoked = false;
   private readyOut = false;
   private removedReported = false;
+  /** Witness voters (witness.ts). */
+  private witnesses: ReadonlySet<NodeId>;
+  /** On a witness follower: the smallest data voter match its leader reported in this term (reset with the term). */
+  private dataMatchHeard = 0;
 
   constructor(config: RaftConfig) {
     this.id = config.id;
@@ -182,6 +191,7 @@ export class Raft {
     this.clusterId = config.clusterId;
     this.rng = config.rng;
     this.unsafe = config.unsafe ?? {};
+    this.witnesses = new Set(config.witnesses ?? []);
     this.cfg = {
       electionTicks: config.electionTicks ?? DEFAULTS.electionTicks,
       heartbeatTicks: config.heartbeatTicks ?? DEFAULTS.heartbeatTicks,
@@ -239,6 +249,7 @@ export class Raft {
   propose(data: Uint8Array): { index: number; term: number } {
     this.assertNoReadyOut("propose");
     this.checkCanPropose();
+    this.checkNotWitness();
     return this.appendEntries([{ index: 0, term: 0, kind: "normal", data }]);
   }
 
@@ -247,6 +258,7 @@ export class Raft {
     this.assertNoReadyOut("proposeBatch");
     assert(datas.length > 0, "proposeBatch() with nothing to propose");
     this.checkCanPropose();
+    this.checkNotWitness();
     const at = this.appendEntries(datas.map((data) => ({ index: 0, term: 0, kind: "normal" as const, data })));
     return { firstIndex: at.index - datas.length + 1, lastIndex: at.index, term: at.term };
   }
@@ -441,6 +453,50 @@ export class Raft {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
 
+  // ---------------------------------------------------------------- witnesses (witness.ts)
+
+  /** The voters that keep no state machine (from the cluster file; the driver updates it on reload). */
+  setWitnesses(ids: Iterable<NodeId>): void {
+    this.witnesses = new Set(ids);
+  }
+
+  isWitness(id: NodeId = this.id): boolean {
+    return this.witnesses.has(id);
+  }
+
+  /**
+   * On a witness: the index up to which its log may be compacted now (rule 1
+   * of witness.ts): every data voter holds the committed entries up to it.
+   * 0 on a data node, which compacts by its own checkpoints.
+   */
+  witnessCompactIndex(): number {
+    if (!this.isWitness()) return 0;
+    const safe = this.log.applied;
+    if (this.unsafe.witnessCompactsCommitted) return safe;
+    const dataMatch = this.role === "leader" ? dataVoterMatchMin(this.trk, this.witnesses) : this.dataMatchHeard;
+    return Math.min(safe, dataMatch);
+  }
+
+  private checkNotWitness(): void {
+    if (this.isWitness()) throw new ProposalDroppedError(`${this.id} is a witness: it keeps no state machine and takes no writes; it hands leadership to a data node as soon as one is up to date`);
+  }
+
+  /** A witness leader hands leadership to a data voter as soon as one has its whole log (rule 2). */
+  private maybeWitnessHandOff(): void {
+    if (this.role !== "leader" || !this.isWitness() || this.leadTransferee !== NONE) return;
+    const to = handOffTarget(this.trk, this.witnesses, this.log.lastIndex());
+    if (to !== undefined) this.handleTransferLeader(to);
+  }
+
+  /** What a leader tells a witness on appends and heartbeats: the smallest data voter match (rule 1). */
+  private dataMatchFor(to: NodeId): { dataMatch?: number } {
+    return this.witnesses.has(to) ? { dataMatch: dataVoterMatchMin(this.trk, this.witnesses) } : {};
+  }
+
+  private hearDataMatch(m: Message): void {
+    if (m.dataMatch !== undefined && this.isWitness()) this.dataMatchHeard = Math.max(this.dataMatchHeard, m.dataMatch);
+  }
+
   /** Whether this node may campaign: a voter with no snapshot waiting to be installed. */
   promotable(): boolean {
     return this.trk.isVoter(this.id) && !this.log.hasPendingSnapshot();
@@ -455,6 +511,8 @@ export class Raft {
       this.leaseRevoked = false;
     }
     this.lead = NONE;
+    // A data voter match heard from an earlier leader may describe a log tail since overwritten (witness.ts rule 1).
+    this.dataMatchHeard = 0;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.randomizedElectionTimeout = this.cfg.electionTicks + this.rng.int(this.cfg.electionTicks);
@@ -718,11 +776,13 @@ export class Raft {
       case "app":
         this.electionElapsed = 0;
         this.lead = m.from;
+        this.hearDataMatch(m);
         this.handleAppendEntries(m);
         return;
       case "heartbeat":
         this.electionElapsed = 0;
         this.lead = m.from;
+        this.hearDataMatch(m);
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
         this.send({ type: "heartbeatResp", to: m.from, index: m.index, context: m.context });
         return;
@@ -821,6 +881,7 @@ export class Raft {
       /* each call sends one more batch */
     }
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+    this.maybeWitnessHandOff();
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
@@ -830,6 +891,7 @@ export class Raft {
     if (pr.state !== "probe" || m.index > pr.probeSentTick) pr.msgAppFlowPaused = false;
     pr.ackedSendTick = Math.max(pr.ackedSendTick, m.index);
     if (pr.match < this.log.lastIndex() || pr.state === "probe") this.sendAppend(m.from, true);
+    this.maybeWitnessHandOff();
     if (m.context === "") return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks) return;
@@ -903,6 +965,7 @@ export class Raft {
         commit: Math.min(pr.match, this.log.committed),
         index: this.now,
         context: ctx,
+        ...this.dataMatchFor(id),
       });
     }
   }
@@ -925,7 +988,7 @@ export class Raft {
       throw e;
     }
     if (ents.length === 0 && !sendIfEmpty) return false;
-    this.send({ type: "app", to, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed });
+    this.send({ type: "app", to, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed, ...this.dataMatchFor(to) });
     let bytes = 0;
     for (const e of ents) bytes += entryBytes(e);
     pr.sentEntries(ents.length, bytes, this.now);
@@ -934,6 +997,11 @@ export class Raft {
 
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
     if (!pr.recentActive) return false;
+    if (this.isWitness()) {
+      // Rule 3 of witness.ts: never for a data voter (the simulator checks this event never names one).
+      this.event({ kind: "dropped", what: `snapshot to ${to}`, reason: WITNESS_NO_SNAPSHOT });
+      return false;
+    }
     const snap = this.log.snapshot();
     assert(snap.index > 0, () => `need a snapshot for ${to} (next ${pr.next}) but none exists`);
     pr.becomeSnapshot(snap.index);
