@@ -50,6 +50,7 @@ import { isPeerPayload, PeerCalls, toWireError, type PeerPayload } from "./peer.
 import { buildStatus } from "./status.ts";
 import { FeedWaiters, ProposalWaiters, ReadRounds } from "./waiters.ts";
 import { messageProblem } from "./wire.ts";
+import { checkDataDirRole, dataNodes, isWitnessIn, WITNESS_FSM, WitnessRole, witnessIds } from "./witness.ts";
 
 export interface CairnNodeOptions {
   readonly id: string;
@@ -174,10 +175,14 @@ export class CairnNode implements NodeApi {
   /** The admitted set the open peer connections were last checked against. */
   private admittedKey = "";
   private readonly peerLogLimiter = new LogLimiter({ intervalMs: 10_000, burst: 2, keysMax: 1024 });
+  /** Witness (role "witness" in the file, fixed at start): no state machine; see witness.ts. Null on a data node. */
+  private readonly isWitness: boolean;
+  private witnessRole: WitnessRole | null = null;
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
-    this.appliedFsm = opts.fsm ?? this.fsm;
+    this.isWitness = isWitnessIn(opts.config, opts.id);
+    this.appliedFsm = opts.fsm ?? (this.isWitness ? WITNESS_FSM : this.fsm);
     this.config = opts.config;
     this.log = opts.logger.with({ node: opts.id });
     this.timing = nodeTiming(opts.config.raft, { tickMs: opts.tickMs, stallMs: opts.stallMs });
@@ -240,6 +245,8 @@ export class CairnNode implements NodeApi {
 
   private async startOpened(): Promise<void> {
     this.claimDataDir();
+    checkDataDirRole(this.store, this.isWitness);
+    if (this.isWitness) this.witnessRole = new WitnessRole({ store: this.store, log: this.log });
     this.applier = new Applier({ store: this.store, fsm: this.appliedFsm });
     this.checkpointer = new Checkpointer({
       dataDir: this.opts.dataDir,
@@ -418,6 +425,7 @@ export class CairnNode implements NodeApi {
     }
     const before = this.config.nodes.find((n) => n.id === this.id);
     this.config = config;
+    this.raft?.setWitnesses(witnessIds(config));
     const held = this.shrinkHeld();
     if (held) this.log.warn(`cluster file ${config.path}: membership change held: ${held}`);
     const timing = this.raftTimingProblem();
@@ -482,6 +490,7 @@ export class CairnNode implements NodeApi {
       readOnly: this.opts.readOnly ?? "safe",
       // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
       emptyNodeVotes: false,
+      witnesses: witnessIds(this.config),
     });
     if (clusterId !== null) this.transport.setClusterId(clusterId);
     this.driver.attach(this.raft);
@@ -667,6 +676,13 @@ export class CairnNode implements NodeApi {
         return;
       }
     }
+    if (this.witnessRole && p.t !== "snapAck" && p.t !== "snapDone") {
+      // A witness never downloads a checkpoint: it takes the offer's position (witness.ts).
+      const m = this.witnessRole.takeOffer(from, p, (to, x) => this.transport.send(to, x));
+      if (m) this.raft?.step(m);
+      this.schedule();
+      return;
+    }
     if (p.t === "snapAck" || p.t === "snapDone") {
       const s = this.senders.get(from);
       s?.onPayload(p); // checks that the answer is about this transfer, not an older one
@@ -677,6 +693,7 @@ export class CairnNode implements NodeApi {
 
   /** Installs a received checkpoint in the same transaction that resets the log to it. */
   private persistWithSnapshot(rd: Ready): void {
+    if (this.witnessRole) return this.witnessRole.persistSnapshot(rd);
     const snap = rd.snapshot!;
     // Looked up, not taken: if the install fails (a full disk) the file stays tracked for the retry.
     const ready = this.receiver.peek(snap.index);
@@ -760,6 +777,7 @@ export class CairnNode implements NodeApi {
 
   async createCheckpoint(): Promise<Manifest | null> {
     if (this.stopping) throw new StoppedError();
+    if (this.isWitness) throw new BadRequestError(`${this.id} is a witness: it keeps no state machine, so it has nothing to checkpoint; ask a data node`);
     try {
       return await this.checkpointer.create();
     } catch (e) {
@@ -860,15 +878,32 @@ export class CairnNode implements NodeApi {
     this.removalCheck.tick(now);
     // Covers configurations that arrive without a confApplied event (a checkpoint installed).
     this.refreshAdmission();
-    if (!this.diskFull) {
+    if (!this.diskFull && this.witnessRole) this.compactWitness(raft);
+    else if (!this.diskFull) {
       this.checkpointer.maybeStart();
       this.maybeTrimFeed(now);
     }
-    if (raft.role === "leader" && now >= this.nextConvergeAt && !this.diskFull) {
+    // A witness leads only to hand leadership to a data node: membership is a data leader's work.
+    if (raft.role === "leader" && now >= this.nextConvergeAt && !this.diskFull && !this.isWitness) {
       this.nextConvergeAt = now + LIMITS.convergeEveryMs;
       this.converger.step(raft, this.config);
     }
     this.schedule();
+  }
+
+  private compactWitness(raft: Raft): void {
+    try {
+      this.witnessRole!.compact(raft);
+    } catch (e) {
+      // On a tick, where a throw would take the node down; the next tick tries again.
+      if (!(e instanceof DbDiskFullError)) throw e;
+      this.log.warn(`witness: log not compacted this time (${e.message})`);
+    }
+  }
+
+  /** For the API: on a witness, the data nodes clients should ask instead; null on a data node. */
+  witness(): { dataNodes: { id: string; api: string }[] } | null {
+    return this.isWitness ? { dataNodes: dataNodes(this.config) } : null;
   }
 
   /**
@@ -1189,8 +1224,10 @@ export class CairnNode implements NodeApi {
     return { from, to: this.raft!.lead };
   }
 
+  /** Leadership goes to data voters only: a witness would hand it straight back (witness.ts). */
   private otherVoters(): string[] {
-    return this.raft ? [...this.raft.trk.voterIds()].filter((v) => v !== this.id) : [];
+    const raft = this.raft;
+    return raft ? [...raft.trk.voterIds()].filter((v) => v !== this.id && !raft.isWitness(v)) : [];
   }
 
   /** The other voter with the highest match (recently active first). */

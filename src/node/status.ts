@@ -39,7 +39,7 @@ function members(s: StatusInput): MemberStatus[] {
     const n = byId.get(id);
     return {
       id,
-      role: isVoter(st.conf, id) ? "voter" : "learner",
+      role: !isVoter(st.conf, id) ? "learner" : n?.role === "witness" ? "witness" : "voter",
       peer: n?.peer ?? null,
       api: n?.api ?? null,
       match: p ? p.match : null,
