@@ -177,3 +177,35 @@ test("leader + witness acknowledged, the other data node stopped, leader killed:
   await w2.stop();
   await expectFeedsAgree(c, DATA, [w, w2]);
 }, 120_000);
+
+test("a witness that was down while the data nodes compacted takes the offered checkpoint's position without downloading it", async () => {
+  c = await E2ECluster.init(3, (f) => {
+    f.raft = { heartbeatMs: HEARTBEAT_MS, electionMs: ELECTION_MS };
+    f.nodes.find((n) => n.id === WITNESS)!.role = "witness";
+  });
+  const ckpt = ["--checkpoint-every", "50", "--checkpoint-trailing", "0"];
+  for (const id of DATA) c.start(id, { args: ckpt });
+  c.start(WITNESS);
+  const leader = await waitMembers(c);
+  const w = new Writer(c, { via: () => DATA, clients: 3 }).start();
+  writers.push(w);
+  await w.more(10);
+  await c.signal(WITNESS, "SIGKILL");
+  const witnessLast = (await c.status(leader)).members.find((m: { id: string }) => m.id === WITNESS).match as number;
+  await waitFor(
+    "the data leader to compact past the witness",
+    async () => (await c!.status(leader)).index.first > witnessLast + 1,
+    60_000,
+    200,
+  );
+  c.start(WITNESS);
+  await c.waitLog(WITNESS, /took the position of checkpoint/, 30_000);
+  await caughtUp(c, WITNESS, await c.leader());
+  const st = await c.status(WITNESS);
+  expect(st.index.first).toBeGreaterThan(witnessLast + 1);
+  expect(st.feed.last).toBe(0);
+  // No checkpoint file on the witness: it never downloaded one.
+  expect(c.logsMatching(WITNESS, /installed checkpoint/).length).toBe(0);
+  await w.stop();
+  await expectFeedsAgree(c, DATA, w);
+}, 120_000);
