@@ -1182,6 +1182,8 @@ export class CairnNode implements NodeApi {
     if (timing) out.push(timing);
     if (this.diskFull) out.push(new DiskFullError(this.diskFull.path).message);
     if (this.removed) out.push("this node was removed from the cluster");
+    const retained = this.raft && this.witnessRole?.problem(this.raft);
+    if (retained) out.push(retained);
     out.push(...(this.opts.tlsHealth?.problems() ?? []));
     return out;
   }

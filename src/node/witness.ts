@@ -25,6 +25,8 @@ import type { Logger } from "../util/log.ts";
 
 /** Compact once at least this many entries are safe to drop (each compaction is one small transaction). */
 export const WITNESS_COMPACT_ENTRIES_MIN = 256;
+/** Above this many entries held, /status says which data voter keeps the witness from compacting. */
+export const WITNESS_HELD_ENTRIES_WARN = 100_000;
 
 /** A state machine with nothing in it: the Applier only records the applied index (and configuration). */
 export const WITNESS_FSM: Fsm = {
@@ -86,6 +88,16 @@ export class WitnessRole {
     store.createSnapshot(to, store.confState());
     store.compact(to);
     if (++this.compactions % 100 === 1) this.o.log.info(`witness: log compacted to index ${to} (every data voter holds it)`, { index: to });
+  }
+
+  /** A /status problem while the witness holds many entries because a data voter lags (its disk grows meanwhile). */
+  problem(raft: Raft): string | null {
+    const held = this.o.store.lastIndex() - this.o.store.firstIndex() + 1;
+    if (held <= WITNESS_HELD_ENTRIES_WARN) return null;
+    return (
+      `the witness holds ${held} log entries (from index ${this.o.store.firstIndex()}): a data voter has not got them yet (compaction point ${raft.witnessCompactIndex()}), ` +
+      `and they are kept until every data voter has them; bring the lagging data node back, or remove it from the cluster file`
+    );
   }
 
   /**
