@@ -35,7 +35,7 @@ for (const [k, v] of [["changes", CHANGES], ["batch", BATCH], ["clients", CLIENT
 }
 const WITNESS = "n3";
 
-function procKb(pid: number, field: "VmRSS" | "VmHWM"): number {
+function procKb(pid: number, field: "VmRSS" | "VmHWM" | "RssAnon" | "RssFile"): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   return m ? Number(m[1]) : NaN;
 }
@@ -95,7 +95,7 @@ try {
   await new Promise((r) => setTimeout(r, 3000));
   clearInterval(sampler);
   const [ws, ls] = await Promise.all([c.status(WITNESS), c.status(leader)]);
-  const w = { rss: procKb(pid, "VmRSS"), hwm: procKb(pid, "VmHWM"), disk: dirBytes(c.dataDir(WITNESS)) };
+  const w = { rss: procKb(pid, "VmRSS"), hwm: procKb(pid, "VmHWM"), anon: procKb(pid, "RssAnon"), file: procKb(pid, "RssFile"), disk: dirBytes(c.dataDir(WITNESS)) };
   const dpid = c.procs.get(leader)!.child.pid!;
   const d = { rss: procKb(dpid, "VmRSS"), disk: dirBytes(c.dataDir(leader)) };
   const m = machine();
@@ -115,7 +115,9 @@ clients, in ${secs.toFixed(0)} s (${Math.round(written / secs)} changes/s; ${err
 | witness ${WITNESS} | ${(w.rss / 1024).toFixed(1)} MiB | ${(peakRssKb / 1024).toFixed(1)} / ${(w.hwm / 1024).toFixed(1)} MiB | ${mib(w.disk)} MiB | ${ws.index.last - ws.index.first + 1} (${ws.index.first}..${ws.index.last}) |
 | data node ${leader} (leader) | ${(d.rss / 1024).toFixed(1)} MiB | | ${mib(d.disk)} MiB | ${ls.index.last - ls.index.first + 1} |
 
-The witness's RSS at start was ${(startRssKb / 1024).toFixed(1)} MiB. Its disk is the SQLite file with its WAL: the
+The witness's RSS at start was ${(startRssKb / 1024).toFixed(1)} MiB; at the end ${(w.anon / 1024).toFixed(1)} MiB of it was anonymous memory (heap,
+stacks: RssAnon) and ${(w.file / 1024).toFixed(1)} MiB pages of the executable and other files (RssFile, shared with any other
+cairn process on the host and reclaimable). Its disk is the SQLite file with its WAL: the
 log entries every data voter holds are compacted away (in steps of 256 entries), so it holds about one
 compaction step while both data nodes keep up; it holds more only while a data node lags or is down.
 
