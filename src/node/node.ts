@@ -1087,6 +1087,8 @@ export class CairnNode implements NodeApi {
         this.transport.send(lead, { t: "fwd", id, cmd: bytes, wait }),
       )) as ProposeOutcome;
     }
+    // A witness leader takes no writes (a data follower forwarded this one): refuse before any validator runs.
+    if (this.isWitness) throw new BusyError(`${this.id} is a witness leading only until a data node is up to date: retry in a moment`);
     const check = this.opts.beforePropose?.(bytes) ?? null;
     if (check !== null) {
       await check;
