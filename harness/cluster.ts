@@ -26,7 +26,7 @@ export interface ClusterFileNode {
   id: string;
   peer: string;
   api: string;
-  role?: "voter" | "learner";
+  role?: "voter" | "learner" | "witness";
 }
 
 export interface ClusterFile {

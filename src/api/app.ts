@@ -20,6 +20,7 @@ import { HttpMetrics } from "./metrics.ts";
 import { registerOps } from "./ops.ts";
 import { allowOf, routeLabel, routeOf } from "./routes.ts";
 import { registerTxn } from "./txn.ts";
+import { registerWitnessGuard } from "./witness.ts";
 
 export type { CheckpointProvider, CheckpointRef } from "./context.ts";
 export { Authenticator } from "./auth.ts";
@@ -107,6 +108,7 @@ export function createApp(opts: ApiOptions): Hono {
     });
   }
 
+  registerWitnessGuard(app, opts.node);
   registerChanges(app, ctx);
   registerKv(app, ctx);
   registerTxn(app, ctx);

@@ -72,8 +72,8 @@ import { assert } from "../util/assert.ts";
 
 export interface PlanNode {
   readonly id: NodeId;
-  /** Unspecified means "voter". */
-  readonly role?: "voter" | "learner";
+  /** Unspecified means "voter"; a witness is a voter to the planner (it only keeps no state machine). */
+  readonly role?: "voter" | "learner" | "witness";
 }
 
 export interface PeerProgress {
@@ -122,7 +122,7 @@ class View {
   constructor(readonly input: PlanInput) {
     this.voters = new Set(input.conf.voters);
     this.learners = new Set(input.conf.learners);
-    this.file = new Map(input.nodes.map((n) => [n.id, n.role ?? "voter"]));
+    this.file = new Map(input.nodes.map((n) => [n.id, n.role === "learner" ? "learner" : "voter"]));
     for (const id of this.learners) assert(!this.voters.has(id), () => `conf has ${id} as both voter and learner`);
   }
 
@@ -199,7 +199,7 @@ function holdStep(input: PlanInput): PlanStep | null {
  */
 export function shrinkHold(o: { voters: readonly NodeId[]; nodes: readonly PlanNode[]; allowShrink: boolean }): string | null {
   if (o.voters.length === 0) return null;
-  const wanted = new Set(o.nodes.filter((n) => (n.role ?? "voter") === "voter").map((n) => n.id));
+  const wanted = new Set(o.nodes.filter((n) => n.role !== "learner").map((n) => n.id));
   if (wanted.size === 0) {
     return (
       `the cluster file lists no voter (${o.nodes.length === 0 ? "no nodes at all" : "only learners"}), which would leave the ` +

@@ -22,7 +22,7 @@
  *    means "logged, last good version kept": the safe side. There is no
  *    place for API options (tokens) yet; they will be added as known keys.
  *  - `nodes` may be empty (the node waits until the file lists it).
- *  - `role` defaults to "voter".
+ *  - `role` defaults to "voter"; "witness" is a voter without a state machine.
  *  - Ids: letters, digits, "_" and "-", starting with a letter or digit, at
  *    most 63 characters. They appear in file names through `${id}`, so they
  *    can never contain "/" or "..". Two ids that differ only in case are
@@ -72,7 +72,8 @@ export const ELECTION_MS_MAX = 120_000;
 export const ELECTION_HEARTBEATS_MIN = 5;
 export const RAFT_DEFAULTS = Object.freeze({ heartbeatMs: 100, electionMs: 1000 });
 
-export type NodeRole = "voter" | "learner";
+/** "witness": a voter that keeps no state machine (README "Witness"). */
+export type NodeRole = "voter" | "learner" | "witness";
 
 export const VALIDATORS_MAX = 16;
 export const VALIDATOR_TAGS_MAX = 64;
@@ -194,7 +195,7 @@ export const nodeSchema = z
     id: z.string().regex(NODE_ID_RE),
     peer: z.string().superRefine(refineWith(parseHostPort)),
     api: z.string().superRefine(refineWith(parseApiUrl)),
-    role: z.enum(["voter", "learner"]).optional(),
+    role: z.enum(["voter", "learner", "witness"]).optional(),
   })
   .strict();
 

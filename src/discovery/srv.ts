@@ -35,7 +35,7 @@ export interface FoundNode {
   readonly id: string;
   readonly peer: string;
   readonly api: string;
-  readonly role?: "voter" | "learner";
+  readonly role?: "voter" | "learner" | "witness";
 }
 
 export type SrvAnswer = { ok: true; nodes: FoundNode[] } | { ok: false; reason: string };
@@ -119,8 +119,8 @@ async function lookupTarget(r: Resolver, s: { name: string; port: number }): Pro
   if (meta.id === undefined || meta.api === undefined) {
     return { reason: `the TXT record of SRV target ${target} has no "id=... api=..." (e.g. "id=n1 api=https://10.0.0.1:7401")` };
   }
-  const role = meta.role === "learner" || meta.role === "voter" ? meta.role : undefined;
-  if (meta.role !== undefined && role === undefined) return { reason: `the TXT record of ${target} has role=${meta.role}; use voter or learner` };
+  const role = meta.role === "learner" || meta.role === "voter" || meta.role === "witness" ? meta.role : undefined;
+  if (meta.role !== undefined && role === undefined) return { reason: `the TXT record of ${target} has role=${meta.role}; use voter, learner or witness` };
   return { id: meta.id, peer: `${await addressOf(r, target)}:${s.port}`, api: meta.api, ...(role ? { role } : {}) };
 }
 

@@ -53,7 +53,7 @@ const HINTS: Readonly<Record<string, string>> = {
   id: ID_HINT,
   peer: '"host:port" such as "10.0.0.1:7400"',
   api: 'an http:// or https:// URL such as "https://10.0.0.1:7401"',
-  role: '"voter" or "learner"',
+  role: '"voter", "learner" or "witness"',
   tls: 'an object with "ca", "cert" and "key" file paths',
   ca: TLS_HINT,
   cert: TLS_HINT,

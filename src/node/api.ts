@@ -16,7 +16,7 @@ export type ProposeOutcome =
 
 export interface MemberStatus {
   readonly id: string;
-  readonly role: "voter" | "learner";
+  readonly role: "voter" | "learner" | "witness";
   readonly peer: string | null;
   readonly api: string | null;
   /** Leader's view; null on other nodes. */
@@ -90,4 +90,6 @@ export interface NodeApi {
   failed?(): Error | null;
   /** A request hit an error the node cannot go on after (a database error): stop it. */
   fatal?(err: unknown): void;
+  /** On a witness (no state machine, src/node/witness.ts): the data nodes to ask instead; null or absent on a data node. */
+  witness?(): { readonly dataNodes: readonly { readonly id: string; readonly api: string }[] } | null;
 }

@@ -21,12 +21,14 @@ export interface ProbeAnswer {
 
 export function founders(config: ClusterConfig): string[] {
   if (config.founders && config.founders.length > 0) return [...config.founders];
-  return config.nodes.filter((n) => n.role === "voter").map((n) => n.id);
+  return config.nodes.filter((n) => n.role === "voter" || n.role === "witness").map((n) => n.id);
 }
 
-/** The founder that may found: the first in the list. */
+/** The founder that may found: the first in the list that is not a witness (a witness leader takes no writes and adds no members). */
 export function designatedFounder(config: ClusterConfig): string | null {
-  return founders(config)[0] ?? null;
+  const witness = new Set(config.nodes.filter((n) => n.role === "witness").map((n) => n.id));
+  const list = founders(config);
+  return list.find((id) => !witness.has(id)) ?? list[0] ?? null;
 }
 
 export type FoundingDecision =
@@ -37,8 +39,9 @@ export type FoundingDecision =
 /** Decides from what the other founders answered (missing = not reachable yet). */
 export function decideFounding(opts: { self: string; config: ClusterConfig; answers: ReadonlyMap<string, ProbeAnswer> }): FoundingDecision {
   const list = founders(opts.config);
-  if (list[0] !== opts.self) {
-    return { kind: "join", reason: `empty data directory and not the designated founder (${list[0] ?? "none"}): waiting to be added by the cluster's leader` };
+  const founder = designatedFounder(opts.config);
+  if (founder !== opts.self) {
+    return { kind: "join", reason: `empty data directory and not the designated founder (${founder ?? "none"}): waiting to be added by the cluster's leader` };
   }
   for (const [id, a] of opts.answers) {
     if (!a.empty) return { kind: "join", reason: `founder ${id} already has data (cluster ${a.clusterId ?? "?"}): joining that cluster instead of founding a new one` };

@@ -33,6 +33,8 @@ export interface NodeCoreOptions {
   onFatal(e: unknown): void;
   readonly readyRoundsPerTurn: number;
   readonly persistWaitersMax: number;
+  /** The witness voters of the cluster file now (witness.ts), for a new core. */
+  witnesses(): string[];
 }
 
 export class NodeCore {
@@ -78,6 +80,7 @@ export class NodeCore {
       readOnly: o.readOnly,
       // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
       emptyNodeVotes: false,
+      witnesses: o.witnesses(),
     });
     this.current = raft;
     if (clusterId !== null) o.transport.setClusterId(clusterId);

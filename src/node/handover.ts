@@ -75,9 +75,10 @@ export class Handover {
     }
   }
 
-  /** The voters other than this node. */
+  /** The voters other than this node; leadership goes to data voters only: a witness would hand it straight back (witness.ts). */
   otherVoters(): string[] {
-    return this.o.core()?.view.voterIds().filter((v) => v !== this.o.id) ?? [];
+    const v = this.o.core()?.view;
+    return v?.voterIds().filter((id) => id !== this.o.id && !v.isWitness(id)) ?? [];
   }
 
   /** The other voter with the highest match (recently active first). */

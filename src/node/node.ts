@@ -15,7 +15,7 @@
 import { DEFAULT_POLICY, workerRunner } from "../checkpoint/checkpointer.ts";
 import type { Manifest } from "../checkpoint/manifest.ts";
 import type { ClusterConfig } from "../discovery/load.ts";
-import type { FileLock } from "../platform/sqlite.ts";
+import { DiskFullError as DbDiskFullError, type FileLock } from "../platform/sqlite.ts";
 import type { Message, Raft } from "../raft/index.ts";
 import { CairnFsm } from "../statemachine/cairn.ts";
 import { encodeCommand, type Command } from "../statemachine/commands.ts";
@@ -53,6 +53,7 @@ import { nodeTiming, type NodeTiming } from "./timing.ts";
 import { Reads } from "./reads.ts";
 import { FeedWaiters, ProposalWaiters, ReadRounds } from "./waiters.ts";
 import { Writes } from "./writes.ts";
+import { checkDataDirRole, dataNodes, isWitnessIn, WITNESS_FSM, WitnessRole, witnessIds } from "./witness.ts";
 
 export type { CairnNodeOptions } from "./options.ts";
 
@@ -92,10 +93,15 @@ export class CairnNode implements NodeApi {
   private timers: ReturnType<typeof setInterval>[] = [];
   private stopping = false;
   private readonly waiting: Waiting;
+  /** Witness (role "witness" in the file, fixed at start): no state machine; see witness.ts. */
+  private readonly isWitness: boolean;
+  /** Made at start on a witness; null on a data node. */
+  private witnessRole: WitnessRole | null = null;
 
   constructor(private readonly opts: CairnNodeOptions) {
     this.id = opts.id;
-    this.appliedFsm = opts.fsm ?? this.fsm;
+    this.isWitness = isWitnessIn(opts.config, opts.id);
+    this.appliedFsm = opts.fsm ?? (this.isWitness ? WITNESS_FSM : this.fsm);
     this.log = opts.logger.with({ node: opts.id });
     this.waiting = new Waiting(this.log);
     this.timing = nodeTiming(opts.config.raft, { tickMs: opts.tickMs, stallMs: opts.stallMs });
@@ -139,6 +145,7 @@ export class CairnNode implements NodeApi {
       beforePropose: opts.beforePropose,
       proposals: this.proposals,
       saved: { waitPersisted: (at) => this.core.driver.waitPersisted(at), persistWaiting: () => this.core.driver.persistWaiting(), persistWaitersMax: LIMITS.proposalsPendingMax },
+      witness: this.isWitness,
       inFlightMax: LIMITS.proposalsPendingMax,
       counters: this.counters,
     });
@@ -188,6 +195,8 @@ export class CairnNode implements NodeApi {
 
   private async startOpened(openMs: number): Promise<void> {
     claimDataDir(this.store, { id: this.id, dataDir: this.opts.dataDir, config: this.file.config });
+    checkDataDirRole(this.store, this.isWitness);
+    if (this.isWitness) this.witnessRole = new WitnessRole({ store: this.store, log: this.log });
     const applier = new Applier({ store: this.store, fsm: this.appliedFsm });
     this.snapshots = this.makeSnapshots();
     this.inbox = this.makeInbox();
@@ -216,6 +225,7 @@ export class CairnNode implements NodeApi {
       transfer: this.opts.transfer,
       send: (to, p) => this.transport.send(to, p),
       onBadPayload: () => this.counters.badPeerPayloads++,
+      witness: this.witnessRole,
       onInstalled: (index) => {
         this.proposals.skippedThrough(index);
         this.feedWaiters.onFeed(this.feedLast());
@@ -289,6 +299,7 @@ export class CairnNode implements NodeApi {
       onFatal: (e) => this.fatal(e),
       readyRoundsPerTurn: LIMITS.readyRoundsPerTurn,
       persistWaitersMax: LIMITS.proposalsPendingMax,
+      witnesses: () => witnessIds(this.file.config),
     });
   }
 
@@ -368,6 +379,7 @@ export class CairnNode implements NodeApi {
   updateConfig(config: ClusterConfig): void {
     const before = this.file.update(config);
     if (!before) return;
+    this.raft?.setWitnesses(witnessIds(config));
     this.transport.setPeers(this.addresses.peers(config));
     this.admission.refresh();
     this.converger.soon();
@@ -409,12 +421,29 @@ export class CairnNode implements NodeApi {
     this.removal.tick(now);
     // Covers configurations that arrive without a confApplied event (a checkpoint installed).
     this.admission.refresh();
-    if (!this.diskFull.full) {
+    if (!this.diskFull.full && this.witnessRole) this.compactWitness(raft);
+    else if (!this.diskFull.full) {
       this.snapshots.checkpointer.maybeStart();
       if (this.hasFeed()) this.trimmer.maybeTrim(now);
     }
-    if (!this.diskFull.full) this.converger.maybeStep(raft, this.file.config, now);
+    // A witness leads only to hand leadership to a data node: membership is a data leader's work.
+    if (!this.diskFull.full && !this.isWitness) this.converger.maybeStep(raft, this.file.config, now);
     this.schedule();
+  }
+
+  private compactWitness(raft: Raft): void {
+    try {
+      this.witnessRole!.compact(raft.view);
+    } catch (e) {
+      // On a tick, where a throw would take the node down; the next tick tries again.
+      if (!(e instanceof DbDiskFullError)) throw e;
+      this.log.warn(`witness: log not compacted this time (${e.message})`);
+    }
+  }
+
+  /** For the API: on a witness, the data nodes clients should ask instead; null on a data node. */
+  witness(): { dataNodes: { id: string; api: string }[] } | null {
+    return this.isWitness ? { dataNodes: dataNodes(this.file.config) } : null;
   }
 
   /** The stall detector (ticker.ts), before every input: a write, a read, a peer message. */
@@ -486,7 +515,9 @@ export class CairnNode implements NodeApi {
   private problems(): string[] {
     const f = this.file;
     const tls = this.opts.tlsHealth?.problems() ?? [];
-    return problems({ waiting: this.waiting.reason, file: f.problem, shrinkHeld: f.shrinkHeld(), timing: f.timingProblem(), diskFull: this.diskFull.error(), removed: this.removal.removed, tls });
+    const witnessHeld = (this.raft && this.witnessRole?.problem(this.raft.view)) ?? null;
+    const p = { waiting: this.waiting.reason, file: f.problem, shrinkHeld: f.shrinkHeld(), timing: f.timingProblem(), diskFull: this.diskFull.error() };
+    return problems({ ...p, removed: this.removal.removed, witnessHeld, tls });
   }
 
   readiness(): { ready: boolean; reason: string } {

@@ -19,7 +19,9 @@ import type { Message, RaftView, Ready } from "../raft/index.ts";
 import type { RaftStore } from "../storage/store.ts";
 import { assert } from "../util/assert.ts";
 import type { Logger } from "../util/log.ts";
+import { BadRequestError } from "./errors.ts";
 import { messageProblem } from "./wire.ts";
+import type { WitnessRole } from "./witness.ts";
 
 /** Checkpoint transfer tuning (tests use small chunks). */
 export interface TransferTuning {
@@ -59,6 +61,8 @@ export interface SnapshotsOptions {
   onBadPayload(): void;
   /** The state machine now stands at a checkpoint's index: waiters below it settle. */
   onInstalled(index: number): void;
+  /** On a witness (witness.ts): checkpoints are taken as a position only, never downloaded, built or installed. */
+  readonly witness: Pick<WitnessRole, "takeOffer" | "persistSnapshot"> | null;
 }
 
 /** The log a leader's recently active followers still need (those being sent a checkpoint are held by its offer). */
@@ -163,6 +167,13 @@ export class Snapshots {
         return;
       }
     }
+    if (this.o.witness && p.t !== "snapAck" && p.t !== "snapDone") {
+      // A witness never downloads a checkpoint: it takes the offer's position (witness.ts).
+      const m = this.o.witness.takeOffer(from, p, (to, x) => this.o.send(to, x));
+      if (m) this.o.core()?.step(m);
+      this.o.schedule();
+      return;
+    }
     if (p.t === "snapAck" || p.t === "snapDone") {
       this.senders.get(from)?.onPayload(p); // checks that the answer is about this transfer, not an older one
       return;
@@ -172,6 +183,7 @@ export class Snapshots {
 
   /** Installs a received checkpoint in the same transaction that resets the log to it (the driver's snapshot store). */
   install(rd: Ready): void {
+    if (this.o.witness) return this.o.witness.persistSnapshot(rd);
     const { store } = this.o;
     const checkpointer = this.checkpointer;
     const snap = rd.snapshot!;
@@ -205,6 +217,7 @@ export class Snapshots {
 
   /** Builds a checkpoint of the applied state now (null when nothing was ever applied). */
   async create(): Promise<Manifest | null> {
+    if (this.o.witness) throw new BadRequestError(`${this.o.id} is a witness: it keeps no state machine, so it has nothing to checkpoint; ask a data node`);
     try {
       return await this.checkpointer.create();
     } catch (e) {

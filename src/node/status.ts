@@ -37,7 +37,7 @@ function members(s: StatusInput): MemberStatus[] {
     const n = byId.get(id);
     return {
       id,
-      role: isVoter(st.conf, id) ? "voter" : "learner",
+      role: !isVoter(st.conf, id) ? "learner" : n?.role === "witness" ? "witness" : "voter",
       peer: n?.peer ?? null,
       api: n?.api ?? null,
       match: p ? p.match : null,
@@ -86,6 +86,8 @@ export interface ProblemsInput {
   readonly timing: string | null;
   readonly diskFull: Error | null;
   readonly removed: boolean;
+  /** On a witness: why it holds many log entries (a data voter lags), or null. */
+  readonly witnessHeld: string | null;
   readonly tls: readonly string[];
 }
 
@@ -97,6 +99,7 @@ export function problems(p: ProblemsInput): string[] {
   if (p.timing) out.push(p.timing);
   if (p.diskFull) out.push(p.diskFull.message);
   if (p.removed) out.push("this node was removed from the cluster");
+  if (p.witnessHeld) out.push(p.witnessHeld);
   out.push(...p.tls);
   return out;
 }

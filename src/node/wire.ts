@@ -48,6 +48,7 @@ export function messageProblem(m: unknown, self: string): string | null {
     if (!isIdx(o[k])) return `${k} is not a whole number`;
   }
   if (typeof o.reject !== "boolean") return "reject is not a boolean";
+  if (o.dataMatch !== undefined && !isIdx(o.dataMatch)) return "dataMatch is not a whole number";
   if (!Array.isArray(o.entries) || o.entries.length > ENTRIES_MAX) return "entries is not a list (or too long)";
   for (let i = 0; i < o.entries.length; i++) {
     const p = entryProblem(o.entries[i], i);

@@ -31,6 +31,8 @@ export interface WritesOptions {
     persistWaiting(): number;
     readonly persistWaitersMax: number;
   };
+  /** A witness (witness.ts): as a leader it takes no writes, not even forwarded ones. */
+  readonly witness: boolean;
   /** Writes in flight on this leader, at most. */
   readonly inFlightMax: number;
   /** The core was stepped: a Ready is due. */
@@ -58,6 +60,8 @@ export class Writes {
       o.counters.forwarded++;
       return o.forward(lead, w.bytes, w.wait, w.timeoutMs);
     }
+    // A witness leader takes no writes (a data follower forwarded this one): refuse before any validator runs.
+    if (o.witness) throw new BusyError(`${o.id} is a witness leading only until a data node is up to date: retry in a moment`);
     const check = o.beforePropose?.(w.bytes) ?? null;
     if (check !== null) {
       await check;

@@ -2,6 +2,7 @@
 export * from "./types.ts";
 export * from "./errors.ts";
 export { Raft, type RaftConfig, type RaftStatus, type RaftView, type ProgressStatus, type ReadOnlyMode } from "./raft.ts";
+export { WITNESS_NO_SNAPSHOT } from "./witness.ts";
 export { MemoryStorage, limitSize, type LogStorage, type InitialState } from "./storage.ts";
 export { SeededRng, type Rng } from "./rng.ts";
 export { applyConfChange, allMembers, isJoint, isVoter, confEquals, isEmptyConf } from "./confchange.ts";

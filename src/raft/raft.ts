@@ -19,6 +19,7 @@ import { ReadOnly } from "./readonly.ts";
 import type { Rng } from "./rng.ts";
 import type { LogStorage } from "./storage.ts";
 import { Tracker } from "./tracker.ts";
+import { dataVoterMatchMin, handOffTarget, WITNESS_NO_SNAPSHOT } from "./witness.ts";
 import {
   CAMPAIGN_TRANSFER,
   MESSAGE_DEFAULTS,
@@ -51,6 +52,8 @@ export interface UnsafeBugs {
   readonly voteWithoutLogCheck?: boolean;
   /** Commit entries of earlier terms by counting replicas (the Figure 8 bug, §5.4.2). */
   readonly commitOldTermByCount?: boolean;
+  /** A witness compacts up to its commit, ignoring what the data voters hold (breaks the witness rule, witness.ts). */
+  readonly witnessCompactsCommitted?: boolean;
 }
 
 export interface RaftConfig {
@@ -88,6 +91,8 @@ export interface RaftConfig {
    * sent it data. cairn sets false; the default true suits direct voter adds.
    */
   readonly emptyNodeVotes?: boolean;
+  /** Voters that keep no state machine (witness.ts); this node is one if its id is listed. Updated with setWitnesses(). */
+  readonly witnesses?: readonly NodeId[];
 }
 
 const DEFAULTS = {
@@ -146,6 +151,10 @@ export interface RaftView {
   readonly conf: ConfState;
   isVoter(id: NodeId): boolean;
   voterIds(): NodeId[];
+  /** Whether `id` (default this node) is a witness voter (witness.ts). */
+  isWitness(id?: NodeId): boolean;
+  /** On a witness: the index its log may be compacted to now (witness.ts rule 1); 0 on a data node. */
+  witnessCompactIndex(): number;
   /** Every field at once, each member's progress included (on the leader). */
   status(): RaftStatus;
 }
@@ -179,6 +188,12 @@ class LiveView implements RaftView {
   voterIds(): NodeId[] {
     return [...this.r.trk.voterIds()];
   }
+  isWitness(id?: NodeId): boolean {
+    return this.r.isWitness(id);
+  }
+  witnessCompactIndex(): number {
+    return this.r.witnessCompactIndex();
+  }
   status(): RaftStatus {
     return this.r.status();
   }
@@ -198,7 +213,7 @@ export class Raft {
   /** The read-only view for code outside the core (RaftView). */
   readonly view: RaftView = new LiveView(this);
 
-  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id">>;
+  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "witnesses">>;
 
   /** Known bugs switched on (TestRaft only; none in production). */
   protected unsafe: UnsafeBugs = {};
@@ -235,12 +250,17 @@ export class Raft {
   private leaseRevoked = false;
   private readyOut = false;
   private removedReported = false;
+  /** Witness voters (witness.ts). */
+  private witnesses: ReadonlySet<NodeId>;
+  /** On a witness follower: the smallest data voter match its leader reported in this term (reset with the term). */
+  private dataMatchHeard = 0;
 
   constructor(config: RaftConfig) {
     this.id = config.id;
     assert(this.id !== NONE, "a Raft node needs a non-empty id");
     this.clusterId = config.clusterId;
     this.rng = config.rng;
+    this.witnesses = new Set(config.witnesses ?? []);
     this.cfg = {
       electionTicks: config.electionTicks ?? DEFAULTS.electionTicks,
       heartbeatTicks: config.heartbeatTicks ?? DEFAULTS.heartbeatTicks,
@@ -298,6 +318,7 @@ export class Raft {
   propose(data: Uint8Array): { index: number; term: number } {
     this.assertNoReadyOut("propose");
     this.checkCanPropose();
+    this.checkNotWitness();
     return this.appendEntries([{ index: 0, term: 0, kind: "normal", data }]);
   }
 
@@ -306,6 +327,7 @@ export class Raft {
     this.assertNoReadyOut("proposeBatch");
     assert(datas.length > 0, "proposeBatch() with nothing to propose");
     this.checkCanPropose();
+    this.checkNotWitness();
     const at = this.appendEntries(datas.map((data) => ({ index: 0, term: 0, kind: "normal" as const, data })));
     return { firstIndex: at.index - datas.length + 1, lastIndex: at.index, term: at.term };
   }
@@ -500,6 +522,50 @@ export class Raft {
     return { term: this.term, vote: this.vote, commit: this.log.committed };
   }
 
+  // ---------------------------------------------------------------- witnesses (witness.ts)
+
+  /** The voters that keep no state machine (from the cluster file; the driver updates it on reload). */
+  setWitnesses(ids: Iterable<NodeId>): void {
+    this.witnesses = new Set(ids);
+  }
+
+  isWitness(id: NodeId = this.id): boolean {
+    return this.witnesses.has(id);
+  }
+
+  /**
+   * On a witness: the index up to which its log may be compacted now (rule 1
+   * of witness.ts): every data voter holds the committed entries up to it.
+   * 0 on a data node, which compacts by its own checkpoints.
+   */
+  witnessCompactIndex(): number {
+    if (!this.isWitness()) return 0;
+    const safe = this.log.applied;
+    if (this.unsafe.witnessCompactsCommitted) return safe;
+    const dataMatch = this.role === "leader" ? dataVoterMatchMin(this.trk, this.witnesses) : this.dataMatchHeard;
+    return Math.min(safe, dataMatch);
+  }
+
+  private checkNotWitness(): void {
+    if (this.isWitness()) throw new ProposalDroppedError(`${this.id} is a witness: it keeps no state machine and takes no writes; it hands leadership to a data node as soon as one is up to date`);
+  }
+
+  /** A witness leader hands leadership to a data voter as soon as one has its whole log (rule 2). */
+  private maybeWitnessHandOff(): void {
+    if (this.role !== "leader" || !this.isWitness() || this.leadTransferee !== NONE) return;
+    const to = handOffTarget(this.trk, this.witnesses, this.log.lastIndex());
+    if (to !== undefined) this.handleTransferLeader(to);
+  }
+
+  /** What a leader tells a witness on appends and heartbeats: the smallest data voter match (rule 1). */
+  private dataMatchFor(to: NodeId): { dataMatch?: number } {
+    return this.witnesses.has(to) ? { dataMatch: dataVoterMatchMin(this.trk, this.witnesses) } : {};
+  }
+
+  private hearDataMatch(m: Message): void {
+    if (m.dataMatch !== undefined && this.isWitness()) this.dataMatchHeard = Math.max(this.dataMatchHeard, m.dataMatch);
+  }
+
   /** Whether this node may campaign: a voter with no snapshot waiting to be installed. */
   promotable(): boolean {
     return this.trk.isVoter(this.id) && !this.log.hasPendingSnapshot();
@@ -514,6 +580,8 @@ export class Raft {
       this.leaseRevoked = false;
     }
     this.lead = NONE;
+    // A data voter match heard from an earlier leader may describe a log tail since overwritten (witness.ts rule 1).
+    this.dataMatchHeard = 0;
     this.electionElapsed = 0;
     this.heartbeatElapsed = 0;
     this.randomizedElectionTimeout = this.cfg.electionTicks + this.rng.int(this.cfg.electionTicks);
@@ -777,11 +845,13 @@ export class Raft {
       case "app":
         this.electionElapsed = 0;
         this.lead = m.from;
+        this.hearDataMatch(m);
         this.handleAppendEntries(m);
         return;
       case "heartbeat":
         this.electionElapsed = 0;
         this.lead = m.from;
+        this.hearDataMatch(m);
         this.log.commitTo(Math.min(m.commit, this.log.lastIndex()));
         this.send({ type: "heartbeatResp", to: m.from, index: m.index, context: m.context });
         return;
@@ -880,6 +950,7 @@ export class Raft {
       /* each call sends one more batch */
     }
     if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) this.sendTimeoutNow(m.from);
+    this.maybeWitnessHandOff();
   }
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
@@ -889,6 +960,7 @@ export class Raft {
     if (pr.state !== "probe" || m.index > pr.probeSentTick) pr.msgAppFlowPaused = false;
     pr.ackedSendTick = Math.max(pr.ackedSendTick, m.index);
     if (pr.match < this.log.lastIndex() || pr.state === "probe") this.sendAppend(m.from, true);
+    this.maybeWitnessHandOff();
     if (m.context === "") return;
     const acks = this.readOnly.recvAck(m.from, m.context);
     if (!acks) return;
@@ -962,6 +1034,7 @@ export class Raft {
         commit: Math.min(pr.match, this.log.committed),
         index: this.now,
         context: ctx,
+        ...this.dataMatchFor(id),
       });
     }
   }
@@ -984,7 +1057,7 @@ export class Raft {
       throw e;
     }
     if (ents.length === 0 && !sendIfEmpty) return false;
-    this.send({ type: "app", to, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed });
+    this.send({ type: "app", to, index: prevIndex, logTerm: prevTerm, entries: ents, commit: this.log.committed, ...this.dataMatchFor(to) });
     let bytes = 0;
     for (const e of ents) bytes += entryBytes(e);
     pr.sentEntries(ents.length, bytes, this.now);
@@ -993,6 +1066,11 @@ export class Raft {
 
   private sendSnapshot(to: NodeId, pr: Progress): boolean {
     if (!pr.recentActive) return false;
+    if (this.isWitness()) {
+      // Rule 3 of witness.ts: never for a data voter (the simulator checks this event never names one).
+      this.event({ kind: "dropped", what: `snapshot to ${to}`, reason: WITNESS_NO_SNAPSHOT });
+      return false;
+    }
     const snap = this.log.snapshot();
     assert(snap.index > 0, () => `need a snapshot for ${to} (next ${pr.next}) but none exists`);
     pr.becomeSnapshot(snap.index);

@@ -115,6 +115,12 @@ export interface Message {
   /** Read index request id, campaign kind, or transfer target. */
   readonly context: string;
   readonly snapshot?: SnapshotMeta;
+  /**
+   * app/heartbeat to a witness only: the smallest match of the data voters
+   * (not witnesses) in the leader's current term; the witness compacts its
+   * log no further (src/raft/witness.ts).
+   */
+  readonly dataMatch?: number;
 }
 
 /** The fields a message carries when it has nothing to say in them. */

@@ -249,7 +249,12 @@ describe("a broken cluster file is refused with one clear line", () => {
 
   test("a bad role lists the allowed ones", () => {
     const e = problem(withNodes({ ...nodes(1)[0], role: "observer" }));
-    expect(e.problems).toEqual(['nodes[0].role: expected "voter" or "learner", got "observer"']);
+    expect(e.problems).toEqual(['nodes[0].role: expected "voter", "learner" or "witness", got "observer"']);
+  });
+
+  test("a witness role is kept as such", () => {
+    const r = parseClusterText(withNodes({ ...nodes(1)[0], role: "witness" }), "/etc/cairn/cluster.json");
+    expect(r.ok && r.config.nodes[0]!.role).toBe("witness");
   });
 
   test("unknown keys are refused with the known keys listed", () => {

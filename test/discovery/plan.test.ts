@@ -26,7 +26,7 @@ const LAG_MAX = 10;
 function fileNodes(s: string): PlanNode[] {
   return ids(s).map((t) => {
     const [id, r] = t.split(":");
-    return r === "l" ? { id: id!, role: "learner" } : r === "v" ? { id: id!, role: "voter" } : { id: id! };
+    return r === "l" ? { id: id!, role: "learner" } : r === "v" ? { id: id!, role: "voter" } : r === "w" ? { id: id!, role: "witness" } : { id: id! };
   });
 }
 
@@ -52,6 +52,8 @@ describe("planNextStep: table", () => {
     ["converged", { file: "n1 n2 n3", voters: "n1 n2 n3" }, { kind: "none" }],
     ["converged with a learner", { file: "n1 n2 n3 n4:l", voters: "n1 n2 n3", learners: "n4" }, { kind: "none" }],
     ["explicit voter role", { file: "n1:v n2:v n3:v", voters: "n1 n2 n3" }, { kind: "none" }],
+    ["a witness is a voter to the planner", { file: "n1 n2 n3:w", voters: "n1 n2 n3" }, { kind: "none" }],
+    ["a caught-up witness learner is promoted", { file: "n1 n2 n3:w", voters: "n1 n2", learners: "n3" }, { kind: "promote", id: "n3" }],
     ["a new id joins as a learner", { file: "n1 n2 n3 n4", voters: "n1 n2 n3" }, { kind: "addLearner", id: "n4" }],
     ["new ids in file order", { file: "n1 n2 n3 n5 n4", voters: "n1 n2 n3" }, { kind: "addLearner", id: "n5" }],
     ["a new learner-role id joins as a learner", { file: "n1 n2 n3 n4:l", voters: "n1 n2 n3" }, { kind: "addLearner", id: "n4" }],

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { parseClusterText } from "../../src/discovery/load.ts";
-import { decideFounding } from "../../src/node/bootstrap.ts";
+import { decideFounding, designatedFounder, founders } from "../../src/node/bootstrap.ts";
 
 function config(over: Record<string, unknown>) {
   const nodes = [1, 2, 3].map((i) => ({ id: `n${i}`, peer: `10.0.0.${i}:7400`, api: `https://10.0.0.${i}:7401` }));
@@ -8,6 +8,17 @@ function config(over: Record<string, unknown>) {
   if (!r.ok) throw r.error;
   return r.config;
 }
+
+describe("founding with a witness", () => {
+  test("a witness is a founder but never the designated one: a witness leader takes no writes and adds no members", () => {
+    const nodes = [1, 2, 3].map((i) => ({ id: `n${i}`, peer: `10.0.0.${i}:7400`, api: `https://10.0.0.${i}:7401`, ...(i === 1 ? { role: "witness" } : {}) }));
+    const r = parseClusterText(JSON.stringify({ cluster: "c", nodes }), "/etc/cairn/cluster.json");
+    if (!r.ok) throw r.error;
+    expect(founders(r.config)).toEqual(["n1", "n2", "n3"]);
+    expect(designatedFounder(r.config)).toBe("n2");
+    expect(decideFounding({ self: "n1", config: r.config, answers: new Map() }).kind).toBe("join");
+  });
+});
 
 describe("decideFounding", () => {
   test("a founder the file does not list is named as unreachable for that reason, with what to do", () => {

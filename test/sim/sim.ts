@@ -29,6 +29,7 @@ import {
   type NodeId,
   type Ready,
   type ReadOnlyMode,
+  WITNESS_NO_SNAPSHOT,
 } from "../../src/raft/index.ts";
 import { TestRaft, type UnsafeBugs } from "../../src/raft/testing.ts";
 import { Driver, type DriverBugs } from "../../src/node/driver.ts";
@@ -61,6 +62,13 @@ export interface SimOptions {
   readonly profile?: "mixed" | "harsh";
   /** Print every event as it happens. */
   readonly verbose?: boolean;
+  /**
+   * The witness workload (src/raft/witness.ts): 3 founders, n1 and n2 data
+   * nodes and n3 a witness with no state machine that compacts its log by the
+   * witness rule; no membership changes; a nemesis that cuts a data follower
+   * off so that entries are committed by the leader and the witness alone.
+   */
+  readonly witness?: boolean;
 }
 
 export interface SimStats {
@@ -73,6 +81,8 @@ export interface SimStats {
   snapshots: number;
   delivered: number;
   livenessTicks: number;
+  /** Witness workload: terms the witness led (each must end in a hand-off to a data node). */
+  witnessLeads?: number;
 }
 
 export class SimFailure extends Error {
@@ -174,6 +184,8 @@ function mix(hash: number, ident: string): number {
 }
 
 const ELECTION_TICKS = 10;
+/** The witness workload's witness. */
+const WITNESS_ID = "n3";
 const POOL_MAX = 2048;
 
 export class Simulator {
@@ -266,7 +278,7 @@ export class Simulator {
 
   private failure(check: string, detail: string): SimFailure {
     const bugs = this.opts.bugs ? Object.keys(this.opts.bugs).filter((k) => this.opts.bugs![k as keyof SimBugs]) : [];
-    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""} --verbose`;
+    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""}${this.opts.witness ? " --witness" : ""} --verbose`;
     return new SimFailure(check, detail, this.opts.seed, this.step, this.trace.slice(), replay);
   }
 
@@ -299,6 +311,7 @@ export class Simulator {
       inflightBytesMax: 3 * this.msgBytesMax,
       unsafe: this.opts.bugs,
       emptyNodeVotes: this.emptyNodeVotes,
+      witnesses: this.opts.witness ? [WITNESS_ID] : undefined,
     });
     node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
     node.tasks = [];
@@ -356,7 +369,10 @@ export class Simulator {
       },
       hooks: {
         onApplied: (rd) => this.checkReads(n, rd),
-        onAdvanced: () => this.checkLeader(n),
+        onAdvanced: (_raft, rd) => {
+          this.checkLeader(n);
+          this.checkWitness(n, rd);
+        },
         onDiskFull: (e) => {
           throw e;
         },
@@ -411,7 +427,8 @@ export class Simulator {
       [this.faultsOn ? 1.6 * c : 0, () => this.heal()],
       [this.faultsOn ? 2.0 * c : 0, () => this.dropRandom()],
       [this.faultsOn ? 2.0 * c : 0, () => this.duplicateRandom()],
-      [this.faultsOn ? 3 : 0, () => this.confChange()],
+      [this.faultsOn && !this.opts.witness ? 3 : 0, () => this.confChange()],
+      [this.faultsOn && this.opts.witness ? 1.5 * c : 0, () => this.cutDataFollower()],
       [this.faultsOn ? 1.0 : 0, () => this.transfer()],
       [this.faultsOn ? 2.0 : 0, () => this.compact()],
     ];
@@ -590,6 +607,7 @@ export class Simulator {
     const live = this.live();
     if (live.length === 0) return;
     const n = this.rng.pick(live);
+    if (this.isWitness(n)) return this.compactWitness(n);
     const applied = n.sm.applied;
     const snapIndex = n.working.snapshotMeta().index;
     if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0) return;
@@ -602,6 +620,46 @@ export class Simulator {
     n.smSnap = { ...n.sm };
     this.stats.snapshots++;
     this.log(`${n.id} snapshot at ${applied}, log compacted to ${Math.max(0, applied - keep)}`);
+  }
+
+  // ---------------------------------------------------------------- witness
+
+  private isWitness(n: SimNode): boolean {
+    return this.opts.witness === true && n.id === WITNESS_ID;
+  }
+
+  /** The witness compacts as its node does: up to what the core says every data voter holds. */
+  private compactWitness(n: SimNode): void {
+    const to = Math.min(n.raft!.witnessCompactIndex(), n.durable.lastIndex());
+    if (to <= n.working.snapshotMeta().index || n.unsynced.length > 0) return;
+    const conf = n.working.initialState().confState;
+    n.write((s) => {
+      s.createSnapshot(to, conf);
+      s.compact(to);
+    }, true);
+    this.stats.snapshots++;
+    this.log(`${n.id} (witness) compacted its log to ${to}`);
+  }
+
+  /** The witness nemesis: a data follower cut off, so the leader and the witness alone commit (then leaders crash as usual). */
+  private cutDataFollower(): void {
+    const l = this.leaderNode();
+    if (!l || this.isWitness(l)) return;
+    const other = [...this.nodes.keys()].find((id) => id !== l.id && id !== WITNESS_ID);
+    if (!other) return;
+    for (const b of this.nodes.keys()) if (b !== other) this.blocked.add(`${other}>${b}`).add(`${b}>${other}`);
+    this.log(`witness nemesis: cut data follower ${other} off (leader ${l.id} and the witness commit alone)`);
+  }
+
+  /** Rule 3 of src/raft/witness.ts: a data voter never needs a snapshot from the witness. */
+  private checkWitness(n: SimNode, rd: Ready): void {
+    if (!this.isWitness(n)) return;
+    if (rd.softState?.role === "leader") this.stats.witnessLeads = (this.stats.witnessLeads ?? 0) + 1;
+    for (const ev of rd.events) {
+      if (ev.kind === "dropped" && ev.reason === WITNESS_NO_SNAPSHOT) {
+        this.fail("witness rule", `the witness leader ${n.id} would have to send a snapshot (${ev.what}): it compacted entries a data voter lacks`);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- network
@@ -685,6 +743,13 @@ export class Simulator {
     const data = n.staged.get(index);
     if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${index} that it never received`);
     n.staged.clear();
+    if (this.isWitness(n)) {
+      // A witness takes only the snapshot's position from a data leader, never its data.
+      n.sm = { applied: index, hash: 0 };
+      n.smSnap = { applied: 0, hash: 0 };
+      this.log(`${n.id} (witness) took snapshot position ${index}`);
+      return;
+    }
     this.checkHash(n.id, data.applied, data.hash);
     n.sm = { ...data };
     n.smSnap = { ...data };
@@ -692,6 +757,7 @@ export class Simulator {
   }
 
   private applyCommitted(n: SimNode, committed: readonly Entry[]): void {
+    if (this.isWitness(n)) return this.applyWitness(n, committed);
     for (const e of committed) {
       if (e.index <= n.sm.applied) continue; // covered by an installed snapshot
       if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
@@ -705,6 +771,15 @@ export class Simulator {
       }
       n.sm = { applied: e.index, hash: mix(n.sm.hash, ident) };
       this.checkHash(n.id, e.index, n.sm.hash);
+    }
+  }
+
+  /** A witness keeps no state machine: only the applied index moves (its node records it in the same way). */
+  private applyWitness(n: SimNode, committed: readonly Entry[]): void {
+    for (const e of committed) {
+      if (e.index <= n.sm.applied) continue;
+      if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `witness ${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
+      n.sm = { applied: e.index, hash: 0 };
     }
   }
 
