@@ -35,6 +35,8 @@ const { values: args } = parseArgs({
     "load-keys": { type: "string", default: "0" },
     "node-args": { type: "string", default: "" },
     keep: { type: "boolean", default: false },
+    /** Another build of cairn to run (e.g. the one before a change), in place of dist/cairn. */
+    binary: { type: "string" },
   },
 });
 
@@ -112,17 +114,28 @@ function builds(c: E2ECluster, id: string): number {
   return c.logs(id).filter((l) => /"msg":"checkpoint \S+ at index \d+: \d+ bytes in/.test(l)).length;
 }
 
+/** POST to the leader, retried (a loaded machine may see an election during the load; the writes are idempotent by key). */
+async function postRetrying(c: E2ECluster, path: string, body: string, want: number): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const leader = await c.leader(60_000);
+    const r = await c.fetch(`${c.api(leader)}${path}`, { method: "POST", headers: { "content-type": "application/json", "idempotency-key": `${path}-${Bun.hash(body)}` }, body }).catch((e: Error) => e);
+    if (!(r instanceof Error) && r.status === want) return void (await r.arrayBuffer());
+    const why = r instanceof Error ? r.message : `${r.status}: ${await r.text()}`;
+    if (attempt >= 20) throw new Error(`load: POST ${path} failed 20 times, last ${why}`);
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
+
 async function loadStore(c: E2ECluster, leader: string, changes: number, keys: number): Promise<void> {
   const t0 = performance.now();
-  const pad = "x".repeat(300);
+  // About 550 MB per data directory with 1,000,000 changes and 100,000 keys, as in issue 11.
+  const pad = "x".repeat(100);
   let next = 0;
   const batches = Math.ceil(changes / 500);
   const worker = async () => {
     for (let b = next++; b < batches; b = next++) {
       const body = JSON.stringify(Array.from({ length: 500 }, (_, i) => ({ data: { b, i, pad }, tags: ["load"] })));
-      const r = await c.fetch(`${c.api(leader)}/changes`, { method: "POST", headers: { "content-type": "application/json" }, body });
-      if (r.status !== 201) throw new Error(`load: POST /changes answered ${r.status}: ${await r.text()}`);
-      await r.arrayBuffer();
+      await postRetrying(c, "/changes", body, 201);
       if (b % 200 === 0) log(`loaded ${b * 500} changes (${Math.round(performance.now() - t0)} ms)`);
     }
   };
@@ -132,9 +145,7 @@ async function loadStore(c: E2ECluster, leader: string, changes: number, keys: n
   const kworker = async () => {
     for (let t = next++; t < txns; t = next++) {
       const success = Array.from({ length: 100 }, (_, i) => ({ op: "put", key: `load-${t}-${i}`, value: "v".repeat(200) }));
-      const r = await c.fetch(`${c.api(leader)}/txn`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ success }) });
-      if (r.status !== 200) throw new Error(`load: POST /txn answered ${r.status}: ${await r.text()}`);
-      await r.arrayBuffer();
+      await postRetrying(c, "/txn", JSON.stringify({ success }), 200);
     }
   };
   await Promise.all(Array.from({ length: 4 }, kworker));
@@ -156,15 +167,19 @@ async function main(): Promise<void> {
       // sh execs bun on the sources in place of the binary (the harness appends the binary's path: shifted away).
       const script = `shift; exec ${BUN} --cpu-prof --cpu-prof-md --cpu-prof-dir=${dir} ${join(ROOT, "src", "main.ts")} "$@"`;
       c.start(id, { wrap: ["sh", "-c", script, "sh"], args: extra });
-    } else c.start(id, { args: extra });
+    } else if (args.binary) c.start(id, { wrap: ["sh", "-c", `shift; exec ${args.binary} "$@"`, "sh"], args: extra });
+    else c.start(id, { args: extra });
   }
   try {
     await c.waitVoters(3, 60_000);
-    const leader = await c.leader(30_000);
+    let leader = await c.leader(30_000);
     log(`cluster up in ${c.dir}, leader ${leader}`);
     const changes = Number(args["load-changes"]);
     const keys = Number(args["load-keys"]);
-    if (changes > 0 || keys > 0) await loadStore(c, leader, changes, keys);
+    if (changes > 0 || keys > 0) {
+      await loadStore(c, leader, changes, keys);
+      leader = await c.leader(60_000);
+    }
     const pids = new Map(ids.map((id) => [id, c.procs.get(id)!.child.pid!]));
     const tmp = join(tmpdir(), `cairn-profile-${process.pid}`);
     mkdirSync(tmp, { recursive: true });

@@ -616,7 +616,7 @@ export class CairnNode implements NodeApi {
       );
     if (!man) {
       // A restored or recovered node's snapshot has no file yet: build one (the core retries with it).
-      this.checkpointer.requestBuild(`${m.to} needs snapshot ${meta.index}, which has no checkpoint file`);
+      this.checkpointer.requestBuild(`${m.to} is behind the compacted log (its next index ${this.raft?.status().progress.get(m.to)?.next ?? "?"}, the log starts at ${this.store.firstIndex()}; snapshot ${meta.index}) and no checkpoint file covers it`);
       return report(false);
     }
     this.senders.get(m.to)?.cancel("replaced by a newer transfer");
@@ -712,12 +712,16 @@ export class CairnNode implements NodeApi {
     if (now < this.nextTrimAt || !this.hasFeed()) return;
     this.nextTrimAt = now + LIMITS.trimEveryMs;
     const newest = this.checkpointer.newest();
-    if (!newest) return;
     const st = this.fsm.feedState();
     const keepEntries = this.opts.retention?.keepEntries ?? LIMITS.retainEntries;
     const keepAgeMs = this.opts.retention?.keepAgeMs ?? LIMITS.retainAgeMs;
     const byCount = st.last - keepEntries;
     const byAge = this.fsm.lastIndexBefore(st.ts - keepAgeMs);
+    // Past the newest checkpoint by a tenth of the retained count: ask for a newer one (built paced),
+    // so that trimming goes on and a reader told 410 can load a checkpoint covering what went.
+    const covered = newest?.feedLast ?? 0;
+    this.checkpointer.setFeedWaiting(Math.min(byCount, byAge) - Math.max(covered, st.first - 1) >= Math.max(1, Math.ceil(keepEntries / 10)));
+    if (!newest) return;
     const cut = Math.min(byCount, byAge, newest.feedLast);
     if (cut < st.first) return;
     try {
@@ -761,7 +765,7 @@ export class CairnNode implements NodeApi {
   async createCheckpoint(): Promise<Manifest | null> {
     if (this.stopping) throw new StoppedError();
     try {
-      return await this.checkpointer.create();
+      return await this.checkpointer.create("request");
     } catch (e) {
       // Recording it wrote the node's own store: a database error there is the node's end, as in the loop.
       if (isFatalDbError(e)) this.fatal(e);
@@ -1118,6 +1122,7 @@ export class CairnNode implements NodeApi {
       stopping: this.stopping,
       problems: this.problems(),
       version: VERSION,
+      checkpointIndex: this.checkpointer?.newestIndex() ?? 0,
     });
   }
 
@@ -1223,6 +1228,6 @@ export class CairnNode implements NodeApi {
   }
 
   metricsText(): string {
-    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull !== null }) + (this.opts.tlsHealth?.metricsText() ?? "");
+    return metricsText({ node: this, raft: this.raft, store: this.store, transport: this.transport, counters: this.counters, checkpoints: this.checkpointer?.counts, diskFull: this.diskFull !== null }) + (this.opts.tlsHealth?.metricsText() ?? "");
   }
 }

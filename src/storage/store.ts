@@ -202,15 +202,42 @@ export class RaftStore implements LogStorage, AppliedState {
     if (index <= this.start) return;
     assert(index <= this.snap.index, () => `compact ${index} beyond snapshot ${this.snap.index}: take a snapshot first`);
     assert(index <= this.last, () => `compact ${index} beyond last index ${this.last}`);
-    const term = this.term(index);
+    this.write(() => this.compactTx(index));
+  }
+
+  /**
+   * Log compaction without a checkpoint file: the state database holds the
+   * applied state durably, with its applied index and configuration in the
+   * same row, so it is the snapshot. One transaction records the snapshot
+   * metadata at the applied index (a follower behind the log start is sent a
+   * checkpoint file built when it is needed) and deletes the entries through
+   * `index` (at most the applied index). Costs what the log holds, not what
+   * the state holds. The apply transactions may skip their fsync (they are
+   * redone from the log after a crash): this transaction's own fsync (the WAL
+   * is sequential) makes them durable before the log entries are gone.
+   */
+  compactApplied(index: number): void {
+    if (index <= this.start) return;
+    const applied = this.appliedIndex();
+    assert(index <= applied, () => `compact ${index} beyond applied index ${applied}`);
     this.write(() => {
-      this.s.deleteThrough.run(index);
-      this.s.setLogStart.run(index, term);
-      this.start = index;
-      this.startTerm = term;
-      this.terms.dropThrough(index);
-      this.ents.dropThrough(index);
+      if (applied > this.snap.index) {
+        const meta: SnapshotMeta = { index: applied, term: this.term(applied), conf: this.confState() };
+        this.s.setSnap.run(meta.index, meta.term, JSON.stringify(meta.conf));
+        this.snap = meta;
+      }
+      this.compactTx(index);
     });
+  }
+
+  private compactTx(index: number): void {
+    const term = this.term(index);
+    this.s.deleteThrough.run(index);
+    this.s.setLogStart.run(index, term);
+    this.start = index;
+    this.startTerm = term;
+    this.terms.dropThrough(index);
+    this.ents.dropThrough(index);
   }
 
   /** Bytes of entry data in the stored log (a scan: call it sparingly). */
