@@ -55,7 +55,7 @@ async function expectSameState(cl: E2ECluster, id: string, leader: string): Prom
   expect(got.feed).toBe(want.feed);
 }
 
-test("30 MB: the log is compacted; a follower kept down and a new node both catch up from a checkpoint; kill -9 mid-transfer resumes where it stopped", async () => {
+test("30 MB: the log is compacted with no checkpoint built; a follower kept down gets one built for it, and a new node catches up from one; kill -9 mid-transfer resumes where it stopped", async () => {
   c = await E2ECluster.init(4);
   const cl = c;
   const all = cl.readFile().nodes;
