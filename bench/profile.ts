@@ -37,6 +37,8 @@ const { values: args } = parseArgs({
     keep: { type: "boolean", default: false },
     /** Another build of cairn to run (e.g. the one before a change), in place of dist/cairn. */
     binary: { type: "string" },
+    /** TLS off: plain TCP between peers (--insecure) and an http:// API. */
+    plain: { type: "boolean", default: false },
   },
 });
 
@@ -102,8 +104,8 @@ async function runWrk(url: string, script: string, c: number, seconds: number): 
   const code = await new Promise<number | null>((r) => child.once("exit", r));
   if (code !== 0) throw new Error(`wrk failed: ${err}`);
   const rate = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN);
-  const p50 = /50%\s+(\S+)/.exec(out)?.[1] ?? "-";
-  const p99 = /99%\s+(\S+)/.exec(out)?.[1] ?? "-";
+  const p50 = /^\s+50%\s+(\S+)/m.exec(out)?.[1] ?? "-";
+  const p99 = /^\s+99%\s+(\S+)/m.exec(out)?.[1] ?? "-";
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
   return { rate, p50, p99, requests, non2xx };
@@ -156,10 +158,11 @@ async function main(): Promise<void> {
   ensureBinary();
   const c = await E2ECluster.init(3, (f) => {
     f.raft = { heartbeatMs: 100, electionMs: 1000 };
+    if (args.plain) for (const n of f.nodes) n.api = n.api.replace(/^https:/, "http:");
   });
   const prof = args["cpu-prof"];
   const ids = ["n1", "n2", "n3"];
-  const extra = args["node-args"] ? args["node-args"].split(" ") : [];
+  const extra = [...(args["node-args"] ? args["node-args"].split(" ") : []), ...(args.plain ? ["--insecure"] : [])];
   for (const id of ids) {
     if (prof) {
       const dir = join(prof, id);

@@ -81,9 +81,11 @@ export class RaftStore implements LogStorage, AppliedState {
   private readonly terms: TailWindow<number>;
   private readonly ents: TailWindow<Entry>;
   private readonly termsMax: number;
+  private readonly synchronous: "FULL" | "NORMAL";
 
   private constructor(db: Db, opts: StoreOptions) {
     this.db = db;
+    this.synchronous = opts.synchronous ?? "FULL";
     this.path = db.path;
     this.schema = prepareSchema(db, opts.schema);
     this.s = prepareStatements(db);
@@ -166,12 +168,44 @@ export class RaftStore implements LogStorage, AppliedState {
    * the hard state and a newly learned cluster ID.
    */
   persist(w: PersistInput): void {
-    this.write(() => {
+    const tx = () => {
       if (w.snapshot) this.installTx(w.snapshot, w.restore);
       this.appendTx(w.entries);
       if (w.hardState) this.hardStateTx(w.hardState);
       if (w.clusterId !== undefined) this.setMetaOnce("cluster_id", "cluster", w.clusterId);
-    });
+    };
+    if (this.commitOnly(w)) this.writeWithoutSync(tx);
+    else this.write(tx);
+  }
+
+  /**
+   * Only the commit index moved (no entries, same term and vote): Raft needs
+   * no fsync for that (etcd's MustSync), since a commit index lost in a crash
+   * is learned again from the leader and never goes below what is applied
+   * (the apply transactions come later in the same sequential WAL, so none
+   * is durable without this one). Saves one fsync per write at low load,
+   * where every other Ready only advances the commit index.
+   */
+  private commitOnly(w: PersistInput): boolean {
+    const hs = w.hardState;
+    return (
+      this.synchronous === "FULL" &&
+      hs !== undefined &&
+      w.entries.length === 0 &&
+      !w.snapshot &&
+      w.clusterId === undefined &&
+      hs.term === this.hard.term &&
+      hs.vote === this.hard.vote
+    );
+  }
+
+  private writeWithoutSync(fn: () => void): void {
+    this.db.exec("PRAGMA synchronous=NORMAL");
+    try {
+      this.write(fn);
+    } finally {
+      this.db.exec("PRAGMA synchronous=FULL");
+    }
   }
 
   /**

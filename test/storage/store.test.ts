@@ -142,6 +142,26 @@ describe("RaftStore", () => {
     expect(s.firstIndex()).toBe(9);
   });
 
+  test("a persist that only moves the commit index skips its fsync (synchronous NORMAL for it), then FULL again; it is stored and survives a reopen", () => {
+    let s = openStore({ dir: tmp.make() });
+    const mode = () => Number(Object.values(s.db.prepare("PRAGMA synchronous").get()!)[0]);
+    s.persist({ entries: ents(1, 3, 2), hardState: { term: 2, vote: "n1", commit: 1 } });
+    let seen = -1;
+    // The synchronous mode each persist's transaction runs in, read inside it.
+    const orig = s.db.transaction.bind(s.db);
+    s.db.transaction = ((fn: () => void) => orig(() => ((seen = mode()), fn()))) as typeof s.db.transaction;
+    s.persist({ entries: [], hardState: { term: 2, vote: "n1", commit: 3 } });
+    expect(seen).toBe(1); // NORMAL
+    s.persist({ entries: [], hardState: { term: 3, vote: "", commit: 3 } });
+    expect(seen).toBe(2); // a new term is fsynced
+    s.persist({ entries: ents(4, 4, 3), hardState: { term: 3, vote: "", commit: 3 } });
+    expect(seen).toBe(2); // entries are fsynced
+    s.db.transaction = orig;
+    expect(mode()).toBe(2);
+    s = reopen(s);
+    expect(s.hardState()).toEqual({ term: 3, vote: "", commit: 3 });
+  });
+
   test("entries that are all compacted already are ignored; a partly compacted batch is cut", () => {
     const s = openStore({ dir: tmp.make() });
     s.persist({ entries: ents(1, 5, 1), hardState: { term: 1, vote: "", commit: 5 } });
