@@ -18,7 +18,7 @@ import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildRequest, BuildResult } from "./build.ts";
 import { checkpointDir, dbPath, ensureDir, fsyncDir, idFor, listCheckpoints, newestCheckpoint, pruneCheckpoints, writeManifest, type Manifest } from "./manifest.ts";
-import { buildDue, compactionTarget, nextPacedBuildAt } from "./policy.ts";
+import { buildDue, compactionDue, compactionTarget, nextPacedBuildAt } from "./policy.ts";
 
 export interface CheckpointPolicy {
   /** Build a checkpoint when this many entries were applied since the newest one (0: never by count). */
@@ -230,16 +230,10 @@ export class Checkpointer {
     const store = this.opts.store;
     const p = this.opts.policy;
     const start = store.firstIndex() - 1;
-    const upTo = compactionTarget({
-      applied: store.appliedIndex(),
-      start,
-      trailingEntries: p.trailingEntries,
-      everyEntries: p.compactEveryEntries ?? 0,
-      logBytes: this.logBytes(),
-      logBytesMax: p.logBytesMax,
-      holds: this.holds(),
-      holdEntriesMax: HOLD_ENTRIES_MAX,
-    });
+    const at = { applied: store.appliedIndex(), start, trailingEntries: p.trailingEntries, everyEntries: p.compactEveryEntries ?? 0, logBytes: this.logBytes(), logBytesMax: p.logBytesMax };
+    // Cheap on most ticks: the holds (a walk over the followers) only when it is time.
+    if (compactionDue(at) === null) return;
+    const upTo = compactionTarget({ ...at, holds: this.holds(), holdEntriesMax: HOLD_ENTRIES_MAX });
     if (upTo === null) return;
     try {
       store.compactApplied(upTo);

@@ -31,11 +31,18 @@ export interface CompactionInput {
   readonly holdEntriesMax: number;
 }
 
+/** Whether it is time to compact: by count, by size, or not (checked before the holds are gathered). */
+export function compactionDue(o: Omit<CompactionInput, "holds" | "holdEntriesMax">): "count" | "size" | null {
+  if (o.logBytesMax > 0 && o.logBytes >= o.logBytesMax) return "size";
+  if (o.everyEntries > 0 && o.applied - o.start >= o.trailingEntries + o.everyEntries) return "count";
+  return null;
+}
+
 /** The index to compact the log through now, or null when it is not time (or nothing would go). */
 export function compactionTarget(o: CompactionInput): number | null {
-  const bySize = o.logBytesMax > 0 && o.logBytes >= o.logBytesMax;
-  const byCount = o.everyEntries > 0 && o.applied - o.start >= o.trailingEntries + o.everyEntries;
-  if (!bySize && !byCount) return null;
+  const due = compactionDue(o);
+  if (due === null) return null;
+  const bySize = due === "size";
   // Past the size limit the trailing entries go too: only the holds keep the log.
   const want = Math.max(0, bySize ? o.applied : o.applied - o.trailingEntries);
   const hold = Math.min(Infinity, ...o.holds);
