@@ -32,8 +32,8 @@ import { existsSync, mkdirSync, rmSync, symlinkSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { E2ECluster, ROOT, ensureBinary, type ClusterFileNode } from "../test/e2e/harness.ts";
-import { waitFor } from "../test/helpers/ports.ts";
+import { E2ECluster, ROOT, ensureBinary, type ClusterFileNode } from "../harness/cluster.ts";
+import { waitFor } from "../harness/ports.ts";
 import { machine, median, percentile, sleep, writeSection } from "./lib.ts";
 
 const { values: args } = parseArgs({

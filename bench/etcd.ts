@@ -12,8 +12,8 @@ import { mkdtempSync, openSync, readFileSync, rmSync, closeSync } from "node:fs"
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { httpClient } from "../src/platform/http.ts";
-import { BINARY, ensureBinary } from "../test/e2e/harness.ts";
-import { freePorts, waitFor } from "../test/helpers/ports.ts";
+import { BINARY, ensureBinary } from "../harness/cluster.ts";
+import { freePorts, waitFor } from "../harness/ports.ts";
 import type { System } from "./lib.ts";
 
 export function etcdVersion(): string | null {

@@ -31,8 +31,8 @@ import { rmSync, statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { BINARY, E2ECluster, ROOT, ensureBinary, expectFeedsAgree, type ClusterFileNode, type LogLine, Writer } from "../test/e2e/harness.ts";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
+import { BINARY, E2ECluster, ROOT, ensureBinary, expectFeedsAgree, type ClusterFileNode, type LogLine, Writer } from "../harness/cluster.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
 import { machine, median, sleep, writeSection } from "./lib.ts";
 
 const { values: args } = parseArgs({

@@ -23,7 +23,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
-import { E2ECluster, ROOT, ensureBinary } from "../test/e2e/harness.ts";
+import { E2ECluster, ROOT, ensureBinary } from "../harness/cluster.ts";
 
 const { values: args } = parseArgs({
   options: {

@@ -20,9 +20,9 @@ import { createApp } from "../src/api/app.ts";
 import { Validators } from "../src/api/validators.ts";
 import { VALIDATOR_DEFAULTS } from "../src/discovery/schema.ts";
 import { Logger } from "../src/util/log.ts";
-import { ROOT } from "../test/e2e/harness.ts";
-import { inprocCluster } from "../test/helpers/inproc.ts";
-import { freePort, waitFor } from "../test/helpers/ports.ts";
+import { ROOT } from "../harness/cluster.ts";
+import { inprocCluster } from "../harness/inproc.ts";
+import { freePort, waitFor } from "../harness/ports.ts";
 import { machine, writeSection } from "./lib.ts";
 
 const { values: args } = parseArgs({

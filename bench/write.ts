@@ -27,8 +27,8 @@ import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { BINARY, E2ECluster, ROOT, ensureBinary } from "../test/e2e/harness.ts";
-import { waitFor } from "../test/helpers/ports.ts";
+import { BINARY, E2ECluster, ROOT, ensureBinary } from "../harness/cluster.ts";
+import { waitFor } from "../harness/ports.ts";
 import { etcdVersion, startEtcd } from "./etcd.ts";
 import { machine, median, mergeLoads, runFailovers, runLoad, writeSection, type LoadResult, type System } from "./lib.ts";
 

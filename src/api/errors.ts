@@ -43,12 +43,38 @@ export function errorResponse(e: ApiError): Response {
   return new Response(JSON.stringify(body), { status: e.status, headers });
 }
 
+/**
+ * The status (and Retry-After) of each node error, by its code: every
+ * NodeError class has one code (src/node/errors.ts, and the validators' in
+ * validators.ts), and an error forwarded back from the leader (RemoteError)
+ * keeps its code, so both are answered alike.
+ */
+const NODE_ERROR_STATUS: Readonly<Record<string, { readonly status: number; readonly retryAfterSec?: number }>> = {
+  no_leader: { status: 503, retryAfterSec: 1 },
+  timeout: { status: 503, retryAfterSec: 1 },
+  proposal_lost: { status: 503, retryAfterSec: 0 },
+  overloaded: { status: 503, retryAfterSec: 1 },
+  busy: { status: 503, retryAfterSec: 1 },
+  stopped: { status: 503, retryAfterSec: 1 },
+  validator_busy: { status: 503, retryAfterSec: 1 },
+  disk_full: { status: 507, retryAfterSec: 5 },
+  bad_request: { status: 400 },
+  invalid: { status: 400 },
+  too_large: { status: 413 },
+  rejected: { status: 422 },
+};
+
+/** The HTTP answer to a node error's code; an unknown code (a peer's unexpected failure) is a 500. */
+export function nodeErrorStatus(code: string): { status: number; retryAfterSec?: number } {
+  return Object.hasOwn(NODE_ERROR_STATUS, code) ? NODE_ERROR_STATUS[code]! : { status: 500 };
+}
+
 /** Maps any thrown value to an ApiError; unknown ones are logged with an id. */
 export function toApiError(err: unknown, log: Logger, where: string): ApiError {
   if (err instanceof ApiError) return err;
   if (err instanceof NodeError) {
-    const retry = err.retryAfterSec ?? (err.status === 503 ? RETRY_AFTER_SEC_DEFAULT : undefined);
-    return new ApiError(err.status, err.code, err.message, retry === undefined ? {} : { retryAfterSec: retry });
+    const { status, retryAfterSec } = nodeErrorStatus(err.code);
+    return new ApiError(status, err.code, err.message, retryAfterSec === undefined ? {} : { retryAfterSec });
   }
   if (err instanceof InvalidCommandError) {
     return err.tooLarge ? new ApiError(413, "too_large", err.message) : new ApiError(400, "invalid", err.message);

@@ -45,7 +45,7 @@ export class ValidationRejectedError extends NodeError {
     readonly url: string,
     readonly reason: string,
   ) {
-    super("rejected", 422, `validator ${url} rejected the write: ${reason}`);
+    super("rejected", `validator ${url} rejected the write: ${reason}`);
   }
 }
 
@@ -53,7 +53,7 @@ export class ValidationRejectedError extends NodeError {
 export class ValidatorBusyError extends NodeError {
   override name = "ValidatorBusyError";
   constructor(url: string, max: number) {
-    super("validator_busy", 503, `validator ${url} already has ${max} calls in flight (its concurrencyMax); retry shortly`, 1);
+    super("validator_busy", `validator ${url} already has ${max} calls in flight (its concurrencyMax); retry shortly`);
   }
 }
 

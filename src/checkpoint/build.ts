@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, fdatasyncSync, openSync, readSync, rmSync, statSync } from "node:fs";
 import { openDatabase, type Db } from "../platform/sqlite.ts";
-import type { ConfState } from "../raft/types.ts";
+import type { ConfState } from "../raft/index.ts";
 import { copyTableInSlices } from "./copy.ts";
 
 export interface BuildRequest {

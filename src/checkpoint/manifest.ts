@@ -7,7 +7,7 @@
  */
 import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { ConfState } from "../raft/types.ts";
+import type { ConfState } from "../raft/index.ts";
 
 export interface Manifest {
   /** "ckpt-<index>": stable, sortable, URL-safe. */

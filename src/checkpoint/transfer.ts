@@ -10,7 +10,7 @@
 import { createHash } from "node:crypto";
 import { closeSync, existsSync, fdatasyncSync, fsyncSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
-import type { Message } from "../raft/types.ts";
+import type { Message } from "../raft/index.ts";
 import type { Logger } from "../util/log.ts";
 import { sha256File } from "./build.ts";
 import { OFFER_HOLD_MS } from "./checkpointer.ts";

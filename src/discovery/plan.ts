@@ -67,7 +67,7 @@
  * A step refused or waited on is computed again on the next call, so the
  * cluster converges as soon as nodes come back or the file is fixed.
  */
-import type { ConfState, NodeId } from "../raft/types.ts";
+import type { ConfState, NodeId } from "../raft/index.ts";
 import { assert } from "../util/assert.ts";
 
 export interface PlanNode {

@@ -8,6 +8,8 @@
  * Pure: the node hands in the facts it knows and re-checks open connections
  * whenever they change.
  */
+import type { ClusterConfig } from "../discovery/load.ts";
+import { allMembers, type ConfState } from "../raft/index.ts";
 import type { AdmissionRefusal, PeerIdentity } from "../transport/context.ts";
 
 export interface AdmissionFacts {
@@ -63,5 +65,69 @@ export class AdmittedSet {
         `node ${peer.id} is not a member of the Raft configuration (applied index ${f.appliedIndex}: ${members}) ` +
         `and not listed in cluster file ${f.filePath} (${f.fileIds.join(",")}): to add it, list it in the cluster file`,
     };
+  }
+}
+
+export interface AdmissionOptions {
+  /** The applied configuration (the core's, or the store's before a core runs). */
+  conf(): ConfState;
+  /** The cluster file in force. */
+  config(): ClusterConfig;
+  appliedIndex(): number;
+  /** What a refused non-member is told (a removed node learns from it that it is out). */
+  refusalInfo(): unknown;
+  /** The admitted set changed: the open peer connections are checked again. */
+  recheck(): void;
+}
+
+/**
+ * The transport's admission rule over the configuration and file in force:
+ * the admitted set is built once per change of either (a check runs on every
+ * peer payload), and the open connections are checked again when it changes.
+ */
+export class Admission {
+  private cache: { conf: ConfState; config: ClusterConfig; set: AdmittedSet } | undefined;
+  /** The key of the set the open peer connections were last checked against. */
+  private checkedKey = "";
+
+  constructor(private readonly o: AdmissionOptions) {}
+
+  /** Who may talk to this node now: members of the applied configuration and nodes the file lists, less revoked ones. */
+  current(): AdmittedSet {
+    const conf = this.o.conf();
+    const config = this.o.config();
+    const c = this.cache;
+    if (c !== undefined && c.conf === conf && c.config === config) return c.set;
+    const set = new AdmittedSet({
+      members: allMembers(conf),
+      appliedIndex: this.o.appliedIndex(),
+      fileIds: config.nodes.map((n) => n.id),
+      filePath: config.path,
+      revoked: config.revoked ?? [],
+    });
+    // Without a core the conf is parsed afresh each time: cache by content then.
+    if (c !== undefined && c.set.key === set.key) {
+      this.cache = { ...c, conf };
+      return c.set;
+    }
+    this.cache = { conf, config, set };
+    return set;
+  }
+
+  /** The transport's check (every handshake, either direction). */
+  admit(p: PeerIdentity): AdmissionRefusal | null {
+    const r = this.current().check(p);
+    if (r === null || r.kind !== "notMember") return r;
+    // A removed node can no longer ask whether it is out (its probes are refused): the refusal tells it.
+    return { ...r, info: this.o.refusalInfo() };
+  }
+
+  /** The admitted set may have changed: close the connections of peers no longer admitted. */
+  refresh(): void {
+    const key = this.current().key;
+    if (key === this.checkedKey) return;
+    const first = this.checkedKey === "";
+    this.checkedKey = key;
+    if (!first) this.o.recheck();
   }
 }

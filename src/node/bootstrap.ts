@@ -12,7 +12,7 @@
  * data: the probe finds the third non-empty (or unreachable) and nobody founds.
  */
 import type { ClusterConfig } from "../discovery/load.ts";
-import type { ConfChange, Entry } from "../raft/types.ts";
+import type { ConfChange, Entry } from "../raft/index.ts";
 
 export interface ProbeAnswer {
   readonly empty: boolean;

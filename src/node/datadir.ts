@@ -9,6 +9,8 @@
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { DbCorruptError, LockHeldError, lockFile, type FileLock } from "../platform/sqlite.ts";
+import type { ClusterConfig } from "../discovery/load.ts";
+import { allMembers } from "../raft/index.ts";
 import { RaftStore, type StoreOptions } from "../storage/store.ts";
 
 export type DataDirProblem = "node" | "cluster" | "removed" | "locked" | "corrupt";
@@ -163,4 +165,19 @@ export function openCheckedStore(opts: StoreOptions): RaftStore {
     if (e instanceof DbCorruptError) throw corruptError(opts.dir, e);
     throw e;
   }
+}
+
+/** Refuses another node's or cluster's data, or a removed node's (DataDirRefusedError); records who this data is for. */
+export function claimDataDir(store: RaftStore, want: { id: string; dataDir: string; config: ClusterConfig }): void {
+  let facts = dataDirFacts(store, want.dataDir);
+  if (facts.removedAt !== null && store.appliedIndex() > facts.removedAt && allMembers(store.confState()).includes(want.id)) {
+    // Removed once, then added back (with an empty directory) and caught up past that: the mark is stale.
+    store.clearRemovedAt();
+    facts = { ...facts, removedAt: null };
+  }
+  const problem = dataDirProblem(facts, { id: want.id, cluster: want.config.cluster, configPath: want.config.path });
+  if (problem) throw problem;
+  if (facts.nodeId === null) store.setNodeId(want.id);
+  // Data from before the cluster name was recorded takes the name of the file it runs with.
+  if (facts.clusterName === null && facts.clusterId !== null) store.setClusterName(want.config.cluster);
 }

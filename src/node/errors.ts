@@ -1,14 +1,22 @@
 /**
- * Expected conditions of a running node, as typed errors with the HTTP
- * status the API answers them with. Checked with instanceof.
+ * Expected conditions of a running node, as typed errors, each with a stable
+ * code (the API's `error.code`). Checked with instanceof. Which HTTP status
+ * and Retry-After each one is answered with is the API's choice
+ * (src/api/errors.ts), not the node's.
  */
+import { DiskFullError } from "../platform/sqlite.ts";
+
+/**
+ * The one full-disk error: SQLite's SQLITE_FULL as the storage layer throws
+ * it, and what the node refuses writes with while its disk is full.
+ */
+export { DiskFullError };
+
 export class NodeError extends Error {
   override name = "NodeError";
   constructor(
     readonly code: string,
-    readonly status: number,
     message: string,
-    readonly retryAfterSec?: number,
   ) {
     super(message);
   }
@@ -18,14 +26,14 @@ export class NodeError extends Error {
 export class NoLeaderError extends NodeError {
   override name = "NoLeaderError";
   constructor(detail = "no leader is known right now (an election may be under way, or a quorum is down)") {
-    super("no_leader", 503, `${detail}; retry shortly`, 1);
+    super("no_leader", `${detail}; retry shortly`);
   }
 }
 
 export class TimeoutError extends NodeError {
   override name = "TimeoutError";
   constructor(what: string, ms: number) {
-    super("timeout", 503, `${what} did not finish within ${ms} ms; the cluster may have no quorum; retry (with an Idempotency-Key for writes)`, 1);
+    super("timeout", `${what} did not finish within ${ms} ms; the cluster may have no quorum; retry (with an Idempotency-Key for writes)`);
   }
 }
 
@@ -33,15 +41,7 @@ export class TimeoutError extends NodeError {
 export class ProposalLostError extends NodeError {
   override name = "ProposalLostError";
   constructor(index: number) {
-    super("proposal_lost", 503, `the write at log index ${index} was replaced after a leader change and not applied; retry`, 0);
-  }
-}
-
-/** The disk is full: writes stop until space returns; reads go on. */
-export class DiskFullError extends NodeError {
-  override name = "DiskFullError";
-  constructor(path: string) {
-    super("disk_full", 507, `the disk holding ${path} is full: writes are refused until space is freed; reads continue and writes resume by themselves`, 5);
+    super("proposal_lost", `the write at log index ${index} was replaced after a leader change and not applied; retry`);
   }
 }
 
@@ -49,7 +49,7 @@ export class DiskFullError extends NodeError {
 export class OverloadedError extends NodeError {
   override name = "OverloadedError";
   constructor(readonly inFlightMax: number) {
-    super("overloaded", 503, `more than ${inFlightMax} writes in flight; retry shortly`, 1);
+    super("overloaded", `more than ${inFlightMax} writes in flight; retry shortly`);
   }
 }
 
@@ -57,7 +57,7 @@ export class OverloadedError extends NodeError {
 export class BusyError extends NodeError {
   override name = "BusyError";
   constructor(detail: string) {
-    super("busy", 503, detail, 1);
+    super("busy", detail);
   }
 }
 
@@ -65,7 +65,7 @@ export class BusyError extends NodeError {
 export class StoppedError extends NodeError {
   override name = "StoppedError";
   constructor() {
-    super("stopped", 503, "this node is stopping; use another node", 1);
+    super("stopped", "this node is stopping; use another node");
   }
 }
 
@@ -73,6 +73,6 @@ export class StoppedError extends NodeError {
 export class BadRequestError extends NodeError {
   override name = "BadRequestError";
   constructor(message: string) {
-    super("bad_request", 400, message);
+    super("bad_request", message);
   }
 }

@@ -5,13 +5,13 @@
  */
 import type { ClusterConfig } from "../discovery/load.ts";
 import { planNextStep, type PeerProgress, type PlanStep } from "../discovery/plan.ts";
-import { ConfChangeError, NotLeaderError, ProposalDroppedError } from "../raft/errors.ts";
-import type { Raft } from "../raft/raft.ts";
-import type { ConfChangeSingle } from "../raft/types.ts";
+import { ConfChangeError, NotLeaderError, ProposalDroppedError, type ConfChangeSingle, type Raft } from "../raft/index.ts";
 import type { Logger } from "../util/log.ts";
 
 export class Converger {
   private lastReason = "";
+  /** The leader takes the next step no earlier than this (see maybeStep). */
+  private nextAt = 0;
 
   constructor(
     private readonly opts: {
@@ -22,8 +22,22 @@ export class Converger {
        * heartbeats: the planner's quorum checks are only as fresh as this.
        */
       contactTicksMax: number;
+      /** At most one step per this long on ticks (soon() brings the next one forward). */
+      everyMs?: number;
     },
   ) {}
+
+  /** On a leader's tick at `now`: the next step, if one is due. */
+  maybeStep(raft: Raft, config: ClusterConfig, now: number): void {
+    if (raft.view.role !== "leader" || now < this.nextAt) return;
+    this.nextAt = now + (this.opts.everyMs ?? 0);
+    this.step(raft, config);
+  }
+
+  /** Something changed (a new file, an applied configuration): the next tick plans again. */
+  soon(): void {
+    this.nextAt = 0;
+  }
 
   /** Plans and starts the next step; returns it (for tests and status). */
   step(raft: Raft, config: ClusterConfig): PlanStep {

@@ -1,5 +1,5 @@
 /** The node's metrics in Prometheus text exposition format (version 0.0.4). */
-import type { Raft } from "../raft/raft.ts";
+import type { RaftView } from "../raft/index.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { PeerTransport } from "../transport/transport.ts";
 
@@ -22,7 +22,7 @@ function line(name: string, type: "counter" | "gauge", help: string, value: numb
 
 export function metricsText(m: {
   node: { id: string };
-  raft: Raft | undefined;
+  raft: RaftView | undefined;
   store: RaftStore;
   // deno-lint-ignore no-explicit-any
   transport: PeerTransport<any> | undefined;
@@ -35,9 +35,9 @@ export function metricsText(m: {
   let out = "";
   out += line("cairn_raft_term", "gauge", "Current Raft term.", r?.term ?? 0);
   out += line("cairn_raft_is_leader", "gauge", "1 if this node is the leader.", r?.role === "leader" ? 1 : 0);
-  out += line("cairn_raft_commit_index", "gauge", "Highest log index known committed.", r?.log.committed ?? 0);
+  out += line("cairn_raft_commit_index", "gauge", "Highest log index known committed.", r?.commit ?? 0);
   out += line("cairn_raft_applied_index", "gauge", "Highest log index applied to the state machine.", m.store.appliedIndex());
-  out += line("cairn_raft_last_index", "gauge", "Last log index.", r?.log.lastIndex() ?? m.store.lastIndex());
+  out += line("cairn_raft_last_index", "gauge", "Last log index.", r?.lastIndex ?? m.store.lastIndex());
   out += line("cairn_raft_first_index", "gauge", "First log index still stored.", m.store.firstIndex());
   out += line("cairn_proposals_total", "counter", "Writes proposed on this node as leader.", c.proposals);
   out += line("cairn_forwarded_total", "counter", "Writes forwarded to the leader.", c.forwarded);

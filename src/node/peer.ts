@@ -5,8 +5,9 @@
  * answer; the asker keeps a bounded table of open requests with deadlines.
  */
 import type { SnapPayload } from "../checkpoint/transfer.ts";
-import type { Message } from "../raft/types.ts";
-import { NodeError, TimeoutError } from "./errors.ts";
+import type { Message } from "../raft/index.ts";
+import { InvalidCommandError } from "../statemachine/commands.ts";
+import { DiskFullError, NodeError, TimeoutError } from "./errors.ts";
 
 export type PeerPayload =
   | { readonly t: "raft"; readonly m: Message }
@@ -17,25 +18,26 @@ export type PeerPayload =
   | { readonly t: "resp"; readonly id: number; readonly ok: false; readonly error: WireError }
   | SnapPayload;
 
+/** An error as it crosses to the node that asked: its code (the API's error.code) and message; the asker's API picks the status. */
 export interface WireError {
   readonly code: string;
-  readonly status: number;
   readonly message: string;
 }
 
-/** A NodeError that came back from another node. */
+/** A NodeError that came back from another node (its code is the one the other node's error had). */
 export class RemoteError extends NodeError {
   override name = "RemoteError";
   constructor(e: WireError) {
-    super(e.code, e.status, e.message, e.status === 503 ? 1 : undefined);
+    super(typeof e.code === "string" ? e.code : "internal", typeof e.message === "string" ? e.message : "the peer's error had no message");
   }
 }
 
 export function toWireError(err: unknown): WireError {
-  if (err instanceof NodeError) return { code: err.code, status: err.status, message: err.message };
+  if (err instanceof NodeError) return { code: err.code, message: err.message };
+  if (err instanceof DiskFullError) return { code: "disk_full", message: err.message };
   const e = err instanceof Error ? err : new Error(String(err));
-  if (e.name === "InvalidCommandError") return { code: "bad_request", status: 400, message: e.message };
-  return { code: "internal", status: 500, message: e.message };
+  if (e instanceof InvalidCommandError) return { code: e.tooLarge ? "too_large" : "invalid", message: e.message };
+  return { code: "internal", message: e.message };
 }
 
 /** Open requests to peers, settled by their answers or by a deadline. */

@@ -1,15 +1,13 @@
-/** GET /status: this node's view of the cluster, in the contract's shape. */
+/** GET /status, its problems, and readiness: this node's view of the cluster, in the contract's shape. */
 import type { ClusterConfig } from "../discovery/load.ts";
-import { allMembers, isVoter } from "../raft/confchange.ts";
-import type { Raft } from "../raft/raft.ts";
-import { NONE } from "../raft/types.ts";
+import { allMembers, isVoter, NONE, type RaftView } from "../raft/index.ts";
 import type { CairnFsm } from "../statemachine/cairn.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { MemberStatus, NodeStatus } from "./api.ts";
 
 export interface StatusInput {
   readonly id: string;
-  readonly raft: Raft | undefined;
+  readonly raft: RaftView | undefined;
   readonly store: RaftStore;
   /** null when an embedder's state machine replaces cairn's (no feed). */
   readonly fsm: CairnFsm | null;
@@ -26,8 +24,8 @@ export interface StatusInput {
 function role(s: StatusInput): NodeStatus["role"] {
   if (s.stopping) return "stopped";
   if (s.removed) return "removed";
-  if (!s.raft || s.raft.trk.conf.voters.length === 0) return "joining";
-  if (!isVoter(s.raft.trk.conf, s.id)) return "learner";
+  if (!s.raft || s.raft.conf.voters.length === 0) return "joining";
+  if (!isVoter(s.raft.conf, s.id)) return "learner";
   return s.raft.role;
 }
 
@@ -53,7 +51,7 @@ function members(s: StatusInput): MemberStatus[] {
 
 export function buildStatus(s: StatusInput): NodeStatus {
   const raft = s.raft;
-  const lead = raft?.lead ?? NONE;
+  const lead = raft?.leader ?? NONE;
   const feed = s.fsm?.feedState() ?? { first: 1, last: 0 };
   return {
     id: s.id,
@@ -64,16 +62,64 @@ export function buildStatus(s: StatusInput): NodeStatus {
     cluster: s.config.cluster,
     index: {
       first: s.store.firstIndex(),
-      last: raft?.log.lastIndex() ?? s.store.lastIndex(),
-      commit: raft?.log.committed ?? s.store.hardState().commit,
+      last: raft?.lastIndex ?? s.store.lastIndex(),
+      commit: raft?.commit ?? s.store.hardState().commit,
       applied: s.store.appliedIndex(),
       checkpoint: s.checkpointIndex,
     },
     feed: { first: feed.first, last: feed.last },
     members: members(s),
-    joint: (raft?.trk.conf.votersOutgoing.length ?? 0) > 0,
+    joint: (raft?.conf.votersOutgoing.length ?? 0) > 0,
     version: s.version,
     formatVersion: s.store.formatVersion(),
     problems: s.problems,
   };
+}
+
+/** What /status lists as problems, each a sentence saying what to do. */
+export interface ProblemsInput {
+  /** Why the node waits (founding, joining), or "". */
+  readonly waiting: string;
+  /** Why the cluster file on disk is ignored, or null. */
+  readonly file: string | null;
+  /** Why the file's membership is held against the voters in force, or null. */
+  readonly shrinkHeld: string | null;
+  /** Why the file's raft timings are not in force, or null. */
+  readonly timing: string | null;
+  readonly diskFull: Error | null;
+  readonly removed: boolean;
+  readonly tls: readonly string[];
+}
+
+export function problems(p: ProblemsInput): string[] {
+  const out: string[] = [];
+  if (p.waiting) out.push(p.waiting);
+  if (p.file) out.push(p.file);
+  if (p.shrinkHeld) out.push(`membership change held: ${p.shrinkHeld}`);
+  if (p.timing) out.push(p.timing);
+  if (p.diskFull) out.push(p.diskFull.message);
+  if (p.removed) out.push("this node was removed from the cluster");
+  out.push(...p.tls);
+  return out;
+}
+
+export interface ReadinessInput {
+  readonly failure: Error | null;
+  readonly stopping: boolean;
+  readonly raft: Pick<RaftView, "leader" | "commit"> | undefined;
+  readonly waiting: string;
+  readonly diskFull: boolean;
+  readonly applied: number;
+}
+
+/** GET /ready: whether this node serves reads and writes now, and why not. */
+export function readiness(r: ReadinessInput): { ready: boolean; reason: string } {
+  const raft = r.raft;
+  if (r.failure) return { ready: false, reason: `failed: ${r.failure.message}` };
+  if (r.stopping) return { ready: false, reason: "stopping" };
+  if (!raft) return { ready: false, reason: r.waiting || "not joined yet" };
+  if (r.diskFull) return { ready: false, reason: "disk full" };
+  if (raft.leader === NONE) return { ready: false, reason: "no leader known" };
+  if (r.applied < raft.commit) return { ready: false, reason: `catching up: applied ${r.applied} of ${raft.commit}` };
+  return { ready: true, reason: `leader ${raft.leader}, applied ${r.applied}` };
 }

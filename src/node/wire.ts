@@ -3,7 +3,7 @@
  * core asserts its invariants, so a malformed message from a buggy or hostile
  * peer must be refused here, with a reason, not crash the node.
  */
-import type { ConfState, Entry, MessageType } from "../raft/types.ts";
+import type { ConfState, Entry, MessageType } from "../raft/index.ts";
 
 const TYPES = new Set<MessageType>([
   "app", "appResp", "vote", "voteResp", "preVote", "preVoteResp", "heartbeat", "heartbeatResp",

@@ -41,7 +41,11 @@ import {
 
 export type ReadOnlyMode = "safe" | "lease";
 
-/** Known protocol bugs that the simulator must be able to find. Tests only. */
+/**
+ * Known protocol bugs that the simulator must be able to find. Tests only:
+ * they are switched on through TestRaft (testing.ts), which index.ts does
+ * not export; the production surface has no way to set them.
+ */
 export interface UnsafeBugs {
   /** Grant votes without the election restriction's up-to-date check (§5.4.1). */
   readonly voteWithoutLogCheck?: boolean;
@@ -84,7 +88,6 @@ export interface RaftConfig {
    * sent it data. cairn sets false; the default true suits direct voter adds.
    */
   readonly emptyNodeVotes?: boolean;
-  readonly unsafe?: UnsafeBugs;
 }
 
 const DEFAULTS = {
@@ -127,6 +130,60 @@ export interface RaftStatus {
   readonly progress: ReadonlyMap<NodeId, ProgressStatus>;
 }
 
+/**
+ * What code outside the core reads of it: live and read-only (each read is the
+ * core's state at that moment; nothing here changes it). The node reads term,
+ * role, leader, configuration, commit and progress through this, never
+ * through the core's own fields.
+ */
+export interface RaftView {
+  readonly id: NodeId;
+  readonly term: number;
+  readonly role: Role;
+  readonly leader: NodeId;
+  readonly commit: number;
+  readonly lastIndex: number;
+  readonly conf: ConfState;
+  isVoter(id: NodeId): boolean;
+  voterIds(): NodeId[];
+  /** Every field at once, each member's progress included (on the leader). */
+  status(): RaftStatus;
+}
+
+class LiveView implements RaftView {
+  constructor(private readonly r: Raft) {}
+  get id(): NodeId {
+    return this.r.id;
+  }
+  get term(): number {
+    return this.r.term;
+  }
+  get role(): Role {
+    return this.r.role;
+  }
+  get leader(): NodeId {
+    return this.r.lead;
+  }
+  get commit(): number {
+    return this.r.log.committed;
+  }
+  get lastIndex(): number {
+    return this.r.log.lastIndex();
+  }
+  get conf(): ConfState {
+    return this.r.trk.conf;
+  }
+  isVoter(id: NodeId): boolean {
+    return this.r.trk.isVoter(id);
+  }
+  voterIds(): NodeId[] {
+    return [...this.r.trk.voterIds()];
+  }
+  status(): RaftStatus {
+    return this.r.status();
+  }
+}
+
 type Campaign = "preElection" | "election" | "transfer";
 
 export class Raft {
@@ -138,10 +195,13 @@ export class Raft {
   role: Role = "follower";
   readonly log: RaftLog;
   readonly trk: Tracker;
+  /** The read-only view for code outside the core (RaftView). */
+  readonly view: RaftView = new LiveView(this);
 
-  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "unsafe">>;
+  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id">>;
 
-  private readonly unsafe: UnsafeBugs;
+  /** Known bugs switched on (TestRaft only; none in production). */
+  protected unsafe: UnsafeBugs = {};
   private readonly rng: Rng;
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
@@ -181,7 +241,6 @@ export class Raft {
     assert(this.id !== NONE, "a Raft node needs a non-empty id");
     this.clusterId = config.clusterId;
     this.rng = config.rng;
-    this.unsafe = config.unsafe ?? {};
     this.cfg = {
       electionTicks: config.electionTicks ?? DEFAULTS.electionTicks,
       heartbeatTicks: config.heartbeatTicks ?? DEFAULTS.heartbeatTicks,

@@ -8,7 +8,7 @@
  * nor skips an entry.
  */
 import type { Db } from "../platform/sqlite.ts";
-import type { ConfState, Entry } from "../raft/types.ts";
+import type { ConfState, Entry } from "../raft/index.ts";
 import type { AppliedState } from "../storage/store.ts";
 import { assert } from "../util/assert.ts";
 

@@ -17,9 +17,20 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { quickCheck } from "./integrity.ts";
 import { openDatabase, type Db, type Row, type Statement } from "../platform/sqlite.ts";
-import { CompactedError, UnavailableError } from "../raft/errors.ts";
-import { limitSize, type InitialState, type LogStorage } from "../raft/storage.ts";
-import { entryBytes, type ConfChange, type ConfState, type Entry, type EntryKind, type HardState, type SnapshotMeta } from "../raft/types.ts";
+import {
+  CompactedError,
+  entryBytes,
+  limitSize,
+  UnavailableError,
+  type ConfChange,
+  type ConfState,
+  type Entry,
+  type EntryKind,
+  type HardState,
+  type InitialState,
+  type LogStorage,
+  type SnapshotMeta,
+} from "../raft/index.ts";
 import { assert } from "../util/assert.ts";
 import { IdentityMismatchError } from "./errors.ts";
 import { int, str } from "./rows.ts";

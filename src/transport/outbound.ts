@@ -196,7 +196,7 @@ export class OutboundPeer {
     const conn: Conn = {
       socket,
       decoder: new FrameDecoder({ frameBytesMax: this.ctx.limits.frameBytesMax }),
-      connectTimer: setTimeout(() => this.lost(conn, `no connection and hello within ${ms} ms`), ms),
+      connectTimer: setTimeout(() => this.timedOut(conn, ms), ms),
       stallTimer: undefined,
       liveTimer: undefined,
       lastReadMs: 0,
@@ -344,6 +344,17 @@ export class OutboundPeer {
     this.failures = 0;
     this.ctx.onPeerHello({ from: hello.from, cluster: hello.cluster, direction: "outbound", address: this.addr.text });
     this.scheduleFlush();
+  }
+
+  /**
+   * A dial that got no connection and hello in time (SYNs dropped by a cut or by loss): the wait
+   * itself spaced the attempts, so the redial comes after the shortest backoff, not a grown one; a
+   * heal is then noticed within about one connect timeout.
+   */
+  private timedOut(conn: Conn, ms: number): void {
+    if (this.conn !== conn) return;
+    this.backoffMs = this.ctx.limits.backoffMsMin;
+    this.lost(conn, `no connection and hello within ${ms} ms`);
   }
 
   /** Ends `conn` after a failure: counted, logged at a rate limit, redialled after a backoff. */

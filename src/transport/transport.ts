@@ -94,9 +94,10 @@ export function transportTimings(raft: { readonly heartbeatMs: number; readonly 
   return {
     pingMs: raft.heartbeatMs,
     idleMs: raft.electionMs,
-    // A dial lost in a cut (SYN retransmission backs off from 1 s) is abandoned and redone, so
-    // after a heal some dial starts within connect timeout + backoff, under two election timeouts.
-    connectTimeoutMs: Math.max(250, raft.electionMs),
+    // A dial lost in a cut (the kernel's SYN retransmission backs off from 1 s) is abandoned after
+    // half an election timeout and redone at once (a timed-out dial does not grow the backoff), so
+    // after a heal a fresh dial starts within about half an election timeout.
+    connectTimeoutMs: Math.max(250, Math.floor(raft.electionMs / 2)),
     backoffMsMax: Math.max(TRANSPORT_DEFAULTS.backoffMsMin, Math.floor(raft.electionMs / 2)),
     backoffMsMin: Math.min(TRANSPORT_DEFAULTS.backoffMsMin, Math.floor(raft.electionMs / 2)),
     writeStallMs: 2 * raft.electionMs,

@@ -136,6 +136,10 @@ export class NetLab {
       const ns = this.ns(id);
       const host = `cc${this.tag}v${i}`;
       const inner = `cc${this.tag}p${i}`;
+      // The tag is ours (its record's process is alive), so a namespace or link with our names is
+      // a leftover of a killed run whose record was already gone: remove it first.
+      run(["ip", "netns", "del", ns], true);
+      run(["ip", "link", "del", host], true);
       run(["ip", "netns", "add", ns]);
       this.record.ns.push(ns);
       writeFileSync(join(TAG_DIR, String(this.tag)), JSON.stringify(this.record));

@@ -17,10 +17,14 @@ import {
   type ReadState,
 } from "../../src/raft/index.ts";
 import { applyConfChange } from "../../src/raft/confchange.ts";
+import { TestRaft, type UnsafeBugs } from "../../src/raft/testing.ts";
 
 export const CLUSTER = "test-cluster";
 
-export interface NodeOpts extends Partial<Omit<RaftConfig, "id" | "storage" | "rng">> {}
+export interface NodeOpts extends Partial<Omit<RaftConfig, "id" | "storage" | "rng">> {
+  /** Known protocol bugs switched on (TestRaft). */
+  readonly unsafe?: UnsafeBugs;
+}
 
 export class TestNode {
   readonly storage: MemoryStorage;
@@ -36,7 +40,7 @@ export class TestNode {
     this.storage = opts.storage;
     this.seed = opts.seed;
     this.opts = opts.raft ?? {};
-    this.raft = new Raft({ id, clusterId: CLUSTER, storage: this.storage, rng: new SeededRng(opts.seed), ...opts.raft });
+    this.raft = new TestRaft({ id, clusterId: CLUSTER, storage: this.storage, rng: new SeededRng(opts.seed), ...opts.raft });
   }
 
   /**
@@ -47,7 +51,7 @@ export class TestNode {
     const last = this.applied[this.applied.length - 1];
     const applied = Math.max(last?.index ?? 0, this.storage.snapshotMeta().index, this.opts.applied ?? 0);
     const clusterId = this.raft.clusterId;
-    this.raft = new Raft({
+    this.raft = new TestRaft({
       id: this.id,
       storage: this.storage,
       rng: new SeededRng(this.seed + 7919),

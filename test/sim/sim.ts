@@ -29,8 +29,8 @@ import {
   type NodeId,
   type Ready,
   type ReadOnlyMode,
-  type UnsafeBugs,
 } from "../../src/raft/index.ts";
+import { TestRaft, type UnsafeBugs } from "../../src/raft/testing.ts";
 import { Driver, type DriverBugs } from "../../src/node/driver.ts";
 import type { HardState } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
@@ -284,7 +284,7 @@ export class Simulator {
   // ---------------------------------------------------------------- nodes
 
   private start(node: SimNode): void {
-    node.raft = new Raft({
+    node.raft = new TestRaft({
       id: node.id,
       clusterId: node.working.lastIndex() === 0 && node.working.snapshotMeta().index === 0 ? null : "sim",
       storage: node.working,

@@ -387,6 +387,31 @@ describe("peer transport in insecure mode", () => {
     expect(b.received).toEqual([]);
   });
 
+  test("a dial that times out is redone after the shortest backoff, not a grown one (a heal is noticed within about one connect timeout)", async () => {
+    // Every dial to a hung peer times out. Before the fix each timeout doubled the backoff
+    // (100, 200, 400, 800, 1600 ms ...), so after a cut of a few seconds the first dial after the
+    // heal could start up to backoffMsMax late; now each redial follows its timeout by at most
+    // backoffMsMin.
+    const accepts: number[] = [];
+    const server = net.createServer((s) => {
+      accepts.push(performance.now());
+      sockets.push(s);
+      s.on("error", () => {});
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const a = await node("n1", { tls: "insecure", connectTimeoutMs: 150, backoffMsMin: 50, backoffMsMax: 5000 });
+    a.transport.setPeers(peerMap({ n2: port }));
+    a.transport.send("n2", "x");
+    await waitFor("seven dials", () => accepts.length >= 7, 10_000);
+    const gaps = accepts.slice(1).map((t, i) => t - accepts[i]!);
+    // timeout 150 + at most 50 of backoff, with slack for a loaded machine; the old code's 6th gap
+    // was at least 150 + 1600/2 = 950 ms.
+    expect(Math.max(...gaps)).toBeLessThan(600);
+    expect(logsMatching(a, "could not connect").some((l) => String(l.reason).includes("within 150 ms"))).toBe(true);
+  });
+
   test("a connection that never says hello is closed after connectTimeoutMs", async () => {
     const a = await node("n1", { tls: "insecure", connectTimeoutMs: 200 });
     const idle = net.connect({ host: "127.0.0.1", port: a.port });
