@@ -83,7 +83,9 @@ const transferArgs = [
 ];
 const joinerBase = args["joiner-dir"] === "auto" ? (existsSync("/dev/shm") ? "/dev/shm" : null) : args["joiner-dir"] === "none" ? null : args["joiner-dir"]!;
 const JOINER_DIR = joinerBase ? join(joinerBase, `cairn-bench-n4-${process.pid}`) : null;
-const SERVE_ARGS = ["--checkpoint-every", "0", "--checkpoint-interval", "0", "--checkpoint-log-bytes", "0", ...transferArgs];
+// Builds only when asked; the log compacted on every tick (up to the applied index less the trailing
+// 1000 entries: log compaction copies nothing since issue 11), so that a new node is behind it.
+const SERVE_ARGS = ["--checkpoint-every", "0", "--checkpoint-interval", "0", "--checkpoint-log-bytes", "0", "--compact-every", "1", ...transferArgs];
 
 // ---------------------------------------------------------------- load recording
 

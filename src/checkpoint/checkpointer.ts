@@ -1,40 +1,61 @@
 /**
- * The checkpointer: decides when to build a checkpoint (every K applied
- * entries, every T ms, or when the log passes B bytes), has a worker thread
- * build it, then records it: file renamed into place, manifest written last,
- * the store's snapshot set to it, the log compacted, old checkpoints pruned.
- * At most one build at a time; the Raft loop never waits for one.
+ * The checkpointer: compacts the Raft log and builds checkpoint files.
+ *
+ * Compaction needs no copy of the state: the state database is durable with
+ * its applied index in the same transaction, so the log is compacted up to
+ * what is applied (keeping a trailing tail, and what live followers and
+ * offered checkpoints still need), at a cost set by the log, not the state.
+ * A checkpoint file (a full copy) is built by a worker thread only when one
+ * is needed: a follower behind the compacted log (requestBuild), a backup or
+ * POST /admin/checkpoint (create), feed retention waiting for a checkpoint
+ * that covers what it trims, or the optional periodic policy; those the node
+ * starts on its own are paced to a share of the time (see policy.ts). At most
+ * one build at a time; the Raft loop never waits for one.
  */
 import { renameSync, rmSync } from "node:fs";
-import { isFatalDbError } from "../platform/sqlite.ts";
+import { DiskFullError, isFatalDbError } from "../platform/sqlite.ts";
 import type { RaftStore } from "../storage/store.ts";
 import type { Logger } from "../util/log.ts";
 import type { BuildRequest, BuildResult } from "./build.ts";
 import { checkpointDir, dbPath, ensureDir, fsyncDir, idFor, listCheckpoints, newestCheckpoint, pruneCheckpoints, writeManifest, type Manifest } from "./manifest.ts";
+import { buildDue, compactionDue, compactionTarget, nextPacedBuildAt } from "./policy.ts";
 
 export interface CheckpointPolicy {
-  /** Build when this many entries were applied since the newest checkpoint (0: never by count). */
+  /** Build a checkpoint when this many entries were applied since the newest one (0: never by count). */
   readonly everyEntries: number;
-  /** Build when the newest checkpoint is older than this and entries were applied since (0: never by age). */
+  /** Build one when the newest checkpoint is older than this and entries were applied since (0: never by age). */
   readonly everyMs: number;
-  /** Build when the stored log passes this many bytes (0: never by size). */
+  /** Compact the log when it passes this many bytes, down to what followers and offers hold (0: never by size). */
   readonly logBytesMax: number;
   /** Checkpoints kept on disk. */
   readonly keep: number;
-  /** Entries kept in the log below the newest checkpoint, so slightly lagging followers need no checkpoint. */
+  /** Entries kept in the log below the applied index, so slightly lagging followers need no checkpoint. */
   readonly trailingEntries: number;
   /** Write rate of a build (bytes/s, 0: unpaced): a burst of writes stalls the node's own commits on the same disk. */
   readonly buildBytesPerSec?: number;
+  /** Compact the log once it holds this many entries beyond the trailing ones (0: never by count). */
+  readonly compactEveryEntries?: number;
+  /**
+   * Builds the node starts on its own (by count, age or feed retention) take at
+   * most this share of the time: after a build of d ms the next waits
+   * d * (1 / share - 1). Builds a follower or a backup needs are not paced.
+   */
+  readonly diskShare?: number;
 }
 
 export const DEFAULT_POLICY: CheckpointPolicy = {
-  everyEntries: 10_000,
+  everyEntries: 0,
   everyMs: 10 * 60_000,
   logBytesMax: 256 << 20,
   keep: 2,
   trailingEntries: 1000,
   buildBytesPerSec: 64 << 20,
+  compactEveryEntries: 10_000,
+  diskShare: 0.05,
 };
+
+/** Why a checkpoint was built: a follower needed one, someone asked (API, CLI, backup), or the node's own policy. */
+export type BuildReason = "peer" | "request" | "policy";
 
 /**
  * A checkpoint offered to a peer stays its choice (so a cut transfer resumes
@@ -44,8 +65,10 @@ export const DEFAULT_POLICY: CheckpointPolicy = {
 export const OFFER_HOLD_MS = 10 * 60_000;
 /** After a peer received its checkpoint, the log above it is held this long still: it installs it, then replicates from there. */
 export const DELIVERED_HOLD_MS = 60_000;
-/** However far behind a follower is, the log is not kept more than this many entries below the newest checkpoint. */
+/** However far behind a follower is, the log is not kept more than this many entries below the applied index. */
 export const HOLD_ENTRIES_MAX = 200_000;
+/** The newest checkpoint's index is re-read from the directory at most this often on ticks. */
+const NEWEST_CACHE_MS = 1000;
 
 export class CheckpointBuildError extends Error {
   override name = "CheckpointBuildError";
@@ -54,13 +77,22 @@ export class CheckpointBuildError extends Error {
 export class Checkpointer {
   readonly dir: string;
   private building: Promise<Manifest | null> | null = null;
+  /** While a build runs: the applied index when it started (its checkpoint is at least that): the log is kept after it. */
+  private buildHold: number | null = null;
   private lastBuiltAt = performance.now();
+  private lastBuildEndAt = -Infinity;
+  private lastBuildMs = 0;
   private seq = 0;
   /** After a failed build, the policy waits until then (backing off) rather than retrying on every tick. */
   private retryAt = 0;
   private failures = 0;
+  /** Feed retention would trim past the newest checkpoint (set by the node). */
+  private feedWaiting = false;
+  private newestCache = { at: -Infinity, index: 0 };
   /** The checkpoint last offered to each peer whose transfer has not succeeded yet. */
   private readonly offered = new Map<string, { id: string; index: number; until: number; delivered: boolean }>();
+  /** For /metrics. */
+  readonly counts = { built: { peer: 0, request: 0, policy: 0 } as Record<BuildReason, number>, compactions: 0, compactedEntries: 0 };
 
   constructor(
     private readonly opts: {
@@ -78,8 +110,9 @@ export class Checkpointer {
        */
       followersNeed?: () => number;
       /**
-       * A database error of the node's own store while recording a checkpoint
-       * (not a full disk, not a failed build in the worker): the node cannot go on.
+       * A database error of the node's own store while compacting or recording
+       * a checkpoint (not a full disk, not a failed build in the worker): the
+       * node cannot go on.
        */
       onFatal?: (err: Error) => void;
     },
@@ -100,6 +133,18 @@ export class Checkpointer {
 
   newest(): Manifest | null {
     return newestCheckpoint(this.dir);
+  }
+
+  /** The newest checkpoint's index (0: none), re-read from the directory at most every second. */
+  newestIndex(): number {
+    const now = performance.now();
+    if (now - this.newestCache.at > NEWEST_CACHE_MS) this.newestCache = { at: now, index: this.newest()?.index ?? 0 };
+    return this.newestCache.index;
+  }
+
+  /** Feed retention would trim past the newest checkpoint (true) or is not held back by it (false). */
+  setFeedWaiting(waiting: boolean): void {
+    this.feedWaiting = waiting;
   }
 
   /**
@@ -138,46 +183,80 @@ export class Checkpointer {
     return new Set([...this.liveOffers().values()].map((o) => o.id));
   }
 
-  /** Compact through this index at most: trailing entries, offered checkpoints and live followers hold the log. */
-  private compactionPoint(newest: number): number {
-    const want = Math.max(0, newest - this.opts.policy.trailingEntries);
-    let hold = this.opts.followersNeed?.() ?? Infinity;
-    for (const o of this.liveOffers().values()) hold = Math.min(hold, o.index);
-    return Math.min(newest, Math.max(Math.min(want, hold), newest - HOLD_ENTRIES_MAX, 0));
+  /** What holds the log: live followers, offered checkpoints, a build in progress. */
+  private holds(): number[] {
+    const holds = [this.opts.followersNeed?.() ?? Infinity];
+    for (const o of this.liveOffers().values()) holds.push(o.index);
+    if (this.buildHold !== null) holds.push(this.buildHold);
+    return holds;
   }
 
   private bytesCache = { at: -Infinity, bytes: 0 };
 
   /** The stored log's size, measured at most every few seconds (it is a table scan). */
   private logBytes(): number {
+    if (this.opts.policy.logBytesMax <= 0) return 0;
     const now = performance.now();
     if (now - this.bytesCache.at > 5000) this.bytesCache = { at: now, bytes: this.opts.store.logBytes() };
     return this.bytesCache.bytes;
   }
 
-  /** Called on ticks: starts a build if the policy says so. */
+  /** Called on ticks: compacts the log if it is time, and starts a build if the policy says so. */
   maybeStart(): void {
-    if (this.building || performance.now() < this.retryAt) return;
+    this.maybeCompact();
+    const now = performance.now();
+    if (this.building || now < this.retryAt) return;
     const p = this.opts.policy;
-    const store = this.opts.store;
-    const applied = store.appliedIndex();
-    const base = store.snapshotMeta().index;
-    if (applied <= base) return;
-    const byCount = p.everyEntries > 0 && applied - base >= p.everyEntries;
-    const byAge = p.everyMs > 0 && performance.now() - this.lastBuiltAt >= p.everyMs;
-    const byBytes = p.logBytesMax > 0 && this.logBytes() >= p.logBytesMax;
-    if (byCount || byAge || byBytes) void this.create().catch((e) => this.failed(e));
+    const why = buildDue({
+      applied: this.opts.store.appliedIndex(),
+      newestIndex: this.newestIndex(),
+      ageMs: now - this.lastBuiltAt,
+      everyEntries: p.everyEntries,
+      everyMs: p.everyMs,
+      feedWaiting: this.feedWaiting,
+    });
+    if (why === null) return;
+    if (now < nextPacedBuildAt({ now, lastEndAt: this.lastBuildEndAt, lastBuildMs: this.lastBuildMs, diskShare: p.diskShare ?? 1 })) return;
+    this.opts.log.debug(`building a checkpoint: ${why}`);
+    void this.create("policy").catch((e) => this.failed(e));
   }
 
   /**
-   * A checkpoint is needed now (the core wants to send a snapshot that has no
-   * file): starts a build unless one runs or a failure is being backed off.
-   * Returns whether a build was started.
+   * Compacts the log up to what is applied (less the trailing entries and
+   * what is held), with no checkpoint file: the state database is the
+   * snapshot. A full disk skips this round; another database error is fatal.
+   */
+  maybeCompact(): void {
+    const store = this.opts.store;
+    const p = this.opts.policy;
+    const start = store.firstIndex() - 1;
+    const at = { applied: store.appliedIndex(), start, trailingEntries: p.trailingEntries, everyEntries: p.compactEveryEntries ?? 0, logBytes: this.logBytes(), logBytesMax: p.logBytesMax };
+    // Cheap on most ticks: the holds (a walk over the followers) only when it is time.
+    if (compactionDue(at) === null) return;
+    const upTo = compactionTarget({ ...at, holds: this.holds(), holdEntriesMax: HOLD_ENTRIES_MAX });
+    if (upTo === null) return;
+    try {
+      store.compactApplied(upTo);
+    } catch (e) {
+      if (e instanceof DiskFullError) return this.opts.log.warn(`log compaction: not done this time (${e.message})`);
+      if (isFatalDbError(e) && this.opts.onFatal) return this.opts.onFatal(e);
+      throw e;
+    }
+    this.bytesCache.at = -Infinity;
+    this.counts.compactions++;
+    this.counts.compactedEntries += upTo - start;
+    this.opts.log.debug(`log compacted through ${upTo} (${upTo - start} entries; applied ${store.appliedIndex()})`);
+  }
+
+  /**
+   * A checkpoint is needed now (a follower is behind the compacted log, or
+   * the core wants to send a snapshot that has no file): starts a build unless
+   * one runs or a failure is being backed off. Returns whether a build was started.
    */
   requestBuild(why: string): boolean {
     if (this.building || performance.now() < this.retryAt) return false;
     this.opts.log.info(`building a checkpoint now: ${why}`);
-    void this.create().catch((e) => this.failed(e));
+    void this.create("peer").catch((e) => this.failed(e));
     return true;
   }
 
@@ -188,9 +267,11 @@ export class Checkpointer {
   }
 
   /** Builds a checkpoint now (or joins the one being built). Null when nothing new was applied. */
-  create(): Promise<Manifest | null> {
+  create(reason: BuildReason = "request"): Promise<Manifest | null> {
     if (!this.building) {
-      this.building = this.build().then(
+      const startedAt = performance.now();
+      this.buildHold = this.opts.store.appliedIndex();
+      this.building = this.build(reason).then(
         (m) => {
           this.failures = 0;
           return m;
@@ -203,40 +284,42 @@ export class Checkpointer {
       );
       this.building = this.building.finally(() => {
         this.building = null;
-        this.lastBuiltAt = performance.now();
+        this.buildHold = null;
+        this.lastBuiltAt = this.lastBuildEndAt = performance.now();
+        this.lastBuildMs = this.lastBuildEndAt - startedAt;
+        this.newestCache.at = -Infinity;
       });
     }
     return this.building;
   }
 
-  private async build(): Promise<Manifest | null> {
+  private async build(reason: BuildReason): Promise<Manifest | null> {
     const out = `${this.dir}/build-${process.pid}-${++this.seq}.db.tmp`;
     // Whatever happens below, the temporary file does not outlive this build: it is renamed
     // into place, or removed (a failed build, or one that found nothing new to record).
     try {
-      return await this.buildInto(out);
+      return await this.buildInto(out, reason);
     } finally {
       for (const f of [out, `${out}-journal`, `${out}-wal`, `${out}-shm`]) rmSync(f, { force: true });
     }
   }
 
-  private async buildInto(out: string): Promise<Manifest | null> {
+  private async buildInto(out: string, reason: BuildReason): Promise<Manifest | null> {
     const store = this.opts.store;
     const res = await this.opts.run({ dbPath: store.path, outPath: out, bytesPerSec: this.opts.policy.buildBytesPerSec ?? 0 });
-    const snap = store.snapshotMeta();
-    // Nothing new, unless the store's snapshot has no file (a restored or recovered node): then this is it.
-    const covered = res.index < snap.index || (res.index === snap.index && this.list().some((m) => m.index === snap.index));
-    if (covered) {
+    // Nothing new: a checkpoint at least as new is on disk already (built before, or installed from the leader meanwhile).
+    if (this.list().some((m) => m.index >= res.index)) {
       pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
       return newestCheckpoint(this.dir);
     }
     const id = idFor(res.index);
+    const term = this.termAt(res.index);
     renameSync(res.outPath, dbPath(this.dir, id));
     fsyncDir(this.dir);
     const m: Manifest = {
       id,
       index: res.index,
-      term: store.term(res.index),
+      term,
       conf: res.conf,
       feedLast: res.feedLast,
       bytes: res.bytes,
@@ -247,28 +330,30 @@ export class Checkpointer {
     };
     // The manifest makes the checkpoint real: written after the file is complete.
     writeManifest(this.dir, m);
-    this.record(m);
+    this.counts.built[reason]++;
+    const removed = pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
+    this.opts.log.info(`checkpoint ${m.id} at index ${m.index}: ${m.bytes} bytes in ${m.buildMs} ms (${reason})`, { index: m.index, term: m.term, removed });
     return m;
   }
 
-  /** Points the store's snapshot at the checkpoint and compacts the log below it. */
-  private record(m: Manifest): void {
+  /**
+   * The term of the entry at `index`. The log may have been compacted past it
+   * while the build ran (within the build's hold, only by a snapshot installed
+   * meanwhile): then the store's snapshot, if it is that index, knows it.
+   */
+  private termAt(index: number): number {
     const store = this.opts.store;
-    if (m.index > store.snapshotMeta().index) store.createSnapshot(m.index, m.conf);
-    const upTo = this.compactionPoint(m.index);
-    if (upTo > store.firstIndex() - 1) store.compact(upTo);
-    const removed = pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
-    this.opts.log.info(`checkpoint ${m.id} at index ${m.index}: ${m.bytes} bytes in ${m.buildMs} ms; log compacted through ${upTo}`, {
-      index: m.index,
-      term: m.term,
-      removed,
-    });
+    if (index >= store.firstIndex() - 1) return store.term(index);
+    const snap = store.snapshotMeta();
+    if (snap.index === index) return snap.term;
+    throw new CheckpointBuildError(`checkpoint at index ${index}: the log was compacted past it (first index ${store.firstIndex()}) and its term is unknown; a new one is built when needed`);
   }
 
   /** Records a checkpoint that arrived from the leader and was installed (it is now this node's newest). */
   adopt(m: Manifest): void {
     writeManifest(this.dir, m);
     pruneCheckpoints(this.dir, this.opts.policy.keep, this.pinned());
+    this.newestCache.at = -Infinity;
   }
 }
 

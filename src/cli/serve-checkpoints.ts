@@ -15,6 +15,8 @@ export const CHECKPOINT_OPTIONS = {
   "checkpoint-keep": { type: "string" },
   "checkpoint-trailing": { type: "string" },
   "checkpoint-build-rate": { type: "string" },
+  "checkpoint-disk-share": { type: "string" },
+  "compact-every": { type: "string" },
   "retain-changes": { type: "string" },
   "retain-age": { type: "string" },
   "transfer-chunk-bytes": { type: "string" },
@@ -23,14 +25,25 @@ export const CHECKPOINT_OPTIONS = {
 } as const satisfies Options;
 
 export const CHECKPOINT_USAGE = `Checkpoints, log compaction and feed retention:
+  The Raft log is compacted up to the applied index without copying the state
+  (the state database is durable with its applied index); a checkpoint file (a
+  full copy) is built when a follower behind the compacted log needs one, when
+  asked (POST /admin/checkpoint, cairn checkpoint create, cairn backup), when
+  feed retention waits for one, and by the policy below.
+  --compact-every N             compact the log once it holds N entries beyond the
+                                trailing ones (default ${DEFAULT_POLICY.compactEveryEntries}; 0: not by count)
+  --checkpoint-trailing K       log entries kept below the applied index, so a
+                                slightly lagging follower needs no checkpoint (default ${DEFAULT_POLICY.trailingEntries})
+  --checkpoint-log-bytes SIZE   and compact when the stored log passes SIZE, the trailing
+                                entries too (default 256MiB; 0: not by size)
   --checkpoint-every N          build a checkpoint every N applied entries
                                 (default ${DEFAULT_POLICY.everyEntries}; 0: not by count)
   --checkpoint-interval DUR     and when the newest is older than DUR and entries
                                 were applied since (default 10m; 0: not by age)
-  --checkpoint-log-bytes SIZE   and when the stored log passes SIZE (default 256MiB; 0: not by size)
+  --checkpoint-disk-share F     builds the node starts on its own (the two above, feed
+                                retention) take at most this share of the time: after a
+                                build of T the next waits T*(1/F-1) (default ${DEFAULT_POLICY.diskShare}; 1: unpaced)
   --checkpoint-keep M           checkpoints kept on disk (default ${DEFAULT_POLICY.keep})
-  --checkpoint-trailing K       log entries kept below the newest checkpoint, so a
-                                slightly lagging follower needs no checkpoint (default ${DEFAULT_POLICY.trailingEntries})
   --checkpoint-build-rate SIZE  write rate of a build per second, so that it does not
                                 stall the node's own commits on the disk (default 64MiB; 0: unpaced)
   --retain-changes N            the change feed keeps at least the newest N changes
@@ -68,6 +81,13 @@ export function parseSize(v: string, name: string, range: { min: number; max: nu
   return n;
 }
 
+/** "0.05" -> 0.05: a share above 0, at most 1. */
+export function shareOption(v: string, name: string): number {
+  const n = Number(v.trim());
+  if (v.trim() === "" || !Number.isFinite(n) || n <= 0 || n > 1) throw new UsageError(`--${name} wants a share above 0 and at most 1 (e.g. 0.05), got "${v}"`);
+  return n;
+}
+
 type Values = { [K in keyof typeof CHECKPOINT_OPTIONS]?: string };
 
 /** The node options the flags ask for (only what was given: the node's defaults hold otherwise). */
@@ -80,6 +100,8 @@ export function checkpointNodeOptions(v: Values): Pick<CairnNodeOptions, "checkp
     ...(v["checkpoint-keep"] !== undefined && { keep: intOption(v["checkpoint-keep"], "checkpoint-keep", 0, { min: 1, max: 1000 }) }),
     ...(v["checkpoint-trailing"] !== undefined && { trailingEntries: intOption(v["checkpoint-trailing"], "checkpoint-trailing", 0, big) }),
     ...(v["checkpoint-build-rate"] !== undefined && { buildBytesPerSec: parseSize(v["checkpoint-build-rate"], "checkpoint-build-rate", big) }),
+    ...(v["checkpoint-disk-share"] !== undefined && { diskShare: shareOption(v["checkpoint-disk-share"], "checkpoint-disk-share") }),
+    ...(v["compact-every"] !== undefined && { compactEveryEntries: intOption(v["compact-every"], "compact-every", 0, big) }),
   };
   const retention = {
     ...(v["retain-changes"] !== undefined && { keepEntries: intOption(v["retain-changes"], "retain-changes", 0, big) }),

@@ -13,6 +13,13 @@ export interface FeedTrimOptions {
   readonly fsm: Pick<CairnFsm, "feedState" | "lastIndexBefore" | "trimFeed">;
   /** The newest checkpoint, if any. */
   newest(): Pick<Manifest, "feedLast"> | null;
+  /**
+   * Whether trimming waits for a newer checkpoint: the feed is past its
+   * limits by more than a tenth of keepEntries beyond the newest one (the
+   * checkpointer then builds one, paced), so that trimming goes on and a
+   * reader told 410 can load a checkpoint covering what went.
+   */
+  waiting?(waiting: boolean): void;
   readonly keepEntries: number;
   readonly keepAgeMs: number;
   readonly everyMs: number;
@@ -29,10 +36,12 @@ export class FeedTrimmer {
     if (now < this.nextAt) return;
     this.nextAt = now + o.everyMs;
     const newest = o.newest();
-    if (!newest) return;
     const st = o.fsm.feedState();
     const byCount = st.last - o.keepEntries;
     const byAge = o.fsm.lastIndexBefore(st.ts - o.keepAgeMs);
+    const covered = Math.max(newest?.feedLast ?? 0, st.first - 1);
+    o.waiting?.(Math.min(byCount, byAge) - covered >= Math.max(1, Math.ceil(o.keepEntries / 10)));
+    if (!newest) return;
     const cut = Math.min(byCount, byAge, newest.feedLast);
     if (cut < st.first) return;
     try {

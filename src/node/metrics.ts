@@ -27,6 +27,7 @@ export function metricsText(m: {
   // deno-lint-ignore no-explicit-any
   transport: PeerTransport<any> | undefined;
   counters: NodeCounters;
+  checkpoints?: { built: Record<string, number>; compactions: number; compactedEntries: number };
   diskFull: boolean;
 }): string {
   const c = m.counters;
@@ -48,6 +49,13 @@ export function metricsText(m: {
   out += line("cairn_disk_full", "gauge", "1 while writes are stopped by a full disk.", m.diskFull ? 1 : 0);
   out += line("cairn_bad_peer_payloads_total", "counter", "Malformed payloads from peers, ignored.", c.badPeerPayloads);
   out += line("cairn_peer_payloads_refused_total", "counter", "Payloads from peers not admitted (not a member, revoked), dropped.", c.refusedPeerPayloads);
+  const k = m.checkpoints;
+  if (k) {
+    out += "# HELP cairn_checkpoints_built_total Checkpoint files built, by why: a follower behind the compacted log (peer), an API or CLI request or backup (request), the node's own paced policy (policy).\n# TYPE cairn_checkpoints_built_total counter\n";
+    for (const [reason, n] of Object.entries(k.built)) out += `cairn_checkpoints_built_total{reason="${reason}"} ${n}\n`;
+    out += line("cairn_log_compactions_total", "counter", "Raft log compactions (up to the applied index, no checkpoint copy).", k.compactions);
+    out += line("cairn_log_compacted_entries_total", "counter", "Raft log entries deleted by compaction.", k.compactedEntries);
+  }
   const t = m.transport?.metrics();
   if (t) {
     out += "# HELP cairn_peer_refused_total Peer connections refused or closed by the admission rule, by reason.\n# TYPE cairn_peer_refused_total counter\n";

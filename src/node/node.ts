@@ -114,7 +114,7 @@ export class CairnNode implements NodeApi {
     this.crash = new CrashOnly({ ...ctx, stop: () => this.stop({ transfer: false }), onFatal: opts.onFatal, tellWithinMs: LIMITS.fatalStopMs });
     this.ticker = new Ticker({ timing: this.timing, log: this.log });
     const keep = { keepEntries: opts.retention?.keepEntries ?? LIMITS.retainEntries, keepAgeMs: opts.retention?.keepAgeMs ?? LIMITS.retainAgeMs };
-    this.trimmer = new FeedTrimmer({ ...keep, fsm: this.fsm, newest: () => this.snapshots.checkpointer.newest(), everyMs: LIMITS.trimEveryMs, log: this.log });
+    this.trimmer = new FeedTrimmer({ ...keep, fsm: this.fsm, newest: () => this.snapshots.checkpointer.newest(), waiting: (w) => this.snapshots.checkpointer.setFeedWaiting(w), everyMs: LIMITS.trimEveryMs, log: this.log });
     this.addresses = new AddressBook({ self: this.id, formerPeersMax: LIMITS.formerPeersMax });
     this.converger = new Converger({ log: this.log, catchUpLagMax: LIMITS.catchUpLagMax, contactTicksMax: this.timing.contactTicksMax, everyMs: LIMITS.convergeEveryMs });
     this.removal = new Removal({
@@ -509,7 +509,8 @@ export class CairnNode implements NodeApi {
   status(): NodeStatus {
     const fsm = this.hasFeed() ? this.fsm : null;
     const s = { id: this.id, raft: this.raft?.view, store: this.store, fsm, config: this.file.config, tickMs: this.timing.tickMs };
-    return buildStatus({ ...s, removed: this.removal.removed, stopping: this.stopping, problems: this.problems(), version: VERSION });
+    const checkpointIndex = this.snapshots?.checkpointer.newestIndex() ?? 0;
+    return buildStatus({ ...s, removed: this.removal.removed, stopping: this.stopping, problems: this.problems(), version: VERSION, checkpointIndex });
   }
 
   private problems(): string[] {
@@ -530,7 +531,7 @@ export class CairnNode implements NodeApi {
   }
 
   metricsText(): string {
-    const m = { node: this, raft: this.raft?.view, store: this.store, transport: this.transport, counters: this.counters, diskFull: this.diskFull.full };
+    const m = { node: this, raft: this.raft?.view, store: this.store, transport: this.transport, counters: this.counters, checkpoints: this.snapshots?.checkpointer.counts, diskFull: this.diskFull.full };
     return metricsText(m) + (this.opts.tlsHealth?.metricsText() ?? "");
   }
 

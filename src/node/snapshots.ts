@@ -117,8 +117,8 @@ export class Snapshots {
         }),
       );
     if (!man) {
-      // A restored or recovered node's snapshot has no file yet: build one (the core retries with it).
-      this.checkpointer.requestBuild(`${m.to} needs snapshot ${meta.index}, which has no checkpoint file`);
+      // Log compaction copies nothing: the first follower behind the log start gets a checkpoint built for it.
+      this.checkpointer.requestBuild(`${m.to} is behind the compacted log (it starts at ${o.store.firstIndex()}; snapshot ${meta.index}) and no checkpoint file covers it`);
       return report(false);
     }
     this.senders.get(m.to)?.cancel("replaced by a newer transfer");
@@ -219,7 +219,7 @@ export class Snapshots {
   async create(): Promise<Manifest | null> {
     if (this.o.witness) throw new BadRequestError(`${this.o.id} is a witness: it keeps no state machine, so it has nothing to checkpoint; ask a data node`);
     try {
-      return await this.checkpointer.create();
+      return await this.checkpointer.create("request");
     } catch (e) {
       // Recording it wrote the node's own store: a database error there is the node's end, as in the loop.
       if (isFatalDbError(e)) this.o.onFatal(e);

@@ -17,6 +17,8 @@ export interface StatusInput {
   readonly stopping: boolean;
   readonly problems: readonly string[];
   readonly version: string;
+  /** The newest checkpoint file's index (0: none). */
+  readonly checkpointIndex: number;
 }
 
 function role(s: StatusInput): NodeStatus["role"] {
@@ -63,7 +65,7 @@ export function buildStatus(s: StatusInput): NodeStatus {
       last: raft?.lastIndex ?? s.store.lastIndex(),
       commit: raft?.commit ?? s.store.hardState().commit,
       applied: s.store.appliedIndex(),
-      checkpoint: s.store.snapshotMeta().index,
+      checkpoint: s.checkpointIndex,
     },
     feed: { first: feed.first, last: feed.last },
     members: members(s),

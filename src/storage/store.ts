@@ -92,9 +92,11 @@ export class RaftStore implements LogStorage, AppliedState {
   private readonly terms: TailWindow<number>;
   private readonly ents: TailWindow<Entry>;
   private readonly termsMax: number;
+  private readonly synchronous: "FULL" | "NORMAL";
 
   private constructor(db: Db, opts: StoreOptions) {
     this.db = db;
+    this.synchronous = opts.synchronous ?? "FULL";
     this.path = db.path;
     this.schema = prepareSchema(db, opts.schema);
     this.s = prepareStatements(db);
@@ -177,12 +179,44 @@ export class RaftStore implements LogStorage, AppliedState {
    * the hard state and a newly learned cluster ID.
    */
   persist(w: PersistInput): void {
-    this.write(() => {
+    const tx = () => {
       if (w.snapshot) this.installTx(w.snapshot, w.restore);
       this.appendTx(w.entries);
       if (w.hardState) this.hardStateTx(w.hardState);
       if (w.clusterId !== undefined) this.setMetaOnce("cluster_id", "cluster", w.clusterId);
-    });
+    };
+    if (this.commitOnly(w)) this.writeWithoutSync(tx);
+    else this.write(tx);
+  }
+
+  /**
+   * Only the commit index moved (no entries, same term and vote): Raft needs
+   * no fsync for that (etcd's MustSync), since a commit index lost in a crash
+   * is learned again from the leader and never goes below what is applied
+   * (the apply transactions come later in the same sequential WAL, so none
+   * is durable without this one). Saves one fsync per write at low load,
+   * where every other Ready only advances the commit index.
+   */
+  private commitOnly(w: PersistInput): boolean {
+    const hs = w.hardState;
+    return (
+      this.synchronous === "FULL" &&
+      hs !== undefined &&
+      w.entries.length === 0 &&
+      !w.snapshot &&
+      w.clusterId === undefined &&
+      hs.term === this.hard.term &&
+      hs.vote === this.hard.vote
+    );
+  }
+
+  private writeWithoutSync(fn: () => void): void {
+    this.db.exec("PRAGMA synchronous=NORMAL");
+    try {
+      this.write(fn);
+    } finally {
+      this.db.exec("PRAGMA synchronous=FULL");
+    }
   }
 
   /**
@@ -213,15 +247,42 @@ export class RaftStore implements LogStorage, AppliedState {
     if (index <= this.start) return;
     assert(index <= this.snap.index, () => `compact ${index} beyond snapshot ${this.snap.index}: take a snapshot first`);
     assert(index <= this.last, () => `compact ${index} beyond last index ${this.last}`);
-    const term = this.term(index);
+    this.write(() => this.compactTx(index));
+  }
+
+  /**
+   * Log compaction without a checkpoint file: the state database holds the
+   * applied state durably, with its applied index and configuration in the
+   * same row, so it is the snapshot. One transaction records the snapshot
+   * metadata at the applied index (a follower behind the log start is sent a
+   * checkpoint file built when it is needed) and deletes the entries through
+   * `index` (at most the applied index). Costs what the log holds, not what
+   * the state holds. The apply transactions may skip their fsync (they are
+   * redone from the log after a crash): this transaction's own fsync (the WAL
+   * is sequential) makes them durable before the log entries are gone.
+   */
+  compactApplied(index: number): void {
+    if (index <= this.start) return;
+    const applied = this.appliedIndex();
+    assert(index <= applied, () => `compact ${index} beyond applied index ${applied}`);
     this.write(() => {
-      this.s.deleteThrough.run(index);
-      this.s.setLogStart.run(index, term);
-      this.start = index;
-      this.startTerm = term;
-      this.terms.dropThrough(index);
-      this.ents.dropThrough(index);
+      if (applied > this.snap.index) {
+        const meta: SnapshotMeta = { index: applied, term: this.term(applied), conf: this.confState() };
+        this.s.setSnap.run(meta.index, meta.term, JSON.stringify(meta.conf));
+        this.snap = meta;
+      }
+      this.compactTx(index);
     });
+  }
+
+  private compactTx(index: number): void {
+    const term = this.term(index);
+    this.s.deleteThrough.run(index);
+    this.s.setLogStart.run(index, term);
+    this.start = index;
+    this.startTerm = term;
+    this.terms.dropThrough(index);
+    this.ents.dropThrough(index);
   }
 
   /** Bytes of entry data in the stored log (a scan: call it sparingly). */

@@ -1,7 +1,9 @@
 /**
- * The checkpointer on real SQLite files: its policy (every K entries, keep M,
- * trailing entries below the newest), builds in a real worker thread,
- * pruning of partial files, and what a failed build leaves behind.
+ * The checkpointer on real SQLite files: log compaction up to the applied
+ * index with no checkpoint built, its build policy (every K entries, keep M),
+ * builds in a real worker thread, what holds the log (followers, offers, a
+ * build in progress), pruning of partial files, and what a failed build
+ * leaves behind.
  */
 import { afterEach, expect, test } from "bun:test";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -29,11 +31,36 @@ afterEach(async () => {
 
 const put = (i: number) => ({ op: "put" as const, key: `k${i % 20}`, value: new TextEncoder().encode(`value ${i} `.repeat(20)), contentType: "text/plain", ts: Date.now() });
 
-test("every K entries a checkpoint is built in a worker thread; the newest M are kept; the log keeps K' entries below the newest", async () => {
-  c = await inprocCluster(["n1"], { node: { checkpoints: { everyEntries: 25, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 5 }, checkpointRunner: workerRunner() } });
+test("the log is compacted to the applied index less the trailing entries with no checkpoint built", async () => {
+  c = await inprocCluster(["n1"], { node: { checkpoints: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 5, compactEveryEntries: 10 } } });
   const n = await c.start("n1");
   await c.leader();
   for (let i = 0; i < 120; i++) await n.propose(put(i));
+  const applied = n.status().index.applied;
+  const st = await waitFor("the log compacted to within 5 + 10 entries of the applied index", () => {
+    const s = n.status();
+    return s.index.first - 1 >= applied - 5 - 10 ? s : undefined;
+  }, 20_000);
+  expect(st.index.first - 1).toBeLessThanOrEqual(applied - 5);
+  expect(n.checkpoints()).toEqual([]);
+  expect(st.index.checkpoint).toBe(0);
+  const metrics = n.metricsText();
+  expect(metrics).toMatch(/cairn_log_compactions_total [1-9]/);
+  expect(metrics).toContain('cairn_checkpoints_built_total{reason="policy"} 0');
+  // The state is all there after a restart from the compacted log.
+  await c.stop("n1");
+  const again = await c.start("n1");
+  await c.leader();
+  expect(again.status().index.applied).toBeGreaterThanOrEqual(applied);
+  expect((await again.propose(put(999))) !== undefined).toBe(true);
+}, 60_000);
+
+test("every K entries a checkpoint is built in a worker thread; the newest M are kept", async () => {
+  c = await inprocCluster(["n1"], { node: { checkpoints: { everyEntries: 25, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 5, diskShare: 1 }, checkpointRunner: workerRunner() } });
+  const n = await c.start("n1");
+  await c.leader();
+  // At least 120 entries, and on until two builds are listed (a slow worker start may cover many entries with one build).
+  for (let i = 0; i < 120 || (n.checkpoints().length < 2 && i < 5000); i++) await n.propose(put(i));
   const applied = n.status().index.applied;
   // The policy's promise: the newest checkpoint is fewer than K entries behind what is applied.
   const list = await waitFor("builds up to within 25 entries of the applied index, two kept", () => {
@@ -41,9 +68,7 @@ test("every K entries a checkpoint is built in a worker thread; the newest M are
     return l.length === 2 && l[0]!.index > applied - 25 && !c!.logs.some((x) => x.includes("checkpoint failed")) ? l : undefined;
   }, 20_000);
   expect(list[0]!.index).toBeGreaterThan(list[1]!.index);
-  const st = n.status();
-  expect(st.index.checkpoint).toBe(list[0]!.index);
-  expect(st.index.first).toBe(list[0]!.index - 5 + 1);
+  await waitFor("the status to show the newest checkpoint", () => n.status().index.checkpoint === list[0]!.index, 5000);
   // Files on disk: exactly the two listed, each with its manifest; nothing partial.
   const dir = checkpointDir(join(c.dir, "n1"));
   expect(readdirSync(dir).filter((f) => f !== "incoming").sort()).toEqual(list.flatMap((m) => [`${m.id}.db`, `${m.id}.json`]).sort());
@@ -58,7 +83,7 @@ test("every K entries a checkpoint is built in a worker thread; the newest M are
   } finally {
     db.close();
   }
-  expect(c.logs.some((l) => l.includes("log compacted through"))).toBe(true);
+  expect(n.metricsText()).toMatch(/cairn_checkpoints_built_total\{reason="policy"\} [2-9]/);
 }, 60_000);
 
 test("the worker's module is found from the sources and inside a compiled binary", () => {
@@ -152,7 +177,7 @@ test("a checkpoint offered to a peer stays its choice and on disk past `keep`, a
     dataDir,
     store,
     log: new Logger({ level: "error" }),
-    policy: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 1, trailingEntries: 0 },
+    policy: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 1, trailingEntries: 0, compactEveryEntries: 1 },
     clusterId: () => store.clusterId(),
     run: async (req) => buildCheckpointFile(req),
     followersNeed: () => need,
@@ -161,12 +186,16 @@ test("a checkpoint offered to a peer stays its choice and on disk past `keep`, a
     // A live follower at index L holds the log after L.
     grow(10);
     need = store.lastIndex() - 4;
-    const m1 = (await cp.create())!;
+    cp.maybeCompact();
     expect(store.firstIndex() - 1).toBe(need);
     need = Infinity;
+    cp.maybeCompact();
+    expect(store.firstIndex() - 1).toBe(store.appliedIndex());
     // Offered to n9: its choice until done, kept on disk although keep = 1, and the log after it stays.
+    const m1 = (await cp.create())!;
     cp.offering("n9", m1);
     grow(10);
+    cp.maybeCompact();
     const m2 = (await cp.create())!;
     expect(m2.index).toBeGreaterThan(m1.index);
     expect(cp.list().map((m) => m.id)).toEqual([m2.id, m1.id]);
@@ -179,9 +208,75 @@ test("a checkpoint offered to a peer stays its choice and on disk past `keep`, a
     cp.delivered("n9");
     expect(cp.forPeer("n9", store.firstIndex())?.id).toBe(m2.id);
     grow(10);
-    await cp.create();
+    cp.maybeCompact();
     expect(store.firstIndex() - 1).toBe(m1.index);
   } finally {
     store.close();
   }
 }, 30_000);
+
+test("a build in progress holds the log at the applied index it started from, so the checkpoint it makes is one the log goes on from", async () => {
+  c = await inprocCluster(["n1"]);
+  const n = await c.start("n1");
+  await c.leader();
+  for (let i = 0; i < 10; i++) await n.propose(put(i));
+  await c.stop("n1");
+  const dataDir = join(c.dir, "n1");
+  const store = RaftStore.open({ dir: dataDir });
+  const applier = new Applier({ store, fsm: new CairnFsm() });
+  const grow = (k: number) => {
+    const last = store.lastIndex();
+    const term = store.hardState().term;
+    const ents = Array.from({ length: k }, (_, i) => ({ index: last + 1 + i, term, kind: "normal" as const, data: encodeCommand(put(last + i)) }));
+    store.persist({ entries: ents, hardState: { ...store.hardState(), commit: last + k } });
+    applier.apply(ents);
+  };
+  let release: () => void = () => {};
+  const gate = new Promise<void>((r) => (release = r));
+  const cp = new Checkpointer({
+    dataDir,
+    store,
+    log: new Logger({ level: "error" }),
+    policy: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 0, compactEveryEntries: 1 },
+    clusterId: () => store.clusterId(),
+    run: async (req) => {
+      const r = buildCheckpointFile(req);
+      await gate; // the build "takes long": writes and compaction go on meanwhile
+      return r;
+    },
+  });
+  try {
+    const from = store.appliedIndex();
+    expect(cp.requestBuild("a follower is behind")).toBe(true);
+    grow(20);
+    cp.maybeCompact();
+    expect(store.firstIndex() - 1).toBe(from);
+    release();
+    const m = await waitFor("the build to finish", () => (!cp.busy ? cp.newest() : undefined), 5000, 5);
+    expect(m.index).toBe(from);
+    expect(cp.forPeer("n2", store.firstIndex())?.id).toBe(m.id);
+    expect(cp.counts.built.peer).toBe(1);
+    // Done: the hold is gone.
+    cp.maybeCompact();
+    expect(store.firstIndex() - 1).toBe(store.appliedIndex());
+  } finally {
+    store.close();
+  }
+}, 30_000);
+
+test("feed retention past the newest checkpoint gets one built by the node's own (paced) policy, then trims below it: a 410 reader can load it", async () => {
+  c = await inprocCluster(["n1"], { node: { retention: { keepEntries: 10, keepAgeMs: 0 }, checkpoints: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 5, compactEveryEntries: 10 } } });
+  const n = await c.start("n1");
+  await c.leader();
+  for (let i = 0; i < 60; i++) await n.propose(put(i));
+  const feed = await waitFor("the feed trimmed below a checkpoint", () => {
+    const f = n.fsm.feedState();
+    return f.first > 1 ? f : undefined;
+  }, 40_000, 50);
+  const newest = n.checkpoints()[0]!;
+  expect(newest).toBeDefined();
+  // Nothing trimmed that the newest checkpoint does not hold.
+  expect(feed.first - 1).toBeLessThanOrEqual(newest.feedLast);
+  expect(n.metricsText()).toMatch(/cairn_checkpoints_built_total\{reason="policy"\} [1-9]/);
+  expect(c.logs.some((l) => l.includes("feed retention: trimmed"))).toBe(true);
+}, 60_000);

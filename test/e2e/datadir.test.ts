@@ -242,7 +242,8 @@ test("a checkpoint file with a flipped byte is refused: by restore (nothing inst
 test("a leader's checkpoint file with a flipped byte is refused by the follower it is sent to, discarded by the leader, rebuilt, and the follower catches up", async () => {
   const c = await E2ECluster.init(3);
   clusters.push(c);
-  const args = ["--checkpoint-trailing", "0", "--checkpoint-every", "0"];
+  // The log compacted right up to the applied index: the follower that comes back needs a checkpoint.
+  const args = ["--checkpoint-trailing", "0", "--checkpoint-every", "0", "--compact-every", "20"];
   for (const id of ["n1", "n2", "n3"]) c.start(id, { args });
   await c.waitVoters(3);
   const leader = await c.leader();
@@ -251,8 +252,8 @@ test("a leader's checkpoint file with a flipped byte is refused by the follower 
   // Wiped: it comes back empty, and the log it needs from index 1 is compacted away, so it must be sent a checkpoint.
   rmSync(c.dataDir(lagging), { recursive: true, force: true });
   for (let i = 0; i < 40; i++) expect(await put(c, leader, `k/${i}`, `v${i}`)).toBeLessThan(300);
-  // Once the stopped follower no longer counts as active, a checkpoint compacts the log it would need.
-  // (each round writes one more entry, so that each checkpoint is new and compacts again).
+  // Once the stopped follower no longer counts as active, the log it would need is compacted;
+  // each round writes one more entry and takes a checkpoint of it (the one the follower is sent).
   let round = 0;
   const m = await waitFor("a checkpoint that compacts the log", async () => {
     expect(await put(c, leader, `more/${round++}`, "x")).toBeLessThan(300);

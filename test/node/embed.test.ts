@@ -28,7 +28,7 @@ function jobs(dir: string): string[] {
 
 test("an embedder's state machine replicates; results come back through any node; checkpoints carry its tables", async () => {
   c = await inprocCluster(["n1", "n2", "n3"], {
-    node: { fsm: undefined, checkpoints: { everyEntries: 200, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 2 } },
+    node: { fsm: undefined, checkpoints: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 2, compactEveryEntries: 200 } },
     fsmFactory: () => new QueueFsm(),
   });
   await Promise.all(["n1", "n2", "n3"].map((id) => c!.start(id)));

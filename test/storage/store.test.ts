@@ -118,6 +118,50 @@ describe("RaftStore", () => {
     expect((e as CompactedError).firstIndex).toBe(7);
   });
 
+  test("compactApplied compacts up to the applied index with no checkpoint: the snapshot is the applied state (index, term, conf), in the same transaction; it survives a reopen", () => {
+    let s = openStore({ dir: tmp.make() });
+    s.persist({ entries: [...ents(1, 6, 2), ...ents(7, 10, 3)], hardState: { term: 3, vote: "n1", commit: 10 } });
+    s.db.transaction(() => s.saveApplied(8, CONF));
+    expect(() => s.compactApplied(9)).toThrow("beyond applied index 8");
+    s.compactApplied(5);
+    expect(s.firstIndex()).toBe(6);
+    expect(s.snapshotMeta()).toEqual({ index: 8, term: 3, conf: CONF });
+    expect(() => s.entries(5, 7, Infinity)).toThrow(CompactedError);
+    // Again, up to the applied index itself: the log holds only what is not applied.
+    s.compactApplied(8);
+    expect(s.firstIndex()).toBe(9);
+    expect(s.term(8)).toBe(3);
+    s = reopen(s);
+    expect(s.firstIndex()).toBe(9);
+    expect(s.lastIndex()).toBe(10);
+    expect(s.snapshotMeta()).toEqual({ index: 8, term: 3, conf: CONF });
+    expect(s.entries(9, 11, Infinity).map((e) => e.index)).toEqual([9, 10]);
+    expect(s.appliedIndex()).toBe(8);
+    // Nothing to do at or below the start.
+    s.compactApplied(8);
+    expect(s.firstIndex()).toBe(9);
+  });
+
+  test("a persist that only moves the commit index skips its fsync (synchronous NORMAL for it), then FULL again; it is stored and survives a reopen", () => {
+    let s = openStore({ dir: tmp.make() });
+    const mode = () => Number(Object.values(s.db.prepare("PRAGMA synchronous").get()!)[0]);
+    s.persist({ entries: ents(1, 3, 2), hardState: { term: 2, vote: "n1", commit: 1 } });
+    let seen = -1;
+    // The synchronous mode each persist's transaction runs in, read inside it.
+    const orig = s.db.transaction.bind(s.db);
+    s.db.transaction = ((fn: () => void) => orig(() => ((seen = mode()), fn()))) as typeof s.db.transaction;
+    s.persist({ entries: [], hardState: { term: 2, vote: "n1", commit: 3 } });
+    expect(seen).toBe(1); // NORMAL
+    s.persist({ entries: [], hardState: { term: 3, vote: "", commit: 3 } });
+    expect(seen).toBe(2); // a new term is fsynced
+    s.persist({ entries: ents(4, 4, 3), hardState: { term: 3, vote: "", commit: 3 } });
+    expect(seen).toBe(2); // entries are fsynced
+    s.db.transaction = orig;
+    expect(mode()).toBe(2);
+    s = reopen(s);
+    expect(s.hardState()).toEqual({ term: 3, vote: "", commit: 3 });
+  });
+
   test("entries that are all compacted already are ignored; a partly compacted batch is cut", () => {
     const s = openStore({ dir: tmp.make() });
     s.persist({ entries: ents(1, 5, 1), hardState: { term: 1, vote: "", commit: 5 } });
