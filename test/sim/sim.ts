@@ -24,6 +24,7 @@ import {
   SeededRng,
   allMembers,
   type ConfChangeSingle,
+  type ConfState,
   type Entry,
   type Message,
   type NodeId,
@@ -34,6 +35,8 @@ import {
 import { Driver, type DriverBugs } from "../../src/node/driver.ts";
 import type { HardState } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
+import { encodeCommand } from "../../src/statemachine/commands.ts";
+import { SimStateMachine, encodeRandomCommand, openStateMachine, mixBytes, type SmSnapshot } from "./statemachine.ts";
 
 export interface SimBugs extends UnsafeBugs, DriverBugs {
   /** Log store bug: persist() returns before the log and hard state are synced (they are synced at the next Ready). */
@@ -93,15 +96,10 @@ export class SimFailure extends Error {
   }
 }
 
-interface SmState {
-  applied: number;
-  hash: number;
-}
-
 interface InFlight {
   readonly msg: Message;
   /** Snapshot data travelling with a snap message. */
-  readonly snap?: SmState;
+  readonly snap?: SmSnapshot;
 }
 
 type DiskOp = (s: MemoryStorage) => void;
@@ -118,18 +116,19 @@ class SimNode {
   working: MemoryStorage;
   durable: MemoryStorage;
   unsynced: DiskOp[] = [];
-  /** The state machine is durable at apply (it lives in the same SQLite transaction in cairn). */
-  sm: SmState = { applied: 0, hash: 0 };
-  smSnap: SmState = { applied: 0, hash: 0 };
-  staged = new Map<number, SmState>();
+  /** The real state machine on an in-memory SQLite database: durable at apply (the applied index is in the same transaction). */
+  readonly sm: SimStateMachine;
+  /** The checkpoint matching the log's snapshot (what a snap message carries). */
+  smSnap: SmSnapshot;
+  staged = new Map<number, SmSnapshot>();
   commitSeen = 0;
   wasLeaderInTerm = -1;
 
-  constructor(readonly id: NodeId, storage: MemoryStorage, sm: SmState) {
+  constructor(readonly id: NodeId, storage: MemoryStorage, sm: { applied: number; hash: number }) {
     this.durable = storage;
     this.working = storage.clone();
-    this.sm = sm;
-    this.smSnap = { ...sm };
+    this.sm = openStateMachine({ ...sm, conf: storage.initialState().confState });
+    this.smSnap = this.sm.snapshot();
   }
 
   get up(): boolean {
@@ -159,21 +158,20 @@ class SimNode {
   }
 }
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
+
+/** Every proposal's bytes differ (each command carries its own sequence number as ts), so a hash of them names it. */
+function identOfData(data: Uint8Array): string {
+  return `c${mixBytes(0, data)}.${mixBytes(0x1234567, data)}/${data.byteLength}`;
+}
 
 function identOf(e: Entry): string {
   if (e.kind === "conf") return `conf@${e.term}:${JSON.stringify(e.conf)}`;
-  return e.data.byteLength === 0 ? `noop@${e.term}` : dec.decode(e.data);
-}
-
-function mix(hash: number, ident: string): number {
-  let h = hash ^ 0x811c9dc5;
-  for (let i = 0; i < ident.length; i++) h = Math.imul(h ^ ident.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return e.data.byteLength === 0 ? `noop@${e.term}` : identOfData(e.data);
 }
 
 const ELECTION_TICKS = 10;
+/** What is proposed to a node that is not the leader (it must refuse it). */
+const REFUSED = new Uint8Array([0xf6]);
 const POOL_MAX = 2048;
 
 export class Simulator {
@@ -186,6 +184,7 @@ export class Simulator {
   private trace: string[] = [];
   private step = 0;
   private proposalSeq = 0;
+  private commandSeq = 0;
   private readSeq = 0;
   private readonly readOnly: ReadOnlyMode;
   private faultsOn = true;
@@ -197,7 +196,7 @@ export class Simulator {
   private readonly committedIdent: string[] = [];
   private globalCommit = 0;
   private readonly appliedIdent: string[] = [];
-  private readonly appliedHash: number[] = [0];
+  private readonly appliedHash: string[] = ["0.0"];
   private readonly reads = new Map<string, { node: NodeId; commitAtStart: number }>();
   /** Fault intensity, chosen per seed so some runs are calm and some are chaos. */
   private readonly chaos: number;
@@ -231,14 +230,14 @@ export class Simulator {
     this.universe = [...founders];
     this.nextJoiner = opts.nodes + 1;
     const initIdent = identOf(bootstrapStorage(founders).entries(1, 2, Infinity)[0]!);
-    const initHash = mix(0, initIdent);
     for (const id of founders) {
-      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: initHash });
+      // The founding configuration entry (index 1) writes no rows: the state's hash there is the empty one.
+      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: 0 });
       this.nodes.set(id, node);
       this.start(node);
     }
     this.appliedIdent[1] = initIdent;
-    this.appliedHash[1] = initHash;
+    this.appliedHash[1] = "0.0";
     this.committedIdent[1] = initIdent;
     this.globalCommit = 1;
   }
@@ -249,7 +248,25 @@ export class Simulator {
       this.guard(() => this.processReadies(0.75));
     }
     this.guard(() => this.liveness());
+    this.guard(() => this.checkFinalState());
     return this.stats;
+  }
+
+  /** Frees every node's in-memory database. */
+  close(): void {
+    for (const n of this.nodes.values()) n.sm.close();
+  }
+
+  /** The whole state (every row of every state-machine table) is the same on nodes at the same applied index. */
+  private checkFinalState(): void {
+    const byIndex = new Map<number, { id: NodeId; digest: number }>();
+    for (const n of this.nodes.values()) {
+      const at = n.sm.applied;
+      const digest = n.sm.digest();
+      const other = byIndex.get(at);
+      if (!other) byIndex.set(at, { id: n.id, digest });
+      else if (other.digest !== digest) this.fail("state machine safety", `${n.id} and ${other.id} are both at applied index ${at} with different feed/kv tables`);
+    }
   }
 
   // ---------------------------------------------------------------- failures
@@ -340,9 +357,9 @@ export class Simulator {
       fsm: {
         apply: (entries, conf) => {
           crashPoint();
-          this.applyCommitted(n, entries);
+          const results = this.applyCommitted(n, entries, conf);
           if (conf) n.write((s) => s.setConfState(conf), true);
-          return new Map();
+          return results;
         },
       },
       snapshots: {
@@ -351,7 +368,7 @@ export class Simulator {
           const snap = rd.snapshot!;
           n.write((s) => s.applySnapshot(snap), !bug);
           this.persistLog(n, rd, !bug);
-          this.installSnapshot(n, snap.index);
+          this.installSnapshot(n, snap);
         },
       },
       hooks: {
@@ -458,12 +475,21 @@ export class Simulator {
     if (!n?.raft) return;
     const data = `p${++this.proposalSeq}`;
     try {
-      if (this.rng.chance(0.2)) n.raft.proposeBatch([enc.encode(data), enc.encode(`${data}b`)]);
-      else n.raft.propose(enc.encode(data));
+      // Encoding is the costly part: a node that is not the leader refuses without looking at the bytes.
+      const cmd = () => (n.raft!.role === "leader" ? this.command() : REFUSED);
+      if (this.rng.chance(0.2)) n.raft.proposeBatch([cmd(), cmd()]);
+      else n.raft.propose(cmd());
+      if (n.raft.role !== "leader") this.fail("exception", `${n.id} (${n.raft.role}) accepted a proposal`);
       this.log(`${n.id} propose ${data}`);
     } catch (e) {
       if (!(e instanceof NotLeaderError || e instanceof ProposalDroppedError)) throw e;
     }
+  }
+
+  /** A real cairn command; its ts is a sequence number, so no two proposals have the same bytes. */
+  private command(): Uint8Array {
+    const seq = ++this.commandSeq;
+    return encodeRandomCommand(this.rng, seq, seq);
   }
 
   private read(): void {
@@ -599,7 +625,7 @@ export class Simulator {
       s.createSnapshot(applied, conf);
       s.compact(Math.max(s.firstIndex() - 1, applied - keep));
     }, true);
-    n.smSnap = { ...n.sm };
+    n.smSnap = n.sm.snapshot();
     this.stats.snapshots++;
     this.log(`${n.id} snapshot at ${applied}, log compacted to ${Math.max(0, applied - keep)}`);
   }
@@ -641,13 +667,13 @@ export class Simulator {
   /** Puts a message on the network; a snapshot whose data was replaced meanwhile fails (reported after the Ready). */
   private enqueue(n: SimNode, msg: Message): void {
     if (this.pool.length >= POOL_MAX) this.lost(this.takeAt(this.rng.int(this.pool.length)));
-    let snap: SmState | undefined;
+    let snap: SmSnapshot | undefined;
     if (msg.type === "snap") {
       if (n.smSnap.applied !== msg.snapshot!.index) {
         n.failedSnaps.push(msg.to);
         return;
       }
-      snap = { ...n.smSnap };
+      snap = n.smSnap;
     }
     this.pool.push({ msg, snap });
   }
@@ -681,20 +707,24 @@ export class Simulator {
     for (const to of failed) n.raft!.reportSnapshot(to, false);
   }
 
-  private installSnapshot(n: SimNode, index: number): void {
-    const data = n.staged.get(index);
-    if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${index} that it never received`);
+  private installSnapshot(n: SimNode, snap: { readonly index: number; readonly conf: ConfState }): void {
+    const data = n.staged.get(snap.index);
+    if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${snap.index} that it never received`);
     n.staged.clear();
+    if (data.applied !== snap.index) this.fail("snapshot data", `${n.id} installs snapshot ${snap.index} with state machine data at ${data.applied}`);
     this.checkHash(n.id, data.applied, data.hash);
-    n.sm = { ...data };
-    n.smSnap = { ...data };
-    this.log(`${n.id} installed snapshot at ${index}`);
+    n.sm.install(data, snap.conf);
+    n.smSnap = data;
+    this.log(`${n.id} installed snapshot at ${snap.index}`);
   }
 
-  private applyCommitted(n: SimNode, committed: readonly Entry[]): void {
+  /** The real state machine applies the batch; the running hash of its rows is compared at the batch's end. */
+  private applyCommitted(n: SimNode, committed: readonly Entry[], conf: ConfState | undefined): Map<number, unknown> {
+    let applied = n.sm.applied;
     for (const e of committed) {
-      if (e.index <= n.sm.applied) continue; // covered by an installed snapshot
-      if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
+      if (e.index <= applied) continue; // covered by an installed snapshot
+      if (e.index !== applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${applied}: an entry skipped`);
+      applied = e.index;
       const ident = identOf(e);
       const prev = this.appliedIdent[e.index];
       if (prev === undefined) {
@@ -703,12 +733,14 @@ export class Simulator {
       } else if (prev !== ident) {
         this.fail("state machine safety", `${n.id} applies "${ident}" at ${e.index}, another node applied "${prev}"`);
       }
-      n.sm = { applied: e.index, hash: mix(n.sm.hash, ident) };
-      this.checkHash(n.id, e.index, n.sm.hash);
     }
+    const results = n.sm.apply(committed, conf);
+    if (n.sm.applied !== applied) this.fail("state machine safety", `${n.id} state machine is at ${n.sm.applied} after applying up to ${applied}`);
+    if (committed.length > 0) this.checkHash(n.id, applied, n.sm.hash);
+    return results;
   }
 
-  private checkHash(id: NodeId, index: number, hash: number): void {
+  private checkHash(id: NodeId, index: number, hash: string): void {
     const known = this.appliedHash[index];
     if (known === undefined) this.appliedHash[index] = hash;
     else if (known !== hash) this.fail("state machine safety", `${id} state at ${index} differs from another node's state at ${index}`);
@@ -814,9 +846,10 @@ export class Simulator {
   }
 
   private proposeMarker(l: SimNode): { text: string; term: number } | undefined {
-    const text = `live-${l.raft!.term}`;
+    const data = encodeCommand({ op: "changes", ts: ++this.commandSeq, items: [{ data: { live: l.raft!.term }, tags: ["live"] }] });
+    const text = identOfData(data);
     try {
-      l.raft!.propose(enc.encode(text));
+      l.raft!.propose(data);
       this.log(`${l.id} propose liveness marker ${text}`);
       this.drain();
       return { text, term: l.raft!.term };
@@ -854,7 +887,12 @@ function describe(m: Message): string {
 /** Runs one seed; returns the failure instead of throwing. */
 export function runSeed(opts: SimOptions): { ok: true; stats: SimStats } | { ok: false; failure: SimFailure } {
   try {
-    return { ok: true, stats: new Simulator(opts).run() };
+    const sim = new Simulator(opts);
+    try {
+      return { ok: true, stats: sim.run() };
+    } finally {
+      sim.close();
+    }
   } catch (e) {
     if (e instanceof SimFailure) return { ok: false, failure: e };
     throw e;
