@@ -1,5 +1,5 @@
 /**
- * bun run sim --seed S --steps N [--nodes 3|5] [--bug NAME]... [--read-only safe|lease] [--profile mixed|harsh] [--verbose]
+ * bun run sim --seed S --steps N [--nodes 3|5] [--bug NAME]... [--read-only safe|lease] [--profile mixed|harsh] [--storage sync|parallel|async] [--verbose]
  * bun run sim --seeds A..B [--steps N] [--nodes 3|5|both] [--json]
  *
  * Exit status 1 on the first failing seed, with the replay command and trace.
@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import { runSeed, type SimBugs, type SimOptions, type SimStats } from "./sim.ts";
 
-const BUGS = ["voteWithoutLogCheck", "commitOldTermByCount", "applyBeforePersist", "sendBeforePersist"] as const;
+const BUGS = ["voteWithoutLogCheck", "commitOldTermByCount", "applyBeforePersist", "sendBeforePersist", "ackBeforeDurable"] as const;
 
 function parseRange(s: string): [number, number] {
   const m = /^(\d+)\.\.(\d+)$/.exec(s);
@@ -25,6 +25,7 @@ function main(): number {
       bug: { type: "string", multiple: true },
       "read-only": { type: "string" },
       profile: { type: "string" },
+      storage: { type: "string" },
       verbose: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
     },
@@ -44,7 +45,8 @@ function main(): number {
     // "both" alternates 3 and 5 nodes by seed parity, so any seed replays alone.
     const nodes = values.nodes === "both" ? (seed % 2 === 0 ? 3 : 5) : (Number(values.nodes) as 3 | 5);
     const profile = values.profile as SimOptions["profile"];
-    const res = runSeed({ seed, steps, nodes, bugs: bugs as SimBugs, readOnly, profile, verbose: values.verbose });
+    const storage = values.storage as SimOptions["storage"];
+    const res = runSeed({ seed, steps, nodes, bugs: bugs as SimBugs, readOnly, profile, storage, verbose: values.verbose });
     runs++;
     if (!res.ok) {
       console.error(res.failure.report());

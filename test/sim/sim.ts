@@ -64,7 +64,16 @@ export interface SimOptions {
   readonly profile?: "mixed" | "harsh";
   /** Print every event as it happens. */
   readonly verbose?: boolean;
+  /**
+   * The log store and write path. "sync": persist() durable on return, the core counts the leader
+   * at append (the classic order). "parallel": the same store, the core with asyncStorageWrites and
+   * the driver's parallelAppends (the leader's appends leave before its own write). "async": a store
+   * whose writes complete later (a crash loses them, or tears the last one). Default: chosen by the seed.
+   */
+  readonly storage?: StorageMode;
 }
+
+export type StorageMode = "sync" | "parallel" | "async";
 
 export interface SimStats {
   commits: number;
@@ -116,6 +125,8 @@ class SimNode {
   working: MemoryStorage;
   durable: MemoryStorage;
   unsynced: DiskOp[] = [];
+  /** Asynchronous writes started and not yet durable, oldest first (storage "async"). */
+  pending: { readonly entries: readonly Entry[]; readonly ops: DiskOp[]; readonly done: (err?: unknown) => void }[] = [];
   /** The real state machine on an in-memory SQLite database: durable at apply (the applied index is in the same transaction). */
   readonly sm: SimStateMachine;
   /** The checkpoint matching the log's snapshot (what a snap message carries). */
@@ -153,6 +164,7 @@ class SimNode {
     this.failedSnaps = [];
     this.raft = undefined;
     this.unsynced = [];
+    this.pending = [];
     this.working = this.durable.clone();
     this.staged.clear();
   }
@@ -211,6 +223,13 @@ export class Simulator {
   private readonly crashPointRate: number;
   /** The driver's Readies per turn: 1 interleaves inputs between every Ready, more batches like the binary. */
   private readonly readyRounds: number;
+  private readonly storage: StorageMode;
+  /** Storage "async": the chance per turn that a node's write in flight becomes durable. */
+  private readonly writeDoneRate: number;
+  /** Storage "async": the chance that a crash keeps a prefix of the entries of the write in flight (a torn write). */
+  private readonly tearRate: number;
+  /** Storage "async": the chance per turn that a node dies while its write is in flight (what a misordered driver loses). */
+  private readonly inFlightCrashRate: number;
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new SeededRng(opts.seed);
@@ -226,6 +245,10 @@ export class Simulator {
     this.emptyNodeVotes = this.rng.chance(0.5);
     this.crashPointRate = this.rng.pick([0, 0.005, 0.02]) * this.chaos;
     this.readyRounds = this.rng.pick([1, 1, 4, 64]);
+    this.storage = opts.storage ?? this.rng.pick(["sync", "parallel", "async"] as const);
+    this.writeDoneRate = this.rng.pick([0.05, 0.2, 0.5, 0.9]);
+    this.inFlightCrashRate = this.rng.pick([0, 0.01, 0.03]) * this.chaos;
+    this.tearRate = this.rng.pick([0, 0.3, 0.7]);
     const founders = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     this.universe = [...founders];
     this.nextJoiner = opts.nodes + 1;
@@ -283,7 +306,7 @@ export class Simulator {
 
   private failure(check: string, detail: string): SimFailure {
     const bugs = this.opts.bugs ? Object.keys(this.opts.bugs).filter((k) => this.opts.bugs![k as keyof SimBugs]) : [];
-    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""} --verbose`;
+    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""}${this.opts.storage ? ` --storage ${this.opts.storage}` : ""} --verbose`;
     return new SimFailure(check, detail, this.opts.seed, this.step, this.trace.slice(), replay);
   }
 
@@ -316,6 +339,7 @@ export class Simulator {
       inflightBytesMax: 3 * this.msgBytesMax,
       unsafe: this.opts.bugs,
       emptyNodeVotes: this.emptyNodeVotes,
+      asyncStorageWrites: this.storage !== "sync",
     });
     node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
     node.tasks = [];
@@ -338,6 +362,20 @@ export class Simulator {
           n.sync(); // a buggy log store syncs late, at its next Ready
           this.persistLog(n, w, !bug);
         },
+        persistAsync:
+          this.storage !== "async"
+            ? undefined
+            : (w, done) => {
+                crashPoint(1); // before the write: nothing of this Ready is on disk
+                this.checkNewEntries(n, w);
+                const ops: DiskOp[] = [];
+                const ents = w.entries;
+                if (ents.length > 0) ops.push((s) => s.append(ents));
+                const hs = w.hardState;
+                if (hs) ops.push((s) => s.setHardState(hs));
+                for (const op of ops) op(n.working);
+                n.pending.push({ entries: ents, ops, done });
+              },
         firstIndex: () => n.working.firstIndex(),
         lastIndex: () => n.working.lastIndex(),
         term: (i) => n.working.term(i),
@@ -383,6 +421,7 @@ export class Simulator {
         },
       },
       readyRoundsPerTurn: this.readyRounds,
+      parallelAppends: this.storage !== "sync",
       unsafe: this.opts.bugs,
     });
   }
@@ -441,9 +480,7 @@ export class Simulator {
     const n = this.nodes.get(f.id);
     if (!n?.raft || n.raft.role !== "leader" || n.raft.term !== f.term) return false;
     if (this.rng.chance(0.5)) {
-      n.crash();
-      this.stats.crashes++;
-      this.log(`nemesis: crash new leader ${n.id}`);
+      this.kill(n, "nemesis: CRASH new leader");
     } else {
       for (const b of this.nodes.keys()) if (b !== n.id) this.blocked.add(`${n.id}>${b}`).add(`${b}>${n.id}`);
       this.log(`nemesis: isolate new leader ${n.id}`);
@@ -562,9 +599,7 @@ export class Simulator {
     // Leaders crash half the time: their half-replicated tails are where Raft is subtle.
     const leaders = live.filter((n) => n.raft!.role === "leader");
     const n = leaders.length > 0 && this.rng.chance(0.5) ? this.rng.pick(leaders) : this.rng.pick(live);
-    n.crash();
-    this.stats.crashes++;
-    this.log(`${n.id} CRASH (unsynced writes lost)`);
+    this.kill(n, "CRASH");
   }
 
   private restart(): void {
@@ -618,7 +653,7 @@ export class Simulator {
     const n = this.rng.pick(live);
     const applied = n.sm.applied;
     const snapIndex = n.working.snapshotMeta().index;
-    if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0) return;
+    if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0 || n.pending.length > 0) return;
     const conf = n.working.initialState().confState;
     const keep = this.rng.int(4);
     n.write((s) => {
@@ -680,9 +715,14 @@ export class Simulator {
 
   // ---------------------------------------------------------------- ready
 
-  private processReadies(p: number): void {
+  private processReadies(p: number, writeDone = this.writeDoneRate): void {
     for (const n of this.live()) {
-      if (this.rng.chance(p) && n.raft!.hasReady()) this.processReady(n);
+      if (n.pending.length > 0 && this.faultsOn && this.rng.chance(this.inFlightCrashRate)) {
+        this.kill(n, "CRASH with a write in flight");
+        continue;
+      }
+      if (n.pending.length > 0 && this.rng.chance(writeDone)) this.completeWrite(n);
+      if (n.up && this.rng.chance(p) && n.raft!.hasReady()) this.processReady(n);
     }
   }
 
@@ -695,16 +735,42 @@ export class Simulator {
       t();
       if (n.crashed) break;
     }
+    this.afterTurn(n);
+  }
+
+  /** After a turn: a crash point that fired kills the node; snapshots that could not leave are reported. */
+  private afterTurn(n: SimNode): void {
     if (n.crashed) {
       n.crashed = false;
-      n.crash();
-      this.stats.crashes++;
-      this.log(`${n.id} CRASH inside a Ready (unsynced writes lost)`);
+      this.kill(n, "CRASH inside a Ready");
       return;
     }
     const failed = n.failedSnaps;
     n.failedSnaps = [];
     for (const to of failed) n.raft!.reportSnapshot(to, false);
+  }
+
+  /** The process dies: writes not yet durable are lost, except that the one in flight may be torn (a prefix of its entries kept, its hard state lost). */
+  private kill(n: SimNode, why: string): void {
+    const w = n.pending[0];
+    let torn = "";
+    if (w && w.entries.length > 0 && this.rng.chance(this.tearRate)) {
+      const kept = w.entries.slice(0, 1 + this.rng.int(w.entries.length));
+      n.durable.append(kept);
+      torn = `, torn write keeps ${kept[0]!.index}..${kept[kept.length - 1]!.index} of ${w.entries[0]!.index}..${w.entries[w.entries.length - 1]!.index}`;
+    }
+    n.crash();
+    this.stats.crashes++;
+    this.log(`${n.id} ${why} (unsynced writes lost${torn})`);
+  }
+
+  /** Storage "async": the node's oldest write in flight becomes durable and the driver hears of it. */
+  private completeWrite(n: SimNode): void {
+    const w = n.pending.shift();
+    if (!w) return;
+    for (const op of w.ops) op(n.durable);
+    w.done();
+    this.afterTurn(n);
   }
 
   private installSnapshot(n: SimNode, snap: { readonly index: number; readonly conf: ConfState }): void {
@@ -861,8 +927,8 @@ export class Simulator {
 
   private drain(): void {
     for (let i = 0; i < 10_000; i++) {
-      this.processReadies(1);
-      if (this.pool.length === 0 && !this.live().some((n) => n.raft!.hasReady())) return;
+      this.processReadies(1, 1);
+      if (this.pool.length === 0 && !this.live().some((n) => n.raft!.hasReady() || n.pending.length > 0)) return;
       while (this.pool.length > 0) this.deliver(this.pool.shift()!);
     }
     this.fail("liveness", "messages kept flowing for 10000 rounds without settling");
