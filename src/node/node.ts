@@ -67,6 +67,11 @@ export interface CairnNodeOptions {
   readonly proposeTimeoutMs?: number;
   readonly readTimeoutMs?: number;
   readonly synchronous?: "FULL" | "NORMAL";
+  /**
+   * The leader sends its appends before its own fsync and counts itself toward the commit only
+   * once that write is durable (thesis §10.2.1; driver.ts parallelAppends). Default true.
+   */
+  readonly parallelAppends?: boolean;
   /** Test only: a faults file for the transport's fault hook (CAIRN_TEST_FAULTS; see transport/faults.ts). */
   readonly testFaultsFile?: string;
   /**
@@ -482,6 +487,7 @@ export class CairnNode implements NodeApi {
       readOnly: this.opts.readOnly ?? "safe",
       // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
       emptyNodeVotes: false,
+      asyncStorageWrites: this.opts.parallelAppends !== false,
     });
     if (clusterId !== null) this.transport.setClusterId(clusterId);
     this.driver.attach(this.raft);
@@ -578,6 +584,7 @@ export class CairnNode implements NodeApi {
       },
       readyRoundsPerTurn: LIMITS.readyRoundsPerTurn,
       persistWaitersMax: LIMITS.proposalsPendingMax,
+      parallelAppends: this.opts.parallelAppends !== false,
     });
   }
 
