@@ -149,9 +149,9 @@ export class Driver {
   private persistWaiters: PersistWaiter[] = [];
   /** An asynchronous write is in flight: no Ready is taken until it completes. */
   private writing = false;
-  /** Term and vote as last handed to the log store: a Ready that changes them sends nothing early. */
-  private lastTerm = -1;
-  private lastVote = "";
+  /** Term and vote as last made durable: a Ready that changes them sends nothing early. */
+  private durableTerm = -1;
+  private durableVote = "";
   private readonly roundsMax: number;
   readonly persistWaitersMax: number;
 
@@ -167,6 +167,7 @@ export class Driver {
   /** The core to drive (a new one after a restart from disk, or after a full disk). */
   attach(raft: Raft): void {
     this.raftCore = raft;
+    this.durableTerm = -1; // unknown until this core's first write
     this.schedule();
   }
 
@@ -213,12 +214,12 @@ export class Driver {
    */
   private handleReadyParallel(raft: Raft, rd: Ready): boolean {
     const hs = rd.hardState;
-    const revealsVote = hs !== undefined && (hs.term !== this.lastTerm || hs.vote !== this.lastVote);
-    if (hs) [this.lastTerm, this.lastVote] = [hs.term, hs.vote];
+    const revealsVote = hs !== undefined && (hs.term !== this.durableTerm || hs.vote !== this.durableVote);
     const early = revealsVote || rd.snapshot || this.o.unsafe?.sendBeforePersist ? [] : rd.messages.filter(mayLeaveBeforeWrite);
     const late = early.length === 0 ? rd.messages : rd.messages.filter((m) => !mayLeaveBeforeWrite(m));
     const last = rd.entries[rd.entries.length - 1];
     const persisted = (): void => {
+      if (hs) [this.durableTerm, this.durableVote] = [hs.term, hs.vote];
       if (last && this.raftCore === raft && !this.stopped) raft.persisted({ index: last.index, term: last.term });
     };
     let results: Map<number, unknown>;
