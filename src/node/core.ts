@@ -23,6 +23,8 @@ export interface NodeCoreOptions {
   readonly readOnly: ReadOnlyMode;
   /** NORMAL: every commit skips its fsync (CairnNodeOptions.synchronous). */
   readonly synchronous?: "FULL" | "NORMAL";
+  /** The leader sends its appends before its own fsync, counting itself once durable (driver.ts parallelAppends). */
+  readonly parallelAppends: boolean;
   readonly transport: {
     send(m: Message): boolean;
     setClusterId(id: string): void;
@@ -57,6 +59,7 @@ export class NodeCore {
       },
       readyRoundsPerTurn: o.readyRoundsPerTurn,
       persistWaitersMax: o.persistWaitersMax,
+      parallelAppends: o.parallelAppends,
     });
   }
 
@@ -81,6 +84,7 @@ export class NodeCore {
       // Joiners are added as learners and promoted once caught up; an empty (wiped) voter must not vote.
       emptyNodeVotes: false,
       witnesses: o.witnesses(),
+      asyncStorageWrites: o.parallelAppends,
     });
     this.current = raft;
     if (clusterId !== null) o.transport.setClusterId(clusterId);

@@ -13,13 +13,24 @@
  *                reveals it leaves; an entry must be on disk before this node
  *                acknowledges it (append response) or counts itself for it.
  *                Writers waiting for "saved" (?wait=accepted) settle here.
- *   2. send      the messages. A leader's appends may go out before its own
- *                copy is durable in etcd's design, but here they follow the
- *                persist anyway: one order for every role, simplest to check.
+ *   2. send      the messages. With parallelAppends (the core runs with
+ *                asyncStorageWrites) a leader's appends and heartbeats leave
+ *                BEFORE step 1 when the Ready changes no term or vote (thesis
+ *                §10.2.1): the followers' fsyncs overlap the leader's, and the
+ *                leader counts itself toward the commit only once persisted()
+ *                reports its write durable (after step 1). Everything else
+ *                (votes, append responses) still waits for the write.
  *   3. apply     the committed entries, with the applied index in the same
  *                transaction as their effects (exactly once across crashes).
  *   4. advance   tell the core the Ready is done; only then may it produce
  *                the next one.
+ *
+ * An asynchronous log store (persistAsync: the write completes later, in
+ * issue order) keeps the same contract: the Ready is advanced at once (the
+ * core marks its entries in progress), its messages that wait for the write
+ * and persisted() follow the completion; at most one write is in flight, and
+ * no Ready is taken before it completes. Committed entries are applied only
+ * once durable here (the core hands out no others).
  *
  * A full disk (DiskFullError from the log store) stops the Ready before
  * anything was sent or applied: hooks.onDiskFull rebuilds the core from what
@@ -42,10 +53,22 @@ export interface Clock {
   after(fn: () => void, ms: number): void;
 }
 
+export interface LogWrite {
+  readonly hardState?: HardState;
+  readonly entries: readonly Entry[];
+  readonly clusterId?: string;
+}
+
 /** The part of the log store (src/storage/store.ts RaftStore) the loop writes and reads. */
 export interface DriverLog {
   /** One Ready's log writes in one transaction; durable on return. */
-  persist(w: { readonly hardState?: HardState; readonly entries: readonly Entry[]; readonly clusterId?: string }): void;
+  persist(w: LogWrite): void;
+  /**
+   * Optional asynchronous form (used instead of persist when present): starts the write and
+   * calls done once it is durable (or failed), in the order the writes were started; never after
+   * the process died. Only with parallelAppends (the core must take persisted()).
+   */
+  persistAsync?(w: LogWrite, done: (err?: unknown) => void): void;
   firstIndex(): number;
   lastIndex(): number;
   term(i: number): number;
@@ -87,6 +110,8 @@ export interface DriverHooks {
 export interface DriverBugs {
   /** Send the Ready's messages (votes, append acks) before its hard state and entries are persisted. */
   readonly sendBeforePersist?: boolean;
+  /** persistAsync: send the messages that wait for the write (votes, append acks) when it starts, not when it completes. */
+  readonly ackBeforeDurable?: boolean;
 }
 
 export interface DriverOptions {
@@ -100,7 +125,14 @@ export interface DriverOptions {
   readonly readyRoundsPerTurn?: number;
   /** Writers waiting for their entry to be saved, at most. */
   readonly persistWaitersMax?: number;
+  /** The core runs with asyncStorageWrites: leader appends before its own fsync, persisted() after it. */
+  readonly parallelAppends?: boolean;
   readonly unsafe?: DriverBugs;
+}
+
+/** Messages that reveal nothing that must be durable first, when the Ready changes no term or vote: a leader's appends and heartbeats. */
+function mayLeaveBeforeWrite(m: Message): boolean {
+  return m.type === "app" || m.type === "heartbeat";
 }
 
 interface PersistWaiter {
@@ -115,6 +147,11 @@ export class Driver {
   private scheduled = false;
   private stopped = false;
   private persistWaiters: PersistWaiter[] = [];
+  /** An asynchronous write is in flight: no Ready is taken until it completes. */
+  private writing = false;
+  /** Term and vote as last made durable: a Ready that changes them sends nothing early. */
+  private durableTerm = -1;
+  private durableVote = "";
   private readonly roundsMax: number;
   readonly persistWaitersMax: number;
 
@@ -130,6 +167,7 @@ export class Driver {
   /** The core to drive (a new one after a restart from disk, or after a full disk). */
   attach(raft: Raft): void {
     this.raftCore = raft;
+    this.durableTerm = -1; // unknown until this core's first write
     this.schedule();
   }
 
@@ -160,24 +198,95 @@ export class Driver {
   /** Handles up to readyRoundsPerTurn Readies, then yields (the rest in a later turn). */
   runReady(): void {
     const raft = this.raftCore;
-    if (!raft || this.stopped) return;
+    if (!raft || this.stopped || this.writing) return;
     this.o.hooks.beforeReady?.(raft);
     for (let round = 0; round < this.roundsMax && raft.hasReady(); round++) {
-      if (!this.handleReady(raft, raft.ready())) return;
-      if (this.raftCore !== raft || this.stopped) return; // a hook replaced the core or stopped the node
+      const rd = raft.ready();
+      if (!(this.o.parallelAppends ? this.handleReadyParallel(raft, rd) : this.handleReady(raft, rd))) return;
+      if (this.raftCore !== raft || this.stopped || this.writing) return; // a hook replaced the core or stopped the node
     }
     if (raft.hasReady()) this.o.clock.after(() => this.schedule(), 0); // let timers and sockets run between batches
+  }
+
+  /**
+   * One Ready with parallelAppends: the leader's appends first (unless the Ready changes the term
+   * or vote), then the write, then (once it is durable) the rest and persisted().
+   */
+  private handleReadyParallel(raft: Raft, rd: Ready): boolean {
+    const hs = rd.hardState;
+    const revealsVote = hs !== undefined && (hs.term !== this.durableTerm || hs.vote !== this.durableVote);
+    const early = revealsVote || rd.snapshot || this.o.unsafe?.sendBeforePersist ? [] : rd.messages.filter(mayLeaveBeforeWrite);
+    const late = early.length === 0 ? rd.messages : rd.messages.filter((m) => !mayLeaveBeforeWrite(m));
+    const last = rd.entries[rd.entries.length - 1];
+    const persisted = (): void => {
+      if (hs) [this.durableTerm, this.durableVote] = [hs.term, hs.vote];
+      if (last && this.raftCore === raft && !this.stopped) raft.persisted({ index: last.index, term: last.term });
+    };
+    let results: Map<number, unknown>;
+    let durable = true;
+    let lateSent = this.o.unsafe?.sendBeforePersist === true;
+    try {
+      this.send(raft, rd, lateSent ? rd.messages : early);
+      if (rd.snapshot) this.o.snapshots.install(rd);
+      else if (this.o.log.persistAsync) {
+        durable = this.startWrite(raft, rd, { late, persisted });
+        lateSent ||= this.o.unsafe?.ackBeforeDurable === true;
+      } else this.o.log.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
+      if (durable) {
+        this.settlePersisted();
+        if (!lateSent) this.send(raft, rd, late);
+      }
+      // Only entries durable here are handed out to apply (asyncStorageWrites), so apply need not wait.
+      results = this.o.fsm.apply(rd.committedEntries, rd.confState);
+    } catch (e) {
+      if (e instanceof DiskFullError) {
+        this.o.hooks.onDiskFull(e);
+        return false;
+      }
+      throw e;
+    }
+    this.o.hooks.onApplied?.(rd, results);
+    raft.advance(rd);
+    if (durable) persisted();
+    this.o.hooks.onAdvanced?.(raft, rd);
+    return true;
+  }
+
+  /** Starts an asynchronous write; returns true if it completed at once. */
+  private startWrite(raft: Raft, rd: Ready, then: { late: readonly Message[]; persisted: () => void }): boolean {
+    let sync = true;
+    let done = false;
+    this.writing = true;
+    if (this.o.unsafe?.ackBeforeDurable) this.send(raft, rd, then.late);
+    this.o.log.persistAsync!({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId }, (err) => {
+      done = true;
+      this.writing = false;
+      if (sync || this.stopped || this.raftCore !== raft) {
+        if (sync && err !== undefined) throw err; // at once: handled by the caller like persist()'s
+        return;
+      }
+      this.guarded(() => {
+        if (err instanceof DiskFullError) return this.o.hooks.onDiskFull(err);
+        if (err !== undefined) throw err;
+        this.settlePersisted();
+        if (!this.o.unsafe?.ackBeforeDurable) this.send(raft, rd, then.late);
+        then.persisted();
+        this.schedule();
+      });
+    });
+    sync = false;
+    return done;
   }
 
   /** One Ready, in contract order. Returns false if the disk refused it. */
   private handleReady(raft: Raft, rd: Ready): boolean {
     let results: Map<number, unknown>;
     try {
-      if (this.o.unsafe?.sendBeforePersist) this.send(raft, rd);
+      if (this.o.unsafe?.sendBeforePersist) this.send(raft, rd, rd.messages);
       if (rd.snapshot) this.o.snapshots.install(rd);
       else this.o.log.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
       this.settlePersisted();
-      if (!this.o.unsafe?.sendBeforePersist) this.send(raft, rd);
+      if (!this.o.unsafe?.sendBeforePersist) this.send(raft, rd, rd.messages);
       results = this.o.fsm.apply(rd.committedEntries, rd.confState);
     } catch (e) {
       if (e instanceof DiskFullError) {
@@ -192,9 +301,9 @@ export class Driver {
     return true;
   }
 
-  private send(raft: Raft, rd: Ready): void {
+  private send(raft: Raft, rd: Ready, msgs: readonly Message[]): void {
     if (rd.clusterId !== undefined) this.o.transport.setClusterId(rd.clusterId);
-    for (const m of rd.messages) {
+    for (const m of msgs) {
       if (m.type === "snap") this.o.transport.sendSnapshot(m);
       else if (!this.o.transport.send(m)) raft.reportUnreachable(m.to);
     }

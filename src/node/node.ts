@@ -292,6 +292,7 @@ export class CairnNode implements NodeApi {
       timing: this.timing,
       readOnly: this.opts.readOnly ?? "safe",
       synchronous: this.opts.synchronous,
+      parallelAppends: this.opts.parallelAppends !== false,
       transport: { send: (m) => this.transport.send(m.to, { t: "raft", m }), setClusterId: (id) => this.transport.setClusterId(id) },
       snapshots: this.snapshots,
       hooks,

@@ -24,6 +24,11 @@ export interface CairnNodeOptions {
   readonly proposeTimeoutMs?: number;
   readonly readTimeoutMs?: number;
   readonly synchronous?: "FULL" | "NORMAL";
+  /**
+   * The leader sends its appends before its own fsync and counts itself toward the commit only
+   * once that write is durable (thesis §10.2.1; driver.ts parallelAppends). Default true.
+   */
+  readonly parallelAppends?: boolean;
   /** Test only: a faults file for the transport's fault hook (CAIRN_TEST_FAULTS; see transport/faults.ts). */
   readonly testFaultsFile?: string;
   /**

@@ -6,7 +6,9 @@
  * Invariants:
  *  - applied <= committed <= lastIndex()
  *  - committed entries are never truncated (assert in append)
- *  - unstable.offset === storage.lastIndex() + 1 after every advance()
+ *  - unstable.offset === storage.lastIndex() + 1 after every advance(), with
+ *    synchronous writes; with asynchronous ones, once every write handed out
+ *    was reported persisted (entries in [offset, inProgress) are being written)
  */
 import { assert } from "../util/assert.ts";
 import { CompactedError, UnavailableError } from "./errors.ts";
@@ -16,7 +18,20 @@ import type { Entry, SnapshotMeta } from "./types.ts";
 class Unstable {
   snapshot: SnapshotMeta | undefined;
   entries: Entry[] = [];
-  constructor(public offset: number) {}
+  /** Entries below this index were handed to the driver to write (asynchronous writes); >= offset. */
+  inProgress: number;
+  constructor(public offset: number) {
+    this.inProgress = offset;
+  }
+
+  /** The entries not yet handed to the driver. */
+  toWrite(): Entry[] {
+    return this.inProgress === this.offset ? this.entries : this.entries.slice(this.inProgress - this.offset);
+  }
+
+  acceptInProgress(index: number): void {
+    this.inProgress = Math.max(this.inProgress, index + 1);
+  }
 
   maybeFirstIndex(): number | undefined {
     return this.snapshot ? this.snapshot.index + 1 : undefined;
@@ -42,6 +57,7 @@ class Unstable {
     if (t === term && index >= this.offset) {
       this.entries = this.entries.slice(index + 1 - this.offset);
       this.offset = index + 1;
+      this.inProgress = Math.max(this.inProgress, this.offset);
     }
   }
 
@@ -51,6 +67,7 @@ class Unstable {
 
   restore(s: SnapshotMeta): void {
     this.offset = s.index + 1;
+    this.inProgress = this.offset;
     this.entries = [];
     this.snapshot = s;
   }
@@ -66,6 +83,8 @@ class Unstable {
     } else {
       this.entries = this.entries.slice(0, after - this.offset).concat(ents);
     }
+    // Replaced entries that were being written are written again (the store truncates in write order).
+    this.inProgress = Math.max(this.offset, Math.min(this.inProgress, after));
   }
 
   slice(lo: number, hi: number): Entry[] {
@@ -78,6 +97,9 @@ export class RaftLog {
   readonly unstable: Unstable;
   committed: number;
   applied: number;
+
+  /** Asynchronous writes: only entries reported persisted are applied. */
+  stableOnly = false;
 
   constructor(readonly storage: LogStorage, applied: number) {
     const first = storage.firstIndex();
@@ -184,14 +206,37 @@ export class RaftLog {
     return this.unstable.entries;
   }
 
+  /** The unstable entries not yet handed to the driver (all of them, with synchronous writes). */
+  entriesToWrite(): readonly Entry[] {
+    return this.unstable.toWrite();
+  }
+
+  /** Asynchronous writes: the entries up to `index` are being written (handed out in a Ready). */
+  acceptInProgress(index: number): void {
+    this.unstable.acceptInProgress(index);
+  }
+
+  /**
+   * The last entry that may be applied: committed, and (asynchronous writes) durable here, or a
+   * restarted node's state machine could be ahead of its log.
+   */
+  private appliableTo(): number {
+    return this.stableOnly ? Math.min(this.committed, this.unstable.offset - 1) : this.committed;
+  }
+
   hasNextCommittedEnts(): boolean {
-    return this.committed > this.applied && !this.unstable.snapshot;
+    return this.appliableTo() > this.applied && !this.unstable.snapshot;
   }
 
   nextCommittedEnts(maxBytes: number): Entry[] {
     if (!this.hasNextCommittedEnts()) return [];
     const lo = Math.max(this.applied + 1, this.firstIndex());
-    return this.slice(lo, this.committed + 1, maxBytes);
+    return this.slice(lo, this.appliableTo() + 1, maxBytes);
+  }
+
+  /** The last index that is durable here (asynchronous writes: reported persisted). */
+  stableLastIndex(): number {
+    return this.unstable.offset - 1;
   }
 
   /** The newest snapshot, pending (unstable) or stored. */

@@ -93,6 +93,17 @@ export interface RaftConfig {
   readonly emptyNodeVotes?: boolean;
   /** Voters that keep no state machine (witness.ts); this node is one if its id is listed. Updated with setWitnesses(). */
   readonly witnesses?: readonly NodeId[];
+  /**
+   * Asynchronous storage writes (etcd raft's AsyncStorageWrites, thesis
+   * §10.2.1): advance() no longer means "the Ready's entries are durable";
+   * the driver reports that with persisted() once the write is on disk. The
+   * leader counts itself toward the commit only for entries reported
+   * persisted, so it may send its appends before (or while) its own write is
+   * durable; committed entries are handed out to apply only once persisted
+   * here. Default false: advance() reports the Ready's writes durable, and
+   * the leader counts its entries at append.
+   */
+  readonly asyncStorageWrites?: boolean;
 }
 
 const DEFAULTS = {
@@ -213,10 +224,12 @@ export class Raft {
   /** The read-only view for code outside the core (RaftView). */
   readonly view: RaftView = new LiveView(this);
 
-  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "witnesses">>;
+  private readonly cfg: Required<Omit<RaftConfig, "storage" | "rng" | "applied" | "clusterId" | "id" | "witnesses" | "asyncStorageWrites">>;
 
   /** Known bugs switched on (TestRaft only; none in production). */
   protected unsafe: UnsafeBugs = {};
+  /** RaftConfig.asyncStorageWrites: the driver reports durability with persisted(). */
+  private readonly asyncWrites: boolean;
   private readonly rng: Rng;
   private msgs: Message[] = [];
   private readStates: ReadState[] = [];
@@ -285,12 +298,21 @@ export class Raft {
     this.trk = new Tracker(this.cfg.inflightMax, this.cfg.inflightBytesMax);
     const { hardState, confState } = config.storage.initialState();
     this.log = new RaftLog(config.storage, config.applied ?? 0);
+    this.asyncWrites = config.asyncStorageWrites === true;
+    this.log.stableOnly = this.asyncWrites;
     this.trk.setConf(confState, this.log.lastIndex());
     if (hardState.term > 0 || hardState.commit > 0) {
-      assert(hardState.commit >= this.log.committed && hardState.commit <= this.log.lastIndex(), () => `stored commit ${hardState.commit} outside [${this.log.committed}, ${this.log.lastIndex()}]`);
-      this.log.committed = hardState.commit;
+      // Asynchronous writes: the stored commit may lag what was applied (and compacted), see below.
+      const lowest = this.asyncWrites ? 0 : this.log.committed;
+      assert(hardState.commit >= lowest && hardState.commit <= this.log.lastIndex(), () => `stored commit ${hardState.commit} outside [${lowest}, ${this.log.lastIndex()}]`);
+      this.log.committed = Math.max(this.log.committed, hardState.commit);
       this.term = hardState.term;
       this.vote = hardState.vote;
+    }
+    if (this.asyncWrites && this.log.applied > this.log.committed && this.log.applied <= this.log.lastIndex()) {
+      // Only entries durable in the log are applied, but the commit index travels in a later write than
+      // the entries: a crash may lose it after the apply. An applied entry was committed.
+      this.log.committed = this.log.applied;
     }
     assert(this.log.applied <= this.log.committed, () => `applied ${this.log.applied} beyond commit ${this.log.committed}`);
     this.becomeFollower(this.term, NONE);
@@ -424,7 +446,7 @@ export class Raft {
     this.flushBroadcast();
     return (
       this.msgs.length > 0 ||
-      this.log.unstableEntries().length > 0 ||
+      this.log.entriesToWrite().length > 0 ||
       this.log.hasPendingSnapshot() ||
       this.log.hasNextCommittedEnts() ||
       this.readStates.length > 0 ||
@@ -447,7 +469,7 @@ export class Raft {
       softState: softEquals(soft, this.prevSoft) ? undefined : soft,
       hardState: hardEquals(hard, this.prevHard) ? undefined : hard,
       snapshot: this.log.unstable.snapshot,
-      entries: this.log.unstableEntries().slice(),
+      entries: this.log.entriesToWrite().slice(),
       committedEntries,
       messages: this.msgs,
       readStates: this.readStates,
@@ -470,7 +492,8 @@ export class Raft {
     assert(this.readyOut, "advance() without an outstanding ready()");
     this.readyOut = false;
     const last = rd.entries[rd.entries.length - 1];
-    if (last) this.log.stableTo(last.index, last.term);
+    if (last && this.asyncWrites) this.log.acceptInProgress(last.index);
+    else if (last) this.log.stableTo(last.index, last.term);
     if (rd.snapshot) this.log.stableSnapTo(rd.snapshot.index);
     const lastApplied = rd.committedEntries[rd.committedEntries.length - 1];
     if (lastApplied) {
@@ -479,6 +502,24 @@ export class Raft {
     }
     if (rd.snapshot) this.log.appliedTo(Math.max(this.log.applied, rd.snapshot.index));
     this.maybeAutoLeaveJoint();
+  }
+
+  /**
+   * Asynchronous storage writes: the driver's write of the entries up to
+   * (index, term) is durable. Writes complete in the order they were handed
+   * out. Ignored when a newer append replaced that entry meanwhile.
+   */
+  persisted(at: { readonly index: number; readonly term: number }): void {
+    this.assertNoReadyOut("persisted");
+    assert(this.asyncWrites, "persisted() is for asyncStorageWrites; a synchronous driver reports writes by advance()");
+    if (this.log.termOr0(at.index) !== at.term) return;
+    this.log.stableTo(at.index, at.term);
+    if (this.role !== "leader") return;
+    // The leader's own vote toward the commit: only now that its copy is on its disk (§10.2.1).
+    if (this.trk.progress.get(this.id)?.maybeUpdate(at.index) && this.maybeCommit()) {
+      this.releasePendingReads();
+      this.bcastPending = true;
+    }
   }
 
   // ---------------------------------------------------------------- status
@@ -588,9 +629,11 @@ export class Raft {
     this.leadTransferee = NONE;
     this.trk.resetVotes();
     const last = this.log.lastIndex();
+    // With asynchronous writes the leader's own match is what is durable, not what it holds.
+    const ownMatch = this.asyncWrites ? this.log.stableLastIndex() : last;
     for (const [id, pr] of this.trk.progress) {
       pr.becomeProbe();
-      pr.match = id === this.id ? last : 0;
+      pr.match = id === this.id ? ownMatch : 0;
       pr.next = last + 1;
       pr.recentActive = false;
       pr.ackedSendTick = -1;
@@ -999,7 +1042,8 @@ export class Raft {
     let li = this.log.lastIndex();
     const stamped = ents.map((e) => ({ ...e, index: ++li, term: this.term }));
     li = this.log.append(stamped);
-    this.trk.progress.get(this.id)?.maybeUpdate(li);
+    // Asynchronous writes: the leader counts itself once persisted() reports the entries durable.
+    if (!this.asyncWrites) this.trk.progress.get(this.id)?.maybeUpdate(li);
     this.maybeCommit();
     this.bcastPending = true;
     return { index: li, term: this.term };

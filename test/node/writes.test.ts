@@ -14,6 +14,7 @@ function writes(o: { core: WriteCore; proposals?: ProposalWaiters; savedWaiting?
   const counters = { proposals: 0, forwarded: 0 };
   const w = new Writes({
     id: "n1",
+    witness: false,
     writable: () => o.core,
     forward: (lead) => {
       o.forwarded?.push(lead);

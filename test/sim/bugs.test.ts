@@ -4,11 +4,11 @@
  * seeds. Seeds are fixed, so each of these is deterministic.
  */
 import { expect, test } from "bun:test";
-import { runSeed, type SimBugs } from "./sim.ts";
+import { runSeed, type SimBugs, type StorageMode } from "./sim.ts";
 
-function firstFailure(bugs: SimBugs, seedsMax: number, opts: { nodes: 3 | 5; profile?: "mixed" | "harsh" }) {
+function firstFailure(bugs: SimBugs, seedsMax: number, opts: { nodes: 3 | 5; profile?: "mixed" | "harsh"; storage?: StorageMode }) {
   for (let seed = 0; seed < seedsMax; seed++) {
-    const r = runSeed({ seed, steps: 2000, nodes: opts.nodes, bugs, profile: opts.profile });
+    const r = runSeed({ seed, steps: 2000, nodes: opts.nodes, bugs, profile: opts.profile, storage: opts.storage });
     if (!r.ok) return { seed, check: r.failure.check, replay: r.failure.replay };
   }
   return undefined;
@@ -42,6 +42,15 @@ test("a driver that sends a Ready's messages before persisting its hard state an
   // term, or a committed entry a majority no longer holds.
   expect(["election safety", "leader completeness", "committed entry changed", "log matching", "state machine safety", "assertion"]).toContain(found!.check);
   expect(found!.replay).toContain("--bug sendBeforePersist");
+}, 120_000);
+
+test("a driver that acknowledges an append (or grants a vote) before its asynchronous write is durable is caught", () => {
+  const found = firstFailure({ ackBeforeDurable: true }, 300, { nodes: 3, storage: "async" });
+  expect(found).toBeDefined();
+  // The acknowledgement counted toward a commit (or the vote elected a leader) that the crash then took back.
+  expect(["election safety", "leader completeness", "committed entry changed", "log matching", "state machine safety", "assertion"]).toContain(found!.check);
+  expect(found!.replay).toContain("--bug ackBeforeDurable");
+  expect(found!.replay).toContain("--storage async");
 }, 120_000);
 
 test("the same seed replays the same run", () => {

@@ -1,13 +1,13 @@
 /**
- * bun run sim --seed S --steps N [--nodes 3|5] [--bug NAME]... [--read-only safe|lease] [--profile mixed|harsh] [--verbose]
- * bun run sim --seeds A..B [--steps N] [--nodes 3|5|both] [--witness] [--json]
+ * bun run sim --seed S --steps N [--nodes 3|5] [--bug NAME]... [--read-only safe|lease] [--profile mixed|harsh] [--storage sync|parallel|async] [--witness] [--verbose]
+ * bun run sim --seeds A..B [--steps N] [--nodes 3|5|both] [--witness] [--storage sync|parallel|async] [--json]
  *
  * Exit status 1 on the first failing seed, with the replay command and trace.
  */
 import { parseArgs } from "node:util";
 import { runSeed, type SimBugs, type SimOptions, type SimStats } from "./sim.ts";
 
-const BUGS = ["voteWithoutLogCheck", "commitOldTermByCount", "applyBeforePersist", "sendBeforePersist", "witnessCompactsCommitted"] as const;
+const BUGS = ["voteWithoutLogCheck", "commitOldTermByCount", "applyBeforePersist", "sendBeforePersist", "ackBeforeDurable", "witnessCompactsCommitted"] as const;
 
 function parseRange(s: string): [number, number] {
   const m = /^(\d+)\.\.(\d+)$/.exec(s);
@@ -25,6 +25,7 @@ function main(): number {
       bug: { type: "string", multiple: true },
       "read-only": { type: "string" },
       profile: { type: "string" },
+      storage: { type: "string" },
       verbose: { type: "boolean", default: false },
       witness: { type: "boolean", default: false },
       json: { type: "boolean", default: false },
@@ -46,7 +47,8 @@ function main(): number {
     // The witness workload is always 2 data nodes + 1 witness.
     const nodes = values.witness ? 3 : values.nodes === "both" ? (seed % 2 === 0 ? 3 : 5) : (Number(values.nodes) as 3 | 5);
     const profile = values.profile as SimOptions["profile"];
-    const res = runSeed({ seed, steps, nodes, bugs: bugs as SimBugs, readOnly, profile, verbose: values.verbose, witness: values.witness });
+    const storage = values.storage as SimOptions["storage"];
+    const res = runSeed({ seed, steps, nodes, bugs: bugs as SimBugs, readOnly, profile, storage, verbose: values.verbose, witness: values.witness });
     runs++;
     if (!res.ok) {
       console.error(res.failure.report());

@@ -24,17 +24,19 @@ import {
   SeededRng,
   allMembers,
   type ConfChangeSingle,
+  type ConfState,
   type Entry,
   type Message,
   type NodeId,
   type Ready,
   type ReadOnlyMode,
-  WITNESS_NO_SNAPSHOT,
+  type UnsafeBugs,
 } from "../../src/raft/index.ts";
-import { TestRaft, type UnsafeBugs } from "../../src/raft/testing.ts";
 import { Driver, type DriverBugs } from "../../src/node/driver.ts";
 import type { HardState } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
+import { encodeCommand } from "../../src/statemachine/commands.ts";
+import { SimStateMachine, encodeRandomCommand, openStateMachine, mixBytes, type SmSnapshot } from "./statemachine.ts";
 
 export interface SimBugs extends UnsafeBugs, DriverBugs {
   /** Log store bug: persist() returns before the log and hard state are synced (they are synced at the next Ready). */
@@ -63,13 +65,15 @@ export interface SimOptions {
   /** Print every event as it happens. */
   readonly verbose?: boolean;
   /**
-   * The witness workload (src/raft/witness.ts): 3 founders, n1 and n2 data
-   * nodes and n3 a witness with no state machine that compacts its log by the
-   * witness rule; no membership changes; a nemesis that cuts a data follower
-   * off so that entries are committed by the leader and the witness alone.
+   * The log store and write path. "sync": persist() durable on return, the core counts the leader
+   * at append (the classic order). "parallel": the same store, the core with asyncStorageWrites and
+   * the driver's parallelAppends (the leader's appends leave before its own write). "async": a store
+   * whose writes complete later (a crash loses them, or tears the last one). Default: chosen by the seed.
    */
-  readonly witness?: boolean;
+  readonly storage?: StorageMode;
 }
+
+export type StorageMode = "sync" | "parallel" | "async";
 
 export interface SimStats {
   commits: number;
@@ -81,8 +85,6 @@ export interface SimStats {
   snapshots: number;
   delivered: number;
   livenessTicks: number;
-  /** Witness workload: terms the witness led (each must end in a hand-off to a data node). */
-  witnessLeads?: number;
 }
 
 export class SimFailure extends Error {
@@ -103,15 +105,10 @@ export class SimFailure extends Error {
   }
 }
 
-interface SmState {
-  applied: number;
-  hash: number;
-}
-
 interface InFlight {
   readonly msg: Message;
   /** Snapshot data travelling with a snap message. */
-  readonly snap?: SmState;
+  readonly snap?: SmSnapshot;
 }
 
 type DiskOp = (s: MemoryStorage) => void;
@@ -128,18 +125,21 @@ class SimNode {
   working: MemoryStorage;
   durable: MemoryStorage;
   unsynced: DiskOp[] = [];
-  /** The state machine is durable at apply (it lives in the same SQLite transaction in cairn). */
-  sm: SmState = { applied: 0, hash: 0 };
-  smSnap: SmState = { applied: 0, hash: 0 };
-  staged = new Map<number, SmState>();
+  /** Asynchronous writes started and not yet durable, oldest first (storage "async"). */
+  pending: { readonly entries: readonly Entry[]; readonly ops: DiskOp[]; readonly done: (err?: unknown) => void }[] = [];
+  /** The real state machine on an in-memory SQLite database: durable at apply (the applied index is in the same transaction). */
+  readonly sm: SimStateMachine;
+  /** The checkpoint matching the log's snapshot (what a snap message carries). */
+  smSnap: SmSnapshot;
+  staged = new Map<number, SmSnapshot>();
   commitSeen = 0;
   wasLeaderInTerm = -1;
 
-  constructor(readonly id: NodeId, storage: MemoryStorage, sm: SmState) {
+  constructor(readonly id: NodeId, storage: MemoryStorage, sm: { applied: number; hash: number }) {
     this.durable = storage;
     this.working = storage.clone();
-    this.sm = sm;
-    this.smSnap = { ...sm };
+    this.sm = openStateMachine({ ...sm, conf: storage.initialState().confState });
+    this.smSnap = this.sm.snapshot();
   }
 
   get up(): boolean {
@@ -164,28 +164,26 @@ class SimNode {
     this.failedSnaps = [];
     this.raft = undefined;
     this.unsynced = [];
+    this.pending = [];
     this.working = this.durable.clone();
     this.staged.clear();
   }
 }
 
-const enc = new TextEncoder();
-const dec = new TextDecoder();
+
+/** Every proposal's bytes differ (each command carries its own sequence number as ts), so a hash of them names it. */
+function identOfData(data: Uint8Array): string {
+  return `c${mixBytes(0, data)}.${mixBytes(0x1234567, data)}/${data.byteLength}`;
+}
 
 function identOf(e: Entry): string {
   if (e.kind === "conf") return `conf@${e.term}:${JSON.stringify(e.conf)}`;
-  return e.data.byteLength === 0 ? `noop@${e.term}` : dec.decode(e.data);
-}
-
-function mix(hash: number, ident: string): number {
-  let h = hash ^ 0x811c9dc5;
-  for (let i = 0; i < ident.length; i++) h = Math.imul(h ^ ident.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+  return e.data.byteLength === 0 ? `noop@${e.term}` : identOfData(e.data);
 }
 
 const ELECTION_TICKS = 10;
-/** The witness workload's witness. */
-const WITNESS_ID = "n3";
+/** What is proposed to a node that is not the leader (it must refuse it). */
+const REFUSED = new Uint8Array([0xf6]);
 const POOL_MAX = 2048;
 
 export class Simulator {
@@ -198,6 +196,7 @@ export class Simulator {
   private trace: string[] = [];
   private step = 0;
   private proposalSeq = 0;
+  private commandSeq = 0;
   private readSeq = 0;
   private readonly readOnly: ReadOnlyMode;
   private faultsOn = true;
@@ -209,7 +208,7 @@ export class Simulator {
   private readonly committedIdent: string[] = [];
   private globalCommit = 0;
   private readonly appliedIdent: string[] = [];
-  private readonly appliedHash: number[] = [0];
+  private readonly appliedHash: string[] = ["0.0"];
   private readonly reads = new Map<string, { node: NodeId; commitAtStart: number }>();
   /** Fault intensity, chosen per seed so some runs are calm and some are chaos. */
   private readonly chaos: number;
@@ -224,6 +223,13 @@ export class Simulator {
   private readonly crashPointRate: number;
   /** The driver's Readies per turn: 1 interleaves inputs between every Ready, more batches like the binary. */
   private readonly readyRounds: number;
+  private readonly storage: StorageMode;
+  /** Storage "async": the chance per turn that a node's write in flight becomes durable. */
+  private readonly writeDoneRate: number;
+  /** Storage "async": the chance that a crash keeps a prefix of the entries of the write in flight (a torn write). */
+  private readonly tearRate: number;
+  /** Storage "async": the chance per turn that a node dies while its write is in flight (what a misordered driver loses). */
+  private readonly inFlightCrashRate: number;
 
   constructor(private readonly opts: SimOptions) {
     this.rng = new SeededRng(opts.seed);
@@ -239,18 +245,22 @@ export class Simulator {
     this.emptyNodeVotes = this.rng.chance(0.5);
     this.crashPointRate = this.rng.pick([0, 0.005, 0.02]) * this.chaos;
     this.readyRounds = this.rng.pick([1, 1, 4, 64]);
+    this.storage = opts.storage ?? this.rng.pick(["sync", "parallel", "async"] as const);
+    this.writeDoneRate = this.rng.pick([0.05, 0.2, 0.5, 0.9]);
+    this.inFlightCrashRate = this.rng.pick([0, 0.01, 0.03]) * this.chaos;
+    this.tearRate = this.rng.pick([0, 0.3, 0.7]);
     const founders = Array.from({ length: opts.nodes }, (_, i) => `n${i + 1}`);
     this.universe = [...founders];
     this.nextJoiner = opts.nodes + 1;
     const initIdent = identOf(bootstrapStorage(founders).entries(1, 2, Infinity)[0]!);
-    const initHash = mix(0, initIdent);
     for (const id of founders) {
-      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: initHash });
+      // The founding configuration entry (index 1) writes no rows: the state's hash there is the empty one.
+      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: 0 });
       this.nodes.set(id, node);
       this.start(node);
     }
     this.appliedIdent[1] = initIdent;
-    this.appliedHash[1] = initHash;
+    this.appliedHash[1] = "0.0";
     this.committedIdent[1] = initIdent;
     this.globalCommit = 1;
   }
@@ -261,7 +271,25 @@ export class Simulator {
       this.guard(() => this.processReadies(0.75));
     }
     this.guard(() => this.liveness());
+    this.guard(() => this.checkFinalState());
     return this.stats;
+  }
+
+  /** Frees every node's in-memory database. */
+  close(): void {
+    for (const n of this.nodes.values()) n.sm.close();
+  }
+
+  /** The whole state (every row of every state-machine table) is the same on nodes at the same applied index. */
+  private checkFinalState(): void {
+    const byIndex = new Map<number, { id: NodeId; digest: number }>();
+    for (const n of this.nodes.values()) {
+      const at = n.sm.applied;
+      const digest = n.sm.digest();
+      const other = byIndex.get(at);
+      if (!other) byIndex.set(at, { id: n.id, digest });
+      else if (other.digest !== digest) this.fail("state machine safety", `${n.id} and ${other.id} are both at applied index ${at} with different feed/kv tables`);
+    }
   }
 
   // ---------------------------------------------------------------- failures
@@ -278,7 +306,7 @@ export class Simulator {
 
   private failure(check: string, detail: string): SimFailure {
     const bugs = this.opts.bugs ? Object.keys(this.opts.bugs).filter((k) => this.opts.bugs![k as keyof SimBugs]) : [];
-    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""}${this.opts.witness ? " --witness" : ""} --verbose`;
+    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""}${this.opts.storage ? ` --storage ${this.opts.storage}` : ""} --verbose`;
     return new SimFailure(check, detail, this.opts.seed, this.step, this.trace.slice(), replay);
   }
 
@@ -296,7 +324,7 @@ export class Simulator {
   // ---------------------------------------------------------------- nodes
 
   private start(node: SimNode): void {
-    node.raft = new TestRaft({
+    node.raft = new Raft({
       id: node.id,
       clusterId: node.working.lastIndex() === 0 && node.working.snapshotMeta().index === 0 ? null : "sim",
       storage: node.working,
@@ -311,7 +339,7 @@ export class Simulator {
       inflightBytesMax: 3 * this.msgBytesMax,
       unsafe: this.opts.bugs,
       emptyNodeVotes: this.emptyNodeVotes,
-      witnesses: this.opts.witness ? [WITNESS_ID] : undefined,
+      asyncStorageWrites: this.storage !== "sync",
     });
     node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
     node.tasks = [];
@@ -334,6 +362,20 @@ export class Simulator {
           n.sync(); // a buggy log store syncs late, at its next Ready
           this.persistLog(n, w, !bug);
         },
+        persistAsync:
+          this.storage !== "async"
+            ? undefined
+            : (w, done) => {
+                crashPoint(1); // before the write: nothing of this Ready is on disk
+                this.checkNewEntries(n, w);
+                const ops: DiskOp[] = [];
+                const ents = w.entries;
+                if (ents.length > 0) ops.push((s) => s.append(ents));
+                const hs = w.hardState;
+                if (hs) ops.push((s) => s.setHardState(hs));
+                for (const op of ops) op(n.working);
+                n.pending.push({ entries: ents, ops, done });
+              },
         firstIndex: () => n.working.firstIndex(),
         lastIndex: () => n.working.lastIndex(),
         term: (i) => n.working.term(i),
@@ -353,9 +395,9 @@ export class Simulator {
       fsm: {
         apply: (entries, conf) => {
           crashPoint();
-          this.applyCommitted(n, entries);
+          const results = this.applyCommitted(n, entries, conf);
           if (conf) n.write((s) => s.setConfState(conf), true);
-          return new Map();
+          return results;
         },
       },
       snapshots: {
@@ -364,15 +406,12 @@ export class Simulator {
           const snap = rd.snapshot!;
           n.write((s) => s.applySnapshot(snap), !bug);
           this.persistLog(n, rd, !bug);
-          this.installSnapshot(n, snap.index);
+          this.installSnapshot(n, snap);
         },
       },
       hooks: {
         onApplied: (rd) => this.checkReads(n, rd),
-        onAdvanced: (_raft, rd) => {
-          this.checkLeader(n);
-          this.checkWitness(n, rd);
-        },
+        onAdvanced: () => this.checkLeader(n),
         onDiskFull: (e) => {
           throw e;
         },
@@ -382,6 +421,7 @@ export class Simulator {
         },
       },
       readyRoundsPerTurn: this.readyRounds,
+      parallelAppends: this.storage !== "sync",
       unsafe: this.opts.bugs,
     });
   }
@@ -427,8 +467,7 @@ export class Simulator {
       [this.faultsOn ? 1.6 * c : 0, () => this.heal()],
       [this.faultsOn ? 2.0 * c : 0, () => this.dropRandom()],
       [this.faultsOn ? 2.0 * c : 0, () => this.duplicateRandom()],
-      [this.faultsOn && !this.opts.witness ? 3 : 0, () => this.confChange()],
-      [this.faultsOn && this.opts.witness ? 1.5 * c : 0, () => this.cutDataFollower()],
+      [this.faultsOn ? 3 : 0, () => this.confChange()],
       [this.faultsOn ? 1.0 : 0, () => this.transfer()],
       [this.faultsOn ? 2.0 : 0, () => this.compact()],
     ];
@@ -441,9 +480,7 @@ export class Simulator {
     const n = this.nodes.get(f.id);
     if (!n?.raft || n.raft.role !== "leader" || n.raft.term !== f.term) return false;
     if (this.rng.chance(0.5)) {
-      n.crash();
-      this.stats.crashes++;
-      this.log(`nemesis: crash new leader ${n.id}`);
+      this.kill(n, "nemesis: CRASH new leader");
     } else {
       for (const b of this.nodes.keys()) if (b !== n.id) this.blocked.add(`${n.id}>${b}`).add(`${b}>${n.id}`);
       this.log(`nemesis: isolate new leader ${n.id}`);
@@ -475,12 +512,21 @@ export class Simulator {
     if (!n?.raft) return;
     const data = `p${++this.proposalSeq}`;
     try {
-      if (this.rng.chance(0.2)) n.raft.proposeBatch([enc.encode(data), enc.encode(`${data}b`)]);
-      else n.raft.propose(enc.encode(data));
+      // Encoding is the costly part: a node that is not the leader refuses without looking at the bytes.
+      const cmd = () => (n.raft!.role === "leader" ? this.command() : REFUSED);
+      if (this.rng.chance(0.2)) n.raft.proposeBatch([cmd(), cmd()]);
+      else n.raft.propose(cmd());
+      if (n.raft.role !== "leader") this.fail("exception", `${n.id} (${n.raft.role}) accepted a proposal`);
       this.log(`${n.id} propose ${data}`);
     } catch (e) {
       if (!(e instanceof NotLeaderError || e instanceof ProposalDroppedError)) throw e;
     }
+  }
+
+  /** A real cairn command; its ts is a sequence number, so no two proposals have the same bytes. */
+  private command(): Uint8Array {
+    const seq = ++this.commandSeq;
+    return encodeRandomCommand(this.rng, seq, seq);
   }
 
   private read(): void {
@@ -553,9 +599,7 @@ export class Simulator {
     // Leaders crash half the time: their half-replicated tails are where Raft is subtle.
     const leaders = live.filter((n) => n.raft!.role === "leader");
     const n = leaders.length > 0 && this.rng.chance(0.5) ? this.rng.pick(leaders) : this.rng.pick(live);
-    n.crash();
-    this.stats.crashes++;
-    this.log(`${n.id} CRASH (unsynced writes lost)`);
+    this.kill(n, "CRASH");
   }
 
   private restart(): void {
@@ -607,59 +651,18 @@ export class Simulator {
     const live = this.live();
     if (live.length === 0) return;
     const n = this.rng.pick(live);
-    if (this.isWitness(n)) return this.compactWitness(n);
     const applied = n.sm.applied;
     const snapIndex = n.working.snapshotMeta().index;
-    if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0) return;
+    if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0 || n.pending.length > 0) return;
     const conf = n.working.initialState().confState;
     const keep = this.rng.int(4);
     n.write((s) => {
       s.createSnapshot(applied, conf);
       s.compact(Math.max(s.firstIndex() - 1, applied - keep));
     }, true);
-    n.smSnap = { ...n.sm };
+    n.smSnap = n.sm.snapshot();
     this.stats.snapshots++;
     this.log(`${n.id} snapshot at ${applied}, log compacted to ${Math.max(0, applied - keep)}`);
-  }
-
-  // ---------------------------------------------------------------- witness
-
-  private isWitness(n: SimNode): boolean {
-    return this.opts.witness === true && n.id === WITNESS_ID;
-  }
-
-  /** The witness compacts as its node does: up to what the core says every data voter holds. */
-  private compactWitness(n: SimNode): void {
-    const to = Math.min(n.raft!.witnessCompactIndex(), n.durable.lastIndex());
-    if (to <= n.working.snapshotMeta().index || n.unsynced.length > 0) return;
-    const conf = n.working.initialState().confState;
-    n.write((s) => {
-      s.createSnapshot(to, conf);
-      s.compact(to);
-    }, true);
-    this.stats.snapshots++;
-    this.log(`${n.id} (witness) compacted its log to ${to}`);
-  }
-
-  /** The witness nemesis: a data follower cut off, so the leader and the witness alone commit (then leaders crash as usual). */
-  private cutDataFollower(): void {
-    const l = this.leaderNode();
-    if (!l || this.isWitness(l)) return;
-    const other = [...this.nodes.keys()].find((id) => id !== l.id && id !== WITNESS_ID);
-    if (!other) return;
-    for (const b of this.nodes.keys()) if (b !== other) this.blocked.add(`${other}>${b}`).add(`${b}>${other}`);
-    this.log(`witness nemesis: cut data follower ${other} off (leader ${l.id} and the witness commit alone)`);
-  }
-
-  /** Rule 3 of src/raft/witness.ts: a data voter never needs a snapshot from the witness. */
-  private checkWitness(n: SimNode, rd: Ready): void {
-    if (!this.isWitness(n)) return;
-    if (rd.softState?.role === "leader") this.stats.witnessLeads = (this.stats.witnessLeads ?? 0) + 1;
-    for (const ev of rd.events) {
-      if (ev.kind === "dropped" && ev.reason === WITNESS_NO_SNAPSHOT) {
-        this.fail("witness rule", `the witness leader ${n.id} would have to send a snapshot (${ev.what}): it compacted entries a data voter lacks`);
-      }
-    }
   }
 
   // ---------------------------------------------------------------- network
@@ -699,22 +702,27 @@ export class Simulator {
   /** Puts a message on the network; a snapshot whose data was replaced meanwhile fails (reported after the Ready). */
   private enqueue(n: SimNode, msg: Message): void {
     if (this.pool.length >= POOL_MAX) this.lost(this.takeAt(this.rng.int(this.pool.length)));
-    let snap: SmState | undefined;
+    let snap: SmSnapshot | undefined;
     if (msg.type === "snap") {
       if (n.smSnap.applied !== msg.snapshot!.index) {
         n.failedSnaps.push(msg.to);
         return;
       }
-      snap = { ...n.smSnap };
+      snap = n.smSnap;
     }
     this.pool.push({ msg, snap });
   }
 
   // ---------------------------------------------------------------- ready
 
-  private processReadies(p: number): void {
+  private processReadies(p: number, writeDone = this.writeDoneRate): void {
     for (const n of this.live()) {
-      if (this.rng.chance(p) && n.raft!.hasReady()) this.processReady(n);
+      if (n.pending.length > 0 && this.faultsOn && this.rng.chance(this.inFlightCrashRate)) {
+        this.kill(n, "CRASH with a write in flight");
+        continue;
+      }
+      if (n.pending.length > 0 && this.rng.chance(writeDone)) this.completeWrite(n);
+      if (n.up && this.rng.chance(p) && n.raft!.hasReady()) this.processReady(n);
     }
   }
 
@@ -727,11 +735,14 @@ export class Simulator {
       t();
       if (n.crashed) break;
     }
+    this.afterTurn(n);
+  }
+
+  /** After a turn: a crash point that fired kills the node; snapshots that could not leave are reported. */
+  private afterTurn(n: SimNode): void {
     if (n.crashed) {
       n.crashed = false;
-      n.crash();
-      this.stats.crashes++;
-      this.log(`${n.id} CRASH inside a Ready (unsynced writes lost)`);
+      this.kill(n, "CRASH inside a Ready");
       return;
     }
     const failed = n.failedSnaps;
@@ -739,28 +750,47 @@ export class Simulator {
     for (const to of failed) n.raft!.reportSnapshot(to, false);
   }
 
-  private installSnapshot(n: SimNode, index: number): void {
-    const data = n.staged.get(index);
-    if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${index} that it never received`);
-    n.staged.clear();
-    if (this.isWitness(n)) {
-      // A witness takes only the snapshot's position from a data leader, never its data.
-      n.sm = { applied: index, hash: 0 };
-      n.smSnap = { applied: 0, hash: 0 };
-      this.log(`${n.id} (witness) took snapshot position ${index}`);
-      return;
+  /** The process dies: writes not yet durable are lost, except that the one in flight may be torn (a prefix of its entries kept, its hard state lost). */
+  private kill(n: SimNode, why: string): void {
+    const w = n.pending[0];
+    let torn = "";
+    if (w && w.entries.length > 0 && this.rng.chance(this.tearRate)) {
+      const kept = w.entries.slice(0, 1 + this.rng.int(w.entries.length));
+      n.durable.append(kept);
+      torn = `, torn write keeps ${kept[0]!.index}..${kept[kept.length - 1]!.index} of ${w.entries[0]!.index}..${w.entries[w.entries.length - 1]!.index}`;
     }
-    this.checkHash(n.id, data.applied, data.hash);
-    n.sm = { ...data };
-    n.smSnap = { ...data };
-    this.log(`${n.id} installed snapshot at ${index}`);
+    n.crash();
+    this.stats.crashes++;
+    this.log(`${n.id} ${why} (unsynced writes lost${torn})`);
   }
 
-  private applyCommitted(n: SimNode, committed: readonly Entry[]): void {
-    if (this.isWitness(n)) return this.applyWitness(n, committed);
+  /** Storage "async": the node's oldest write in flight becomes durable and the driver hears of it. */
+  private completeWrite(n: SimNode): void {
+    const w = n.pending.shift();
+    if (!w) return;
+    for (const op of w.ops) op(n.durable);
+    w.done();
+    this.afterTurn(n);
+  }
+
+  private installSnapshot(n: SimNode, snap: { readonly index: number; readonly conf: ConfState }): void {
+    const data = n.staged.get(snap.index);
+    if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${snap.index} that it never received`);
+    n.staged.clear();
+    if (data.applied !== snap.index) this.fail("snapshot data", `${n.id} installs snapshot ${snap.index} with state machine data at ${data.applied}`);
+    this.checkHash(n.id, data.applied, data.hash);
+    n.sm.install(data, snap.conf);
+    n.smSnap = data;
+    this.log(`${n.id} installed snapshot at ${snap.index}`);
+  }
+
+  /** The real state machine applies the batch; the running hash of its rows is compared at the batch's end. */
+  private applyCommitted(n: SimNode, committed: readonly Entry[], conf: ConfState | undefined): Map<number, unknown> {
+    let applied = n.sm.applied;
     for (const e of committed) {
-      if (e.index <= n.sm.applied) continue; // covered by an installed snapshot
-      if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
+      if (e.index <= applied) continue; // covered by an installed snapshot
+      if (e.index !== applied + 1) this.fail("state machine safety", `${n.id} applies ${e.index} after ${applied}: an entry skipped`);
+      applied = e.index;
       const ident = identOf(e);
       const prev = this.appliedIdent[e.index];
       if (prev === undefined) {
@@ -769,21 +799,14 @@ export class Simulator {
       } else if (prev !== ident) {
         this.fail("state machine safety", `${n.id} applies "${ident}" at ${e.index}, another node applied "${prev}"`);
       }
-      n.sm = { applied: e.index, hash: mix(n.sm.hash, ident) };
-      this.checkHash(n.id, e.index, n.sm.hash);
     }
+    const results = n.sm.apply(committed, conf);
+    if (n.sm.applied !== applied) this.fail("state machine safety", `${n.id} state machine is at ${n.sm.applied} after applying up to ${applied}`);
+    if (committed.length > 0) this.checkHash(n.id, applied, n.sm.hash);
+    return results;
   }
 
-  /** A witness keeps no state machine: only the applied index moves (its node records it in the same way). */
-  private applyWitness(n: SimNode, committed: readonly Entry[]): void {
-    for (const e of committed) {
-      if (e.index <= n.sm.applied) continue;
-      if (e.index !== n.sm.applied + 1) this.fail("state machine safety", `witness ${n.id} applies ${e.index} after ${n.sm.applied}: an entry skipped`);
-      n.sm = { applied: e.index, hash: 0 };
-    }
-  }
-
-  private checkHash(id: NodeId, index: number, hash: number): void {
+  private checkHash(id: NodeId, index: number, hash: string): void {
     const known = this.appliedHash[index];
     if (known === undefined) this.appliedHash[index] = hash;
     else if (known !== hash) this.fail("state machine safety", `${id} state at ${index} differs from another node's state at ${index}`);
@@ -889,9 +912,10 @@ export class Simulator {
   }
 
   private proposeMarker(l: SimNode): { text: string; term: number } | undefined {
-    const text = `live-${l.raft!.term}`;
+    const data = encodeCommand({ op: "changes", ts: ++this.commandSeq, items: [{ data: { live: l.raft!.term }, tags: ["live"] }] });
+    const text = identOfData(data);
     try {
-      l.raft!.propose(enc.encode(text));
+      l.raft!.propose(data);
       this.log(`${l.id} propose liveness marker ${text}`);
       this.drain();
       return { text, term: l.raft!.term };
@@ -903,8 +927,8 @@ export class Simulator {
 
   private drain(): void {
     for (let i = 0; i < 10_000; i++) {
-      this.processReadies(1);
-      if (this.pool.length === 0 && !this.live().some((n) => n.raft!.hasReady())) return;
+      this.processReadies(1, 1);
+      if (this.pool.length === 0 && !this.live().some((n) => n.raft!.hasReady() || n.pending.length > 0)) return;
       while (this.pool.length > 0) this.deliver(this.pool.shift()!);
     }
     this.fail("liveness", "messages kept flowing for 10000 rounds without settling");
@@ -929,7 +953,12 @@ function describe(m: Message): string {
 /** Runs one seed; returns the failure instead of throwing. */
 export function runSeed(opts: SimOptions): { ok: true; stats: SimStats } | { ok: false; failure: SimFailure } {
   try {
-    return { ok: true, stats: new Simulator(opts).run() };
+    const sim = new Simulator(opts);
+    try {
+      return { ok: true, stats: sim.run() };
+    } finally {
+      sim.close();
+    }
   } catch (e) {
     if (e instanceof SimFailure) return { ok: false, failure: e };
     throw e;
