@@ -294,6 +294,12 @@ async function main(): Promise<void> {
     console.error(`[wrk] FAILED: acknowledged writes missing or counts differing between nodes: ${failed.join(", ")}`);
     process.exit(1);
   }
+  // A run without one 2xx answer measured nothing (a refused token, a wrong path): the benchmark is broken.
+  const empty = runs.flatMap((r) => r.rows).filter((r) => r.run.ok === 0).map((r) => `${r.system} ${r.label} (${JSON.stringify(r.run.statuses)})`);
+  if (empty.length > 0) {
+    console.error(`[wrk] FAILED: runs with no 2xx answer: ${empty.join(", ")}`);
+    process.exit(1);
+  }
   process.exit(0);
 }
 

@@ -147,13 +147,13 @@ function targetsTable(runs: SystemRun[], i: ReportInput): string {
 
 function rawTable(runs: SystemRun[]): string {
   const lines = [
-    "| TLS | system | op | via | conns | threads | s | requests | 2xx | 2xx/s | wrk req/s | errors | p50 ms | p75 ms | p90 ms | p99 ms | max ms | CPU ms per op per node (target first) | wrk CPU ms per req |",
-    "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
+    "| TLS | system | op | via | conns | threads | s | requests | 2xx | 2xx/s | cairn/etcd | wrk req/s | errors | p50 ms | p75 ms | p90 ms | p99 ms | max ms | CPU ms per op per node (target first) | wrk CPU ms per req |",
+    "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|",
   ];
   for (const r of runs.flatMap((x) => x.rows)) {
     const errs = [...Object.entries(r.run.statuses), ...Object.entries(r.run.socketErrors)].map(([k, v]) => `${k}: ${v}`).join(", ") || "0";
     const op = { put: r.system === "etcd" ? "put" : "PUT /kv", changes: "POST /changes", read: r.system === "etcd" ? "range" : "GET /kv" }[r.op];
-    lines.push(`| ${r.tls ? "on" : "off"} | ${r.system} | ${op}${r.measured ? "" : " (warm-up)"} | ${r.via} | ${r.run.connections} | ${r.run.threads} | ${r.run.seconds} | ${r.run.requests} | ${r.run.ok} | ${Math.round(r.run.okPerSec)} | ${Math.round(r.run.requestsPerSec)} | ${errs} | ${f2(r.run.p50)} | ${f2(r.run.p75)} | ${f2(r.run.p90)} | ${f1(r.run.p99)} | ${f1(r.run.maxMs)} | ${r.cpuPerOk.map(f2).join(" / ")} | ${f2(r.wrkCpuPerReq)} |`);
+    lines.push(`| ${r.tls ? "on" : "off"} | ${r.system} | ${op}${r.measured ? "" : " (warm-up)"} | ${r.via} | ${r.run.connections} | ${r.run.threads} | ${r.run.seconds} | ${r.run.requests} | ${r.run.ok} | ${Math.round(r.run.okPerSec)} | ${r.system === "cairn" && r.measured ? f2(ratio(r, find(runs, { tls: r.tls, system: "etcd", op: r.op === "changes" ? "put" : r.op, via: r.via, c: r.run.connections }))) : ""} | ${Math.round(r.run.requestsPerSec)} | ${errs} | ${f2(r.run.p50)} | ${f2(r.run.p75)} | ${f2(r.run.p90)} | ${f1(r.run.p99)} | ${f1(r.run.maxMs)} | ${r.cpuPerOk.map(f2).join(" / ")} | ${f2(r.wrkCpuPerReq)} |`);
   }
   return lines.join("\n");
 }
