@@ -5,8 +5,7 @@
  * (HTTPS API, mutual TLS between peers) or with TLS off (no "tls" section in
  * the cluster file, http:// API addresses, `serve --insecure`).
  */
-import { E2ECluster, ensureBinary } from "../test/e2e/harness.ts";
-import { waitFor } from "../test/helpers/ports.ts";
+import { E2ECluster, ensureBinary, waitFor } from "./shared.ts";
 import type { System } from "./lib.ts";
 
 export interface CairnSystem extends System {

@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureTools, ToolsUnavailableError } from "../../bench/wrkrun.ts";
-import { ROOT } from "../e2e/harness.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
 
 let skipWhy: string | null = null;
 try {

@@ -11,7 +11,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureTools, parseWrk, ToolsUnavailableError } from "../../bench/wrkrun.ts";
-import { ROOT } from "../e2e/harness.ts";
+
+const ROOT = join(import.meta.dir, "..", "..");
 
 const SAMPLE = `Running 1s test @ http://127.0.0.1:10724
   2 threads and 4 connections
