@@ -13,6 +13,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
+/** apt-get gives up after this long (a mirror that does not answer). */
+const APT_TIMEOUT_MS = 300_000;
+
 /** wrk or etcd is missing and apt-get could not install it. */
 export class ToolsUnavailableError extends Error {}
 
@@ -25,7 +28,10 @@ export function ensureTools(log: (s: string) => void = () => {}): { wrk: string;
   const missing = [["wrk", "wrk"], ["etcd", "etcd-server"]].filter(([cmd]) => !onPath(cmd!)).map(([, pkg]) => pkg!);
   if (missing.length > 0) {
     log(`installing ${missing.join(" ")} with apt-get`);
-    const r = spawnSync("apt-get", ["install", "-y", ...missing], { encoding: "utf8", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    const apt = (a: string[]) => spawnSync("apt-get", a, { encoding: "utf8", timeout: APT_TIMEOUT_MS, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    let r = apt(["install", "-y", ...missing]);
+    // Package lists never fetched (a fresh container): fetch them once, then try again.
+    if (r.status !== 0 && !r.error) r = apt(["update"]).status === 0 ? apt(["install", "-y", ...missing]) : r;
     const still = [["wrk", "wrk"], ["etcd", "etcd-server"]].filter(([cmd]) => !onPath(cmd!));
     if (still.length > 0) {
       const why = (r.error?.message ?? `${r.stderr ?? ""}`.trim().split("\n").slice(-3).join(" / ")) || `exit ${r.status}`;

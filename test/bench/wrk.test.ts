@@ -52,6 +52,21 @@ describe("wrk output", () => {
   });
 });
 
+describe("ensureTools", () => {
+  test("says what to install when wrk and etcd are not on PATH and apt-get cannot install them", () => {
+    const empty = mkdtempSync(join(tmpdir(), "cairn-nopath-"));
+    const path = process.env.PATH;
+    process.env.PATH = empty; // no sh, no wrk, no etcd, no apt-get
+    try {
+      expect(() => ensureTools()).toThrow(ToolsUnavailableError);
+      expect(() => ensureTools()).toThrow(/wrk and etcd are needed.*apt-get install -y wrk etcd-server.*Debian packages wrk, etcd-server/);
+    } finally {
+      process.env.PATH = path;
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+});
+
 let skipWhy: string | null = null;
 try {
   ensureTools();
