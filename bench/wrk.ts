@@ -26,7 +26,7 @@ import { startCairn, type CairnSystem } from "./cairn.ts";
 import { startEtcd, type EtcdSystem } from "./etcd.ts";
 import { machine, median, runFailovers, sleep, writeSection, type System } from "./lib.ts";
 import { report, type Check, type Op, type Row, type SystemRun } from "./wrkreport.ts";
-import { childrenCpuMs, cpuMs, ensureTools, runWrk, ToolsUnavailableError, type LuaRequest } from "./wrkrun.ts";
+import { childrenCpuMs, cpuTimes, ensureTools, runWrk, ToolsUnavailableError, type LuaRequest } from "./wrkrun.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -101,12 +101,15 @@ async function wrkRow(s: Sys, o: { tls: boolean; op: Op; via: "leader" | "follow
   const nodes = [target, ...order.filter((id) => id !== target)];
   const keyPrefix = o.op === "read" ? "r-" : `w-${o.label}-`;
   const tag = `wrk-${o.label}`;
-  const cpu0 = nodes.map((id) => cpuMs(s.pid(id)));
+  const cpu0 = nodes.map((id) => cpuTimes(s.pid(id)));
   const wrk0 = childrenCpuMs();
   const run = await runWrk({ url: s.url(target), connections: o.connections, seconds: o.seconds, keyPrefix, request: luaRequest(s, o.op, tag) });
   const wrkCpu = childrenCpuMs() - wrk0;
-  const cpuPerOk = nodes.map((id, i) => (cpuMs(s.pid(id)) - cpu0[i]!) / Math.max(1, run.ok));
-  const row: Row = { tls: o.tls, system: s.name as "cairn" | "etcd", op: o.op, via: o.via, label: o.label, keyPrefix, run, cpuPerOk, wrkCpuPerReq: wrkCpu / Math.max(1, run.requests), measured: o.measured ?? true };
+  const cpu1 = nodes.map((id) => cpuTimes(s.pid(id)));
+  const per = (x: number) => x / Math.max(1, run.ok);
+  const cpuPerOk = nodes.map((_, i) => per(cpu1[i]!.user + cpu1[i]!.sys - cpu0[i]!.user - cpu0[i]!.sys));
+  const sysPerOk = nodes.map((_, i) => per(cpu1[i]!.sys - cpu0[i]!.sys));
+  const row: Row = { tls: o.tls, system: s.name as "cairn" | "etcd", op: o.op, via: o.via, label: o.label, keyPrefix, run, cpuPerOk, sysPerOk, wrkCpuPerReq: wrkCpu / Math.max(1, run.requests), measured: o.measured ?? true };
   log(`${s.name} tls ${o.tls ? "on" : "off"} ${o.op} via ${o.via} (${target}) c${o.connections}: ${Math.round(run.okPerSec)}/s 2xx, p50 ${run.p50} ms, p99 ${run.p99} ms, errors ${run.errors}, CPU ms per op ${cpuPerOk.map((x) => x.toFixed(2)).join("/")}`);
   const now = await s.leader();
   if (now !== leader) warn(`${s.name}: the leader changed during ${o.label} (${leader} -> ${now})`);

@@ -19,6 +19,8 @@ export interface Row {
   readonly run: WrkRun;
   /** CPU ms per 2xx answer of each node, the node written to first. */
   readonly cpuPerOk: number[];
+  /** Of which system (kernel) time: syscalls, fsync, the network stack. */
+  readonly sysPerOk: number[];
   /** CPU ms per request of wrk itself. */
   readonly wrkCpuPerReq: number;
   /** Whether the row counts in results (the warm-up does not). */
@@ -145,6 +147,20 @@ function targetsTable(runs: SystemRun[], i: ReportInput): string {
   return lines.join("\n");
 }
 
+/** CPU ms per write of each node (leader / follower / follower) by load: where the profile starts. */
+function cpuTable(runs: SystemRun[], i: ReportInput): string {
+  const lines = [`| TLS | system | op | ${i.connections.map((c) => `${c} conn.`).join(" | ")} | leader's kernel share (${i.connections.join(" / ")}) | wrk's own, per request (${i.connections.join(" / ")}) |`, `|---|---|---|${i.connections.map(() => "---|").join("")}---|---|`];
+  for (const r of runs) {
+    for (const op of ["put", "changes"] as const) {
+      const rows = i.connections.map((c) => find(runs, { tls: r.tls, system: r.system, op, c }));
+      if (rows.every((x) => x === undefined)) continue;
+      const name = op === "changes" ? "POST /changes" : r.system === "etcd" ? "put" : "PUT /kv";
+      lines.push(`| ${r.tls ? "on" : "off"} | ${r.system} | ${name} | ${rows.map((x) => (x ? x.cpuPerOk.map(f2).join(" / ") : "-")).join(" | ")} | ${rows.map((x) => (x ? `${Math.round((100 * x.sysPerOk[0]!) / x.cpuPerOk[0]!)}%` : "-")).join(" / ")} | ${rows.map((x) => f2(x?.wrkCpuPerReq)).join(" / ")} |`);
+    }
+  }
+  return lines.join("\n");
+}
+
 function rawTable(runs: SystemRun[]): string {
   const lines = [
     "| TLS | system | op | via | conns | threads | s | requests | 2xx | 2xx/s | cairn/etcd | wrk req/s | errors | p50 ms | p75 ms | p90 ms | p99 ms | max ms | CPU ms per op per node (target first) | wrk CPU ms per req |",
@@ -255,6 +271,16 @@ acknowledged write lost anywhere shows as fewer) and at most the requests the
 script made (a write applied twice shows as more). ${allPass ? "All passed." : "**Some FAILED** (below)."}
 
 ${checkTable(i.runs)}
+
+### CPU ms per write per node (leader / follower / follower)
+
+User + system CPU of each node's process over the run (/proc/PID/stat), over the
+run's 2xx answers; "kernel share": the system part of the leader's (syscalls,
+fsync, the loopback network stack). With ${i.facts.cpus ?? "the machine's CPUs"} shared by the three nodes
+and wrk, CPU per write bounds the rate: the sum over the nodes (plus wrk's) times
+the writes per second cannot exceed the CPUs' capacity.
+
+${cpuTable(i.runs, i)}
 
 ### Every wrk run
 

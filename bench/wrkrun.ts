@@ -275,14 +275,20 @@ const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).s
 
 /** CPU time (user + system, ms) a process has used so far, from /proc/PID/stat; NaN if it is gone. */
 export function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
+  const t = cpuTimes(pid);
+  return t.user + t.sys;
+}
+
+/** User and system (kernel) CPU time (ms) a process has used so far; NaN if it is gone. */
+export function cpuTimes(pid: number | undefined): { user: number; sys: number } {
+  if (pid === undefined) return { user: NaN, sys: NaN };
   try {
     const s = readFileSync(`/proc/${pid}/stat`, "utf8");
     const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
     // Fields 14 and 15 of proc(5) (utime, stime); f[0] is field 3.
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+    return { user: (Number(f[11]) * 1000) / CLK_TCK, sys: (Number(f[12]) * 1000) / CLK_TCK };
   } catch {
-    return NaN;
+    return { user: NaN, sys: NaN };
   }
 }
 
