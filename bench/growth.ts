@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { BINARY, ROOT, waitFor } from "./shared.ts";
 import { startCairn, type CairnSystem } from "./cairn.ts";
 import { machine, percentile, writeSection } from "./lib.ts";
-import { ensureTools, rssMb, runWrk, ToolsUnavailableError, type WrkRun } from "./wrkrun.ts";
+import { busyNote, ensureTools, rssMb, runWrk, ToolsUnavailableError, type WrkRun } from "./wrkrun.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -269,10 +269,10 @@ function verdicts(empty: Phase, loaded: Phase, f: FanOut): string[][] {
 
 const perNode = (r: Record<string, number>, d = 0) => Object.entries(r).map(([id, x]) => `${id} ${x.toFixed(d)}`).join(", ");
 
-function report(o: { empty: Phase; loaded: Phase; times: { feedSec: number; keysSec: number }; f: FanOut; facts: Record<string, string>; command: string }): string {
+function report(o: { empty: Phase; loaded: Phase; times: { feedSec: number; keysSec: number }; f: FanOut; facts: Record<string, string>; command: string; busy: string | null }): string {
   const phases = [o.empty, o.loaded];
   const rows = phases.map((ph) => `| ${ph.name} | ${perNode(ph.rssMb)} | ${perNode(ph.rssAfterMb)} | ${perNode(ph.dataMb)} | ${perNode(ph.readyMs)} | ${Math.round(ph.wrk.okPerSec)} | ${ph.wrk.p50} | ${ph.wrk.p99} | ${ph.wrk.errors} |`);
-  return `Written by \`bench/growth.ts\`${QUICK ? " (a --quick smoke run: its numbers mean nothing)" : ""}. Command (from the repository root, after \`npm run build\`):
+  return `Written by \`bench/growth.ts\`${QUICK ? " (a --quick smoke run: its numbers mean nothing)" : ""}.${o.busy ? `\n\n**Warning**: ${o.busy}.\n\n` : " "} Command (from the repository root, after \`npm run build\`):
 
 \`\`\`sh
 ${o.command}
@@ -326,6 +326,8 @@ async function main(): Promise<void> {
     process.exit(3);
   }
   const loadStart = loadavg().map((x) => x.toFixed(2)).join(" / ");
+  const busy = busyNote();
+  if (busy) log(`WARNING: ${busy}`);
   const t0 = performance.now();
   const s = await startCairn({ tls: false });
   let body: string;
@@ -341,7 +343,7 @@ async function main(): Promise<void> {
       "run time": `${Math.round((performance.now() - t0) / 1000)} s`,
     });
     const command = ["bun run bench/growth.ts", QUICK ? "--quick" : "", ...(["feed", "keys", "seconds", "readers", "rounds"] as const).filter((k) => args[k] !== undefined).map((k) => `--${k} ${args[k]}`)].filter(Boolean).join(" ");
-    body = report({ empty, loaded, times, f, facts, command });
+    body = report({ empty, loaded, times, f, facts, command, busy });
   } finally {
     await s.close();
   }

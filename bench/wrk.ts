@@ -26,7 +26,7 @@ import { startCairn, type CairnSystem } from "./cairn.ts";
 import { startEtcd, type EtcdSystem } from "./etcd.ts";
 import { machine, median, runFailovers, sleep, writeSection, type System } from "./lib.ts";
 import { report, type Check, type Op, type Row, type SystemRun } from "./wrkreport.ts";
-import { childrenCpuMs, cpuTimes, ensureTools, runWrk, ToolsUnavailableError, type LuaRequest } from "./wrkrun.ts";
+import { busyNote, childrenCpuMs, cpuTimes, ensureTools, runWrk, ToolsUnavailableError, type LuaRequest } from "./wrkrun.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -268,6 +268,8 @@ async function main(): Promise<void> {
     process.exit(3);
   }
   const loadStart = loadavg().map((x) => x.toFixed(2)).join(" / ");
+  const busy = busyNote();
+  if (busy) warn(busy);
   const t0 = performance.now();
   const runs: SystemRun[] = [];
   for (const tls of TLS_MODES) {

@@ -198,7 +198,7 @@ function checkTable(runs: SystemRun[]): string {
 export function report(i: ReportInput): string {
   const modes = [...new Set(i.runs.map((r) => r.tls))];
   const allPass = i.runs.every((r) => r.checks.every((c) => c.pass));
-  return `Written by \`bench/wrk.ts\`${i.quick ? " (a --quick smoke run: its numbers mean nothing)" : ""}. Command (from the repository root, after \`npm run build\`):
+  return `Written by \`bench/wrk.ts\`${i.quick ? " (a --quick smoke run: its numbers mean nothing)" : ""}.${i.warnings.length > 0 ? `\n\n**Warnings**: ${i.warnings.join("; ")}.\n\n` : " "} Command (from the repository root, after \`npm run build\`):
 
 \`\`\`sh
 ${i.command}
@@ -285,7 +285,7 @@ ${cpuTable(i.runs, i)}
 ### Every wrk run
 
 ${rawTable(i.runs)}
-${i.warnings.length > 0 ? `\nWarnings: ${i.warnings.join("; ")}.\n` : ""}
+
 ### Machine
 
 ${Object.entries(i.facts).map(([k, v]) => `- ${k}: ${v}`).join("\n")}

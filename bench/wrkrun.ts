@@ -10,7 +10,7 @@
  */
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 
 /** apt-get gives up after this long (a mirror that does not answer). */
@@ -308,4 +308,16 @@ export function childrenCpuMs(): number {
   const s = readFileSync("/proc/self/stat", "utf8");
   const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
   return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+}
+
+/**
+ * Said when the machine is busy before the benchmark starts (1-minute load
+ * average above the CPU count): its numbers then measure the other work too.
+ */
+export function busyNote(): string | null {
+  const [one] = loadavg();
+  const cpus = availableParallelism();
+  return one! > cpus
+    ? `the machine was busy when this run started (1-minute load average ${one!.toFixed(2)} on ${cpus} CPUs): these numbers measure the other work as much as either system; rerun on a quiet machine`
+    : null;
 }
