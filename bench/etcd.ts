@@ -2,7 +2,7 @@
  * A 3-member etcd on loopback for a side-by-side run (only when `etcd` is on
  * PATH, e.g. `apt-get install -y etcd-server`): the same TLS as cairn (the
  * CA and node certificates of a `cairn init`, mutual TLS between members,
- * HTTPS for clients), the same timings (heartbeat 100 ms, election 1000 ms),
+ * HTTPS for clients), or with `tls: false` none (plain http), the same timings (heartbeat 100 ms, election 1000 ms),
  * etcd's default fsync of every WAL write. Writes are PUTs through etcd's
  * HTTP/JSON gateway (POST /v3/kv/put), which a follower forwards to the
  * leader as cairn does.
@@ -16,6 +16,19 @@ import { BINARY, ensureBinary } from "../harness/cluster.ts";
 import { freePorts, waitFor } from "../harness/ports.ts";
 import type { System } from "./lib.ts";
 
+/** etcd as a System, plus what an external load generator needs. */
+export interface EtcdSystem extends System {
+  /** Member `id`'s client URL (https:// with TLS, else http://). */
+  url(id: string): string;
+  /** The pid of member `id`'s process, while it runs. */
+  pid(id: string): number | undefined;
+}
+
+export interface EtcdOptions {
+  /** TLS for clients and peers (certificates from a `cairn init`), or plain http. Default true. */
+  readonly tls?: boolean;
+}
+
 export function etcdVersion(): string | null {
   const r = spawnSync("etcd", ["--version"], { encoding: "utf8" });
   if (r.status !== 0) return null;
@@ -24,7 +37,9 @@ export function etcdVersion(): string | null {
 
 const b64 = (s: string) => Buffer.from(s).toString("base64");
 
-export async function startEtcd(): Promise<System> {
+export async function startEtcd(o: EtcdOptions = {}): Promise<EtcdSystem> {
+  const tlsOn = o.tls ?? true;
+  const scheme = tlsOn ? "https" : "http";
   ensureBinary();
   const dir = mkdtempSync(join(tmpdir(), "cairn-bench-etcd-"));
   const init = spawnSync(BINARY, ["init", "--nodes", "3", "--dir", join(dir, "certs")], { encoding: "utf8" });
@@ -32,8 +47,8 @@ export async function startEtcd(): Promise<System> {
   const tls = join(dir, "certs", "tls");
   const ids = ["e1", "e2", "e3"];
   const ports = await freePorts(6);
-  const client = new Map(ids.map((id, i) => [id, `https://127.0.0.1:${ports[2 * i]}`]));
-  const peer = new Map(ids.map((id, i) => [id, `https://127.0.0.1:${ports[2 * i + 1]}`]));
+  const client = new Map(ids.map((id, i) => [id, `${scheme}://127.0.0.1:${ports[2 * i]}`]));
+  const peer = new Map(ids.map((id, i) => [id, `${scheme}://127.0.0.1:${ports[2 * i + 1]}`]));
   const initialCluster = ids.map((id) => `${id}=${peer.get(id)}`).join(",");
   const procs = new Map<string, { child: ChildProcess; exited: Promise<unknown> }>();
   const fetch = httpClient({ ca: readFileSync(join(dir, "certs", "ca", "ca.pem"), "utf8") });
@@ -45,9 +60,11 @@ export async function startEtcd(): Promise<System> {
       "--listen-client-urls", client.get(id)!, "--advertise-client-urls", client.get(id)!,
       "--listen-peer-urls", peer.get(id)!, "--initial-advertise-peer-urls", peer.get(id)!,
       "--initial-cluster", initialCluster, "--initial-cluster-state", "new", "--initial-cluster-token", "bench",
-      "--cert-file", join(tls, n, "node.pem"), "--key-file", join(tls, n, "node.key"),
-      "--peer-cert-file", join(tls, n, "node.pem"), "--peer-key-file", join(tls, n, "node.key"),
-      "--peer-trusted-ca-file", join(tls, n, "ca.pem"), "--peer-client-cert-auth",
+      ...(tlsOn ? [
+        "--cert-file", join(tls, n, "node.pem"), "--key-file", join(tls, n, "node.key"),
+        "--peer-cert-file", join(tls, n, "node.pem"), "--peer-key-file", join(tls, n, "node.key"),
+        "--peer-trusted-ca-file", join(tls, n, "ca.pem"), "--peer-client-cert-auth",
+      ] : []),
       "--heartbeat-interval", "100", "--election-timeout", "1000",
       "--logger", "zap", "--log-level", "warn",
     ];
@@ -79,10 +96,12 @@ export async function startEtcd(): Promise<System> {
     return i < 0 ? undefined : { leader: live[i]!, applied: st.map((s) => s!.applied) };
   };
 
-  const sys: System = {
+  const sys: EtcdSystem = {
     name: "etcd",
     ids,
     fetch,
+    url: (id) => client.get(id)!,
+    pid: (id) => procs.get(id)?.child.pid,
     leader: async () => (await waitFor("an agreed etcd leader", view, 30_000, 50)).leader,
     write: (id, c, s) => ({
       url: `${client.get(id)}/v3/kv/put`,

@@ -1,0 +1,323 @@
+/**
+ * Driving an HTTP server with Debian's `wrk` and a Lua script: installing the
+ * tools, writing the script, running wrk, parsing what it prints, and the CPU
+ * a set of processes spent meanwhile (for "CPU ms per write per node").
+ *
+ * The Lua script makes every request deterministic per wrk thread: thread t's
+ * n-th request uses the key KEYPREFIX-t-n. Its response() hook counts 2xx and
+ * everything else; its done() hook prints one JSON line (WRKJSON ...) with
+ * those counts per thread and wrk's own latency percentiles.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { availableParallelism, loadavg, tmpdir } from "node:os";
+import { join } from "node:path";
+
+/** apt-get gives up after this long (a mirror that does not answer). */
+const APT_TIMEOUT_MS = 300_000;
+
+/** wrk or etcd is missing and apt-get could not install it. */
+export class ToolsUnavailableError extends Error {}
+
+function onPath(cmd: string): boolean {
+  return spawnSync("sh", ["-c", `command -v ${cmd}`], { encoding: "utf8" }).status === 0;
+}
+
+/** Installs Debian's `wrk` and `etcd-server` with apt-get when missing; throws ToolsUnavailableError if that fails. */
+export function ensureTools(log: (s: string) => void = () => {}): { wrk: string; etcd: string } {
+  const missing = [["wrk", "wrk"], ["etcd", "etcd-server"]].filter(([cmd]) => !onPath(cmd!)).map(([, pkg]) => pkg!);
+  if (missing.length > 0) {
+    log(`installing ${missing.join(" ")} with apt-get`);
+    const apt = (a: string[]) => spawnSync("apt-get", a, { encoding: "utf8", timeout: APT_TIMEOUT_MS, env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+    let r = apt(["install", "-y", ...missing]);
+    // Package lists never fetched (a fresh container): fetch them once, then try again.
+    if (r.status !== 0 && !r.error) r = apt(["update"]).status === 0 ? apt(["install", "-y", ...missing]) : r;
+    const still = [["wrk", "wrk"], ["etcd", "etcd-server"]].filter(([cmd]) => !onPath(cmd!));
+    if (still.length > 0) {
+      const why = (r.error?.message ?? `${r.stderr ?? ""}`.trim().split("\n").slice(-3).join(" / ")) || `exit ${r.status}`;
+      throw new ToolsUnavailableError(`wrk and etcd are needed, and \`apt-get install -y ${missing.join(" ")}\` did not provide ${still.map(([c]) => c).join(" and ")} (${why}): install them (Debian packages wrk, etcd-server) and rerun`);
+    }
+  }
+  const wrk = spawnSync("wrk", ["--version"], { encoding: "utf8" });
+  const etcd = spawnSync("etcd", ["--version"], { encoding: "utf8" });
+  return {
+    wrk: `${wrk.stdout}${wrk.stderr}`.split("\n")[0]!.replace(/ Copyright.*/, "").trim(),
+    etcd: /etcd Version: (\S+)/.exec(etcd.stdout)?.[1] ?? "unknown",
+  };
+}
+
+// ---------------------------------------------------------------- the Lua script
+
+/** Base64 in plain Lua (etcd's JSON gateway takes keys and values in base64). */
+const LUA_B64 = `
+local b64c = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+local function b64(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = s:byte(i, i + 2)
+    local n = a * 65536 + (b or 0) * 256 + (c or 0)
+    local c1 = math.floor(n / 262144) % 64
+    local c2 = math.floor(n / 4096) % 64
+    local c3 = math.floor(n / 64) % 64
+    local c4 = n % 64
+    out[#out + 1] = b64c:sub(c1 + 1, c1 + 1) .. b64c:sub(c2 + 1, c2 + 1)
+      .. (b and b64c:sub(c3 + 1, c3 + 1) or "=") .. (c and b64c:sub(c4 + 1, c4 + 1) or "=")
+  end
+  return table.concat(out)
+end
+`;
+
+/**
+ * What one request is. `path` and `body` are Lua expressions that may use
+ * `key` (this request's key: KEYPREFIX-thread-counter, or for reads one of
+ * READKEYS existing keys), `b64` and the constant strings given in `consts`.
+ */
+export interface LuaRequest {
+  readonly method: "GET" | "PUT" | "POST";
+  readonly path: string;
+  readonly body: string | null;
+  readonly headers: Record<string, string>;
+  /** Lua string constants (name -> value), defined once per thread. */
+  readonly consts?: Record<string, string>;
+  /** Reads: the key is `${keyPrefix}${i}` for a random i in [0, readKeys). Writes: leave out. */
+  readonly readKeys?: number;
+}
+
+const luaStr = (s: string) => JSON.stringify(s); // a JSON string of ASCII is a valid Lua string literal
+
+export function luaScript(keyPrefix: string, req: LuaRequest): string {
+  for (const s of [keyPrefix, ...Object.values(req.consts ?? {}), ...Object.values(req.headers)]) {
+    if (!/^[\x20-\x7e]*$/.test(s)) throw new Error(`a Lua constant must be printable ASCII, got ${JSON.stringify(s).slice(0, 80)}`);
+  }
+  const consts = Object.entries(req.consts ?? {}).map(([k, v]) => `local ${k} = ${luaStr(v)}`).join("\n");
+  const headers = Object.entries(req.headers).map(([k, v]) => `[${luaStr(k)}] = ${luaStr(v)}`).join(", ");
+  const keyExpr = req.readKeys !== undefined
+    ? `KEYPREFIX .. math.random(0, ${req.readKeys - 1})`
+    : `KEYPREFIX .. tid .. "-" .. sent`;
+  return `-- generated by bench/wrkrun.ts
+${LUA_B64}
+local KEYPREFIX = ${luaStr(keyPrefix)}
+${consts}
+local headers = { ${headers} }
+local threads = {}
+local nthreads = 0
+
+function setup(thread)
+  thread:set("tid", nthreads)
+  nthreads = nthreads + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  sent = 0
+  ok = 0
+  bad = 0
+  statuses = {}
+  math.randomseed(tid * 7919 + 17)
+end
+
+function request()
+  sent = sent + 1
+  local key = ${keyExpr}
+  return wrk.format(${luaStr(req.method)}, ${req.path}, headers, ${req.body ?? "nil"})
+end
+
+function response(status, hdrs, body)
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+  else
+    bad = bad + 1
+    statuses[status] = (statuses[status] or 0) + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local per = {}
+  for _, t in ipairs(threads) do
+    local st = {}
+    for code, n in pairs(t:get("statuses")) do st[#st + 1] = string.format('"%d": %d', code, n) end
+    per[#per + 1] = string.format('{"tid": %d, "sent": %d, "ok": %d, "bad": %d, "statuses": {%s}}',
+      t:get("tid"), t:get("sent"), t:get("ok"), t:get("bad"), table.concat(st, ", "))
+  end
+  local e = summary.errors
+  io.write(string.format('WRKJSON {"requests": %d, "durationUs": %d, "errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, "latencyUs": {"p50": %d, "p90": %d, "p99": %d, "p999": %d, "max": %d, "mean": %f}, "threads": [%s]}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9), latency.max, latency.mean,
+    table.concat(per, ", ")))
+end
+`;
+}
+
+// ---------------------------------------------------------------- running wrk
+
+export interface WrkRun {
+  readonly connections: number;
+  readonly threads: number;
+  readonly seconds: number;
+  /** wrk's "Requests/sec" (all answers, any status). */
+  readonly requestsPerSec: number;
+  /** 2xx answers per second of the run. */
+  readonly okPerSec: number;
+  readonly requests: number;
+  /** Requests the script made (thread counters summed): every key written is below these. */
+  readonly sent: number;
+  readonly ok: number;
+  /** Non-2xx answers by status. */
+  readonly statuses: Record<string, number>;
+  /** wrk's socket errors (connect, read, write, timeout). */
+  readonly socketErrors: Record<string, number>;
+  /** Non-2xx answers plus socket errors. */
+  readonly errors: number;
+  /** Latency distribution from wrk's --latency lines (ms). */
+  readonly p50: number;
+  readonly p75: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly maxMs: number;
+  /** Per thread: [tid, sent, ok] (for the acknowledged-write check). */
+  readonly perThread: { tid: number; sent: number; ok: number }[];
+  /** wrk's whole output. */
+  readonly raw: string;
+}
+
+/** "1.23ms", "456.00us", "1.05s", "2.00m" -> ms. */
+export function durationMs(s: string): number {
+  const m = /^([\d.]+)(us|ms|s|m)$/.exec(s.trim());
+  if (!m) throw new Error(`cannot read wrk's duration ${JSON.stringify(s)}`);
+  const f = { us: 0.001, ms: 1, s: 1000, m: 60_000 }[m[2] as "us" | "ms" | "s" | "m"];
+  return Number(m[1]) * f;
+}
+
+interface WrkJson {
+  requests: number;
+  durationUs: number;
+  errors: Record<string, number>;
+  latencyUs: Record<string, number>;
+  threads: { tid: number; sent: number; ok: number; bad: number; statuses: Record<string, number> }[];
+}
+
+/** Parses wrk's output (with --latency and the script's WRKJSON line). */
+export function parseWrk(raw: string, o: { connections: number; threads: number }): WrkRun {
+  const num = (re: RegExp, what: string): string => {
+    const m = re.exec(raw);
+    if (!m) throw new Error(`wrk's output has no ${what}:\n${raw}`);
+    return m[1]!;
+  };
+  const rps = Number(num(/^Requests\/sec:\s+([\d.]+)/m, "Requests/sec line"));
+  const dist = (p: number) => durationMs(num(new RegExp(`^\\s+${p}%\\s+(\\S+)`, "m"), `${p}% latency line (run with --latency)`));
+  const seconds = durationMs(num(/requests in ([\d.]+(?:us|ms|s|m)),/, "'N requests in T' line")) / 1000;
+  const j = JSON.parse(num(/^WRKJSON (.*)$/m, "WRKJSON line (the script's done())")) as WrkJson;
+  const statuses: Record<string, number> = {};
+  for (const t of j.threads) for (const [k, v] of Object.entries(t.statuses)) statuses[k] = (statuses[k] ?? 0) + v;
+  const socketErrors: Record<string, number> = {};
+  for (const k of ["connect", "read", "write", "timeout"]) if (j.errors[k]! > 0) socketErrors[k] = j.errors[k]!;
+  const ok = j.threads.reduce((n, t) => n + t.ok, 0);
+  const bad = j.threads.reduce((n, t) => n + t.bad, 0);
+  return {
+    connections: o.connections,
+    threads: o.threads,
+    seconds,
+    requestsPerSec: rps,
+    okPerSec: ok / seconds,
+    requests: j.requests,
+    sent: j.threads.reduce((n, t) => n + t.sent, 0),
+    ok,
+    statuses,
+    socketErrors,
+    errors: bad + Object.values(socketErrors).reduce((a, b) => a + b, 0),
+    p50: dist(50),
+    p75: dist(75),
+    p90: dist(90),
+    p99: dist(99),
+    maxMs: j.latencyUs.max! / 1000,
+    perThread: j.threads.map((t) => ({ tid: t.tid, sent: t.sent, ok: t.ok })),
+    raw,
+  };
+}
+
+export interface WrkOptions {
+  /** The server's base URL (scheme, host, port). */
+  readonly url: string;
+  readonly connections: number;
+  readonly seconds: number;
+  readonly keyPrefix: string;
+  readonly request: LuaRequest;
+  /** One request is counted as a timeout after this long. */
+  readonly timeoutSec?: number;
+}
+
+/** One wrk run: -t2 (-t1 for one connection) -cN -dS --latency -s script. */
+export async function runWrk(o: WrkOptions): Promise<WrkRun> {
+  const dir = mkdtempSync(join(tmpdir(), "cairn-wrk-"));
+  try {
+    const script = join(dir, "load.lua");
+    writeFileSync(script, luaScript(o.keyPrefix, o.request));
+    const threads = Math.min(2, o.connections);
+    const args = [`-t${threads}`, `-c${o.connections}`, `-d${o.seconds}s`, "--latency", `--timeout`, `${o.timeoutSec ?? 10}s`, "-s", script, o.url];
+    const out = await new Promise<{ code: number | null; text: string }>((resolve, reject) => {
+      const child = spawn("wrk", args, { stdio: ["ignore", "pipe", "pipe"] });
+      let text = "";
+      child.stdout.on("data", (d: Buffer) => (text += d.toString()));
+      child.stderr.on("data", (d: Buffer) => (text += d.toString()));
+      child.once("error", reject);
+      child.once("exit", (code) => resolve({ code, text }));
+    });
+    if (out.code !== 0) throw new Error(`wrk ${args.join(" ")} exited ${out.code}:\n${out.text}`);
+    return parseWrk(out.text, { connections: o.connections, threads });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---------------------------------------------------------------- CPU of the nodes
+
+const CLK_TCK = Number(spawnSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).stdout.trim()) || 100;
+
+/** CPU time (user + system, ms) a process has used so far, from /proc/PID/stat; NaN if it is gone. */
+export function cpuMs(pid: number | undefined): number {
+  const t = cpuTimes(pid);
+  return t.user + t.sys;
+}
+
+/** User and system (kernel) CPU time (ms) a process has used so far; NaN if it is gone. */
+export function cpuTimes(pid: number | undefined): { user: number; sys: number } {
+  if (pid === undefined) return { user: NaN, sys: NaN };
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+    // Fields 14 and 15 of proc(5) (utime, stime); f[0] is field 3.
+    return { user: (Number(f[11]) * 1000) / CLK_TCK, sys: (Number(f[12]) * 1000) / CLK_TCK };
+  } catch {
+    return { user: NaN, sys: NaN };
+  }
+}
+
+/** Resident memory of a process (MB) from /proc/PID/status; NaN if it is gone. */
+export function rssMb(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** CPU (ms) of our children that have exited and been waited for (proc(5) cutime + cstime): wrk's, after its run. */
+export function childrenCpuMs(): number {
+  const s = readFileSync("/proc/self/stat", "utf8");
+  const f = s.slice(s.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[13]) + Number(f[14])) * 1000) / CLK_TCK;
+}
+
+/**
+ * Said when the machine is busy before the benchmark starts (1-minute load
+ * average above the CPU count): its numbers then measure the other work too.
+ */
+export function busyNote(): string | null {
+  const [one] = loadavg();
+  const cpus = availableParallelism();
+  return one! > cpus
+    ? `the machine was busy when this run started (1-minute load average ${one!.toFixed(2)} on ${cpus} CPUs): these numbers measure the other work as much as either system; rerun on a quiet machine`
+    : null;
+}
