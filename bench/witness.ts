@@ -15,8 +15,8 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { E2ECluster, ROOT } from "../test/e2e/harness.ts";
-import { waitFor } from "../test/helpers/ports.ts";
+import { E2ECluster, ROOT } from "../harness/cluster.ts";
+import { waitFor } from "../harness/ports.ts";
 import { machine, writeSection } from "./lib.ts";
 
 const { values: args } = parseArgs({
