@@ -13,7 +13,8 @@
  * machine safety (§5.4.3), and that every read index answer covers all
  * writes committed before the read began (thesis §6.4). After the faults stop,
  * liveness: a leader within a bounded number of ticks and a new proposal
- * committed everywhere.
+ * committed everywhere. The witness workload (SimOptions.witness) adds the
+ * witness rule's check: a data voter never needs a snapshot from the witness.
  */
 import {
   MemoryStorage,
@@ -22,6 +23,7 @@ import {
   ConfChangeError,
   Raft,
   SeededRng,
+  WITNESS_NO_SNAPSHOT,
   allMembers,
   type ConfChangeSingle,
   type ConfState,
@@ -30,13 +32,13 @@ import {
   type NodeId,
   type Ready,
   type ReadOnlyMode,
-  type UnsafeBugs,
 } from "../../src/raft/index.ts";
+import { TestRaft, type UnsafeBugs } from "../../src/raft/testing.ts";
 import { Driver, type DriverBugs } from "../../src/node/driver.ts";
 import type { HardState } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
 import { encodeCommand } from "../../src/statemachine/commands.ts";
-import { SimStateMachine, encodeRandomCommand, openStateMachine, mixBytes, type SmSnapshot } from "./statemachine.ts";
+import { WitnessStateMachine, encodeRandomCommand, openStateMachine, mixBytes, type NodeStateMachine, type SmSnapshot } from "./statemachine.ts";
 
 export interface SimBugs extends UnsafeBugs, DriverBugs {
   /** Log store bug: persist() returns before the log and hard state are synced (they are synced at the next Ready). */
@@ -71,6 +73,13 @@ export interface SimOptions {
    * whose writes complete later (a crash loses them, or tears the last one). Default: chosen by the seed.
    */
   readonly storage?: StorageMode;
+  /**
+   * The witness workload (src/raft/witness.ts): 3 founders, n1 and n2 data
+   * nodes and n3 a witness with no state machine that compacts its log by the
+   * witness rule; no membership changes; a nemesis that cuts a data follower
+   * off so that entries are committed by the leader and the witness alone.
+   */
+  readonly witness?: boolean;
 }
 
 export type StorageMode = "sync" | "parallel" | "async";
@@ -85,6 +94,8 @@ export interface SimStats {
   snapshots: number;
   delivered: number;
   livenessTicks: number;
+  /** Witness workload: terms the witness led (each must end in a hand-off to a data node). */
+  witnessLeads?: number;
 }
 
 export class SimFailure extends Error {
@@ -127,18 +138,21 @@ class SimNode {
   unsynced: DiskOp[] = [];
   /** Asynchronous writes started and not yet durable, oldest first (storage "async"). */
   pending: { readonly entries: readonly Entry[]; readonly ops: DiskOp[]; readonly done: (err?: unknown) => void }[] = [];
-  /** The real state machine on an in-memory SQLite database: durable at apply (the applied index is in the same transaction). */
-  readonly sm: SimStateMachine;
+  /**
+   * The real state machine on an in-memory SQLite database: durable at apply (the applied index is in
+   * the same transaction). A witness has none: only its applied index (WitnessStateMachine).
+   */
+  readonly sm: NodeStateMachine;
   /** The checkpoint matching the log's snapshot (what a snap message carries). */
   smSnap: SmSnapshot;
   staged = new Map<number, SmSnapshot>();
   commitSeen = 0;
   wasLeaderInTerm = -1;
 
-  constructor(readonly id: NodeId, storage: MemoryStorage, sm: { applied: number; hash: number }) {
+  constructor(readonly id: NodeId, storage: MemoryStorage, sm: { applied: number; hash: number; witness?: boolean }) {
     this.durable = storage;
     this.working = storage.clone();
-    this.sm = openStateMachine({ ...sm, conf: storage.initialState().confState });
+    this.sm = sm.witness ? new WitnessStateMachine(sm.applied) : openStateMachine({ ...sm, conf: storage.initialState().confState });
     this.smSnap = this.sm.snapshot();
   }
 
@@ -182,6 +196,8 @@ function identOf(e: Entry): string {
 }
 
 const ELECTION_TICKS = 10;
+/** The witness workload's witness. */
+const WITNESS_ID = "n3";
 /** What is proposed to a node that is not the leader (it must refuse it). */
 const REFUSED = new Uint8Array([0xf6]);
 const POOL_MAX = 2048;
@@ -255,7 +271,7 @@ export class Simulator {
     const initIdent = identOf(bootstrapStorage(founders).entries(1, 2, Infinity)[0]!);
     for (const id of founders) {
       // The founding configuration entry (index 1) writes no rows: the state's hash there is the empty one.
-      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: 0 });
+      const node = new SimNode(id, bootstrapStorage(founders), { applied: 1, hash: 0, witness: opts.witness === true && id === WITNESS_ID });
       this.nodes.set(id, node);
       this.start(node);
     }
@@ -284,6 +300,7 @@ export class Simulator {
   private checkFinalState(): void {
     const byIndex = new Map<number, { id: NodeId; digest: number }>();
     for (const n of this.nodes.values()) {
+      if (this.isWitness(n)) continue; // no state to compare
       const at = n.sm.applied;
       const digest = n.sm.digest();
       const other = byIndex.get(at);
@@ -306,7 +323,7 @@ export class Simulator {
 
   private failure(check: string, detail: string): SimFailure {
     const bugs = this.opts.bugs ? Object.keys(this.opts.bugs).filter((k) => this.opts.bugs![k as keyof SimBugs]) : [];
-    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""}${this.opts.storage ? ` --storage ${this.opts.storage}` : ""} --verbose`;
+    const replay = `bun run sim --seed ${this.opts.seed} --steps ${this.opts.steps} --nodes ${this.opts.nodes}${bugs.map((b) => ` --bug ${b}`).join("")}${this.opts.readOnly ? ` --read-only ${this.opts.readOnly}` : ""}${this.opts.profile ? ` --profile ${this.opts.profile}` : ""}${this.opts.storage ? ` --storage ${this.opts.storage}` : ""}${this.opts.witness ? " --witness" : ""} --verbose`;
     return new SimFailure(check, detail, this.opts.seed, this.step, this.trace.slice(), replay);
   }
 
@@ -324,7 +341,7 @@ export class Simulator {
   // ---------------------------------------------------------------- nodes
 
   private start(node: SimNode): void {
-    node.raft = new Raft({
+    node.raft = new TestRaft({
       id: node.id,
       clusterId: node.working.lastIndex() === 0 && node.working.snapshotMeta().index === 0 ? null : "sim",
       storage: node.working,
@@ -340,6 +357,7 @@ export class Simulator {
       unsafe: this.opts.bugs,
       emptyNodeVotes: this.emptyNodeVotes,
       asyncStorageWrites: this.storage !== "sync",
+      witnesses: this.opts.witness ? [WITNESS_ID] : undefined,
     });
     node.commitSeen = Math.max(node.commitSeen, node.working.initialState().hardState.commit);
     node.tasks = [];
@@ -411,7 +429,10 @@ export class Simulator {
       },
       hooks: {
         onApplied: (rd) => this.checkReads(n, rd),
-        onAdvanced: () => this.checkLeader(n),
+        onAdvanced: (_raft, rd) => {
+          this.checkLeader(n);
+          this.checkWitness(n, rd);
+        },
         onDiskFull: (e) => {
           throw e;
         },
@@ -467,7 +488,8 @@ export class Simulator {
       [this.faultsOn ? 1.6 * c : 0, () => this.heal()],
       [this.faultsOn ? 2.0 * c : 0, () => this.dropRandom()],
       [this.faultsOn ? 2.0 * c : 0, () => this.duplicateRandom()],
-      [this.faultsOn ? 3 : 0, () => this.confChange()],
+      [this.faultsOn && !this.opts.witness ? 3 : 0, () => this.confChange()],
+      [this.faultsOn && this.opts.witness ? 1.5 * c : 0, () => this.cutDataFollower()],
       [this.faultsOn ? 1.0 : 0, () => this.transfer()],
       [this.faultsOn ? 2.0 : 0, () => this.compact()],
     ];
@@ -651,6 +673,7 @@ export class Simulator {
     const live = this.live();
     if (live.length === 0) return;
     const n = this.rng.pick(live);
+    if (this.isWitness(n)) return this.compactWitness(n);
     const applied = n.sm.applied;
     const snapIndex = n.working.snapshotMeta().index;
     if (applied <= snapIndex || applied > n.durable.lastIndex() || n.unsynced.length > 0 || n.pending.length > 0) return;
@@ -663,6 +686,47 @@ export class Simulator {
     n.smSnap = n.sm.snapshot();
     this.stats.snapshots++;
     this.log(`${n.id} snapshot at ${applied}, log compacted to ${Math.max(0, applied - keep)}`);
+  }
+
+  // ---------------------------------------------------------------- witness
+
+  private isWitness(n: SimNode): boolean {
+    return this.opts.witness === true && n.id === WITNESS_ID;
+  }
+
+  /** The witness compacts as its node does (src/node/witness.ts): up to what the core says every data voter holds. */
+  private compactWitness(n: SimNode): void {
+    const to = Math.min(n.raft!.witnessCompactIndex(), n.sm.applied, n.durable.lastIndex());
+    if (to <= n.working.snapshotMeta().index || n.unsynced.length > 0 || n.pending.length > 0) return;
+    const conf = n.working.initialState().confState;
+    // The snapshot record is only a position (no data behind it): the core never sends it.
+    n.write((s) => {
+      s.createSnapshot(to, conf);
+      s.compact(to);
+    }, true);
+    this.stats.snapshots++;
+    this.log(`${n.id} (witness) compacted its log to ${to}`);
+  }
+
+  /** The witness nemesis: a data follower cut off, so the leader and the witness alone commit (then leaders crash as usual). */
+  private cutDataFollower(): void {
+    const l = this.leaderNode();
+    if (!l || this.isWitness(l)) return;
+    const other = [...this.nodes.keys()].find((id) => id !== l.id && id !== WITNESS_ID);
+    if (!other) return;
+    for (const b of this.nodes.keys()) if (b !== other) this.blocked.add(`${other}>${b}`).add(`${b}>${other}`);
+    this.log(`witness nemesis: cut data follower ${other} off (leader ${l.id} and the witness commit alone)`);
+  }
+
+  /** Rule 3 of src/raft/witness.ts: a data voter never needs a snapshot from the witness. */
+  private checkWitness(n: SimNode, rd: Ready): void {
+    if (!this.isWitness(n)) return;
+    if (rd.softState?.role === "leader") this.stats.witnessLeads = (this.stats.witnessLeads ?? 0) + 1;
+    for (const ev of rd.events) {
+      if (ev.kind === "dropped" && ev.reason === WITNESS_NO_SNAPSHOT) {
+        this.fail("witness rule", `the witness leader ${n.id} would have to send a snapshot (${ev.what}): it compacted entries a data voter lacks`);
+      }
+    }
   }
 
   // ---------------------------------------------------------------- network
@@ -777,6 +841,12 @@ export class Simulator {
     const data = n.staged.get(snap.index);
     if (!data) this.fail("snapshot data", `${n.id} installs snapshot ${snap.index} that it never received`);
     n.staged.clear();
+    if (this.isWitness(n)) {
+      // A witness takes only the snapshot's position from a data leader, never its data.
+      n.sm.install({ applied: snap.index, hash: "", tables: new Map() }, snap.conf);
+      this.log(`${n.id} (witness) took snapshot position ${snap.index}`);
+      return;
+    }
     if (data.applied !== snap.index) this.fail("snapshot data", `${n.id} installs snapshot ${snap.index} with state machine data at ${data.applied}`);
     this.checkHash(n.id, data.applied, data.hash);
     n.sm.install(data, snap.conf);
@@ -802,7 +872,8 @@ export class Simulator {
     }
     const results = n.sm.apply(committed, conf);
     if (n.sm.applied !== applied) this.fail("state machine safety", `${n.id} state machine is at ${n.sm.applied} after applying up to ${applied}`);
-    if (committed.length > 0) this.checkHash(n.id, applied, n.sm.hash);
+    // A witness has no state to hash (it still checks the entries it applies, above).
+    if (committed.length > 0 && !this.isWitness(n)) this.checkHash(n.id, applied, n.sm.hash);
     return results;
   }
 

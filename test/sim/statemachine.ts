@@ -220,6 +220,51 @@ export class SimStateMachine implements AppliedState {
   }
 }
 
+/** What the simulator needs of a node's state machine: the real one (SimStateMachine) or a witness's (none). */
+export interface NodeStateMachine {
+  readonly applied: number;
+  readonly hash: string;
+  apply(entries: readonly Entry[], conf?: ConfState): Map<number, unknown>;
+  install(snap: SmSnapshot, conf: ConfState): void;
+  snapshot(): SmSnapshot;
+  digest(): number;
+  close(): void;
+}
+
+/**
+ * A witness's state machine: none (src/node/witness.ts, WITNESS_FSM). Only its
+ * applied index moves, kept as durable at apply as a data node's; a snapshot
+ * install takes the position only, never the data; it has no checkpoint to give.
+ */
+export class WitnessStateMachine implements NodeStateMachine {
+  constructor(public applied: number) {}
+
+  /** A witness has no state: nothing to compare with the data nodes' hashes. */
+  get hash(): string {
+    return "";
+  }
+
+  apply(entries: readonly Entry[]): Map<number, unknown> {
+    const last = entries[entries.length - 1];
+    if (last && last.index > this.applied) this.applied = last.index;
+    return new Map();
+  }
+
+  install(snap: SmSnapshot): void {
+    this.applied = snap.applied;
+  }
+
+  snapshot(): SmSnapshot {
+    return { applied: 0, hash: "", tables: new Map() };
+  }
+
+  digest(): number {
+    return 0;
+  }
+
+  close(): void {}
+}
+
 /** A random command of the real workload: changes with tags, puts, deletes, conditional writes, transactions, idempotency keys. */
 export function randomCommand(rng: SeededRng, seq: number, ts: number): Command {
   const key = `k${rng.int(6)}`;
