@@ -25,12 +25,19 @@
  *   4. advance   tell the core the Ready is done; only then may it produce
  *                the next one.
  *
- * An asynchronous log store (persistAsync: the write completes later, in
- * issue order) keeps the same contract: the Ready is advanced at once (the
- * core marks its entries in progress), its messages that wait for the write
- * and persisted() follow the completion; at most one write is in flight, and
- * no Ready is taken before it completes. Committed entries are applied only
- * once durable here (the core hands out no others).
+ * An asynchronous log store (persistAsync: the write is in the store at once,
+ * durable later, completions in issue order) keeps the same contract with
+ * writes pipelined (etcd raft's asynchronous storage writes): the Ready is
+ * advanced at once (the core marks its entries in progress) and the next
+ * Ready may be taken while the write is in flight, up to writesInFlightMax.
+ * Each Ready's messages that wait for its write, its "saved" waiters and
+ * persisted() follow the completion of its write AND of every earlier one
+ * (a flight queue drained from its head), so an acknowledgement never gets
+ * ahead of a write it depends on. While a write that changes the term or
+ * vote is in flight nothing leaves early. A new core (after a full disk) takes
+ * no Ready before the writes of the old one complete: it reads them from the
+ * store as if durable. Committed entries are applied only once durable here
+ * (the core hands out no others).
  *
  * A full disk (DiskFullError from the log store) stops the Ready before
  * anything was sent or applied: hooks.onDiskFull rebuilds the core from what
@@ -42,6 +49,7 @@
  */
 import { DiskFullError } from "../platform/sqlite.ts";
 import type { ConfState, Entry, HardState, Message, Raft, Ready } from "../raft/index.ts";
+import { assert } from "../util/assert.ts";
 import { ProposalLostError } from "./errors.ts";
 
 /** Time as the loop sees it: the binary's is performance.now/setImmediate/setTimeout, the simulator's is fake. */
@@ -127,6 +135,8 @@ export interface DriverOptions {
   readonly persistWaitersMax?: number;
   /** The core runs with asyncStorageWrites: leader appends before its own fsync, persisted() after it. */
   readonly parallelAppends?: boolean;
+  /** Asynchronous log store: Readies whose writes may be in flight at once (then the loop waits for the oldest). */
+  readonly writesInFlightMax?: number;
   readonly unsafe?: DriverBugs;
 }
 
@@ -142,32 +152,61 @@ interface PersistWaiter {
   reject(e: Error): void;
 }
 
+/** One Ready's write, from its start to the point where everything that waited for it has happened. */
+interface Flight {
+  readonly raft: Raft;
+  /** Messages that wait for this write (and every earlier one) to be durable. */
+  readonly late: readonly Message[];
+  readonly clusterId?: string;
+  /** The write's last entry: persisted() takes it (parallelAppends only). */
+  readonly last?: { readonly index: number; readonly term: number };
+  /** Saved-entry waiters up to this index settle when the flight lands. */
+  readonly settleTo: number;
+  /** The write changes the term or vote: nothing leaves early while it is in flight. */
+  readonly changesVote: boolean;
+  done: boolean;
+  /** The write failed (the node stops, or a full disk replaces the core): nothing that waited for it happens. */
+  failed: boolean;
+}
+
+export const WRITES_IN_FLIGHT_MAX_DEFAULT = 32;
+
 export class Driver {
   private raftCore: Raft | undefined;
   private scheduled = false;
   private stopped = false;
   private persistWaiters: PersistWaiter[] = [];
-  /** An asynchronous write is in flight: no Ready is taken until it completes. */
-  private writing = false;
-  /** Term and vote as last made durable: a Ready that changes them sends nothing early. */
-  private durableTerm = -1;
-  private durableVote = "";
+  /** Writes started, oldest first; the head is removed once it and everything before it is durable. */
+  private flights: Flight[] = [];
+  /** Flights in the queue that change the term or vote. */
+  private voteFlights = 0;
+  /** Term and vote of the last write started (durable or not): a Ready that changes them sends nothing early. */
+  private handedTerm = -1;
+  private handedVote = "";
   private readonly roundsMax: number;
+  private readonly flightsMax: number;
   readonly persistWaitersMax: number;
 
   constructor(private readonly o: DriverOptions) {
     this.roundsMax = o.readyRoundsPerTurn ?? 64;
     this.persistWaitersMax = o.persistWaitersMax ?? 100_000;
+    this.flightsMax = o.writesInFlightMax ?? WRITES_IN_FLIGHT_MAX_DEFAULT;
+    assert(this.flightsMax >= 1, () => `writesInFlightMax ${this.flightsMax} must be at least 1`);
   }
 
   get raft(): Raft | undefined {
     return this.raftCore;
   }
 
+  /** Writes started and not yet landed (a gauge for /metrics and tests). */
+  writesInFlight(): number {
+    return this.flights.length;
+  }
+
   /** The core to drive (a new one after a restart from disk, or after a full disk). */
   attach(raft: Raft): void {
     this.raftCore = raft;
-    this.durableTerm = -1; // unknown until this core's first write
+    this.handedTerm = -1; // unknown until this core's first write
     this.schedule();
   }
 
@@ -195,48 +234,47 @@ export class Driver {
     }
   }
 
+  /** False while the loop must wait for a write to land: the queue is full, or an old core's writes are in flight. */
+  private mayTakeReady(raft: Raft): boolean {
+    if (this.flights.length >= this.flightsMax) return false;
+    // A new core read the old one's writes from the store as if durable: it must not act on them before they are.
+    return this.flights.length === 0 || this.flights[this.flights.length - 1]!.raft === raft;
+  }
+
   /** Handles up to readyRoundsPerTurn Readies, then yields (the rest in a later turn). */
   runReady(): void {
     const raft = this.raftCore;
-    if (!raft || this.stopped || this.writing) return;
+    if (!raft || this.stopped || !this.mayTakeReady(raft)) return;
     this.o.hooks.beforeReady?.(raft);
     for (let round = 0; round < this.roundsMax && raft.hasReady(); round++) {
-      const rd = raft.ready();
-      if (!(this.o.parallelAppends ? this.handleReadyParallel(raft, rd) : this.handleReady(raft, rd))) return;
-      if (this.raftCore !== raft || this.stopped || this.writing) return; // a hook replaced the core or stopped the node
+      if (!this.handleReady(raft, raft.ready())) return;
+      if (this.raftCore !== raft || this.stopped || !this.mayTakeReady(raft)) return; // a hook replaced the core, the node stopped, or the queue is full
     }
     if (raft.hasReady()) this.o.clock.after(() => this.schedule(), 0); // let timers and sockets run between batches
   }
 
   /**
-   * One Ready with parallelAppends: the leader's appends first (unless the Ready changes the term
-   * or vote), then the write, then (once it is durable) the rest and persisted().
+   * One Ready, in contract order: the leader's appends (parallelAppends, unless a term or vote is
+   * being written), the write, the rest of the messages once the write and every earlier one are
+   * durable, apply, advance, persisted(). Returns false if the disk refused it.
    */
-  private handleReadyParallel(raft: Raft, rd: Ready): boolean {
+  private handleReady(raft: Raft, rd: Ready): boolean {
+    const bugs = this.o.unsafe;
     const hs = rd.hardState;
-    const revealsVote = hs !== undefined && (hs.term !== this.durableTerm || hs.vote !== this.durableVote);
-    const early = revealsVote || rd.snapshot || this.o.unsafe?.sendBeforePersist ? [] : rd.messages.filter(mayLeaveBeforeWrite);
-    const late = early.length === 0 ? rd.messages : rd.messages.filter((m) => !mayLeaveBeforeWrite(m));
+    const changesVote = hs !== undefined && (hs.term !== this.handedTerm || hs.vote !== this.handedVote);
+    const holdAll = !this.o.parallelAppends || changesVote || this.voteFlights > 0 || rd.snapshot !== undefined;
+    const early = bugs?.sendBeforePersist ? rd.messages : holdAll ? [] : rd.messages.filter(mayLeaveBeforeWrite);
+    const late = early === rd.messages ? [] : early.length === 0 ? rd.messages : rd.messages.filter((m) => !mayLeaveBeforeWrite(m));
     const last = rd.entries[rd.entries.length - 1];
-    const persisted = (): void => {
-      if (hs) [this.durableTerm, this.durableVote] = [hs.term, hs.vote];
-      if (last && this.raftCore === raft && !this.stopped) raft.persisted({ index: last.index, term: last.term });
-    };
+    let landed: Flight[];
     let results: Map<number, unknown>;
-    let durable = true;
-    let lateSent = this.o.unsafe?.sendBeforePersist === true;
     try {
-      this.send(raft, rd, lateSent ? rd.messages : early);
-      if (rd.snapshot) this.o.snapshots.install(rd);
-      else if (this.o.log.persistAsync) {
-        durable = this.startWrite(raft, rd, { late, persisted });
-        lateSent ||= this.o.unsafe?.ackBeforeDurable === true;
-      } else this.o.log.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
-      if (durable) {
-        this.settlePersisted();
-        if (!lateSent) this.send(raft, rd, late);
-      }
-      // Only entries durable here are handed out to apply (asyncStorageWrites), so apply need not wait.
+      this.send(raft, rd.clusterId, early);
+      const flight = this.write(raft, rd, { late, changesVote, last });
+      if (hs) [this.handedTerm, this.handedVote] = [hs.term, hs.vote];
+      this.flights.push(flight);
+      if (changesVote) this.voteFlights++;
+      landed = this.land();
       results = this.o.fsm.apply(rd.committedEntries, rd.confState);
     } catch (e) {
       if (e instanceof DiskFullError) {
@@ -247,62 +285,85 @@ export class Driver {
     }
     this.o.hooks.onApplied?.(rd, results);
     raft.advance(rd);
-    if (durable) persisted();
+    this.reportPersisted(landed);
     this.o.hooks.onAdvanced?.(raft, rd);
     return true;
   }
 
-  /** Starts an asynchronous write; returns true if it completed at once. */
-  private startWrite(raft: Raft, rd: Ready, then: { late: readonly Message[]; persisted: () => void }): boolean {
-    let sync = true;
-    let done = false;
-    this.writing = true;
-    if (this.o.unsafe?.ackBeforeDurable) this.send(raft, rd, then.late);
-    this.o.log.persistAsync!({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId }, (err) => {
-      done = true;
-      this.writing = false;
-      if (sync || this.stopped || this.raftCore !== raft) {
-        if (sync && err !== undefined) throw err; // at once: handled by the caller like persist()'s
+  /** Starts (or makes) the Ready's write; the flight is done at once unless the log store completes it later. */
+  private write(raft: Raft, rd: Ready, o: { late: readonly Message[]; changesVote: boolean; last?: Entry }): Flight {
+    const w: LogWrite = { hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId };
+    const async = this.o.parallelAppends === true && this.o.log.persistAsync !== undefined && !rd.snapshot;
+    const early = async && this.o.unsafe?.ackBeforeDurable === true;
+    if (early) this.send(raft, rd.clusterId, o.late);
+    const flight: Flight = {
+      raft,
+      late: early ? [] : o.late,
+      clusterId: rd.clusterId,
+      last: this.o.parallelAppends && o.last ? { index: o.last.index, term: o.last.term } : undefined,
+      settleTo: o.last?.index ?? 0,
+      changesVote: o.changesVote,
+      done: !async,
+      failed: false,
+    };
+    if (rd.snapshot) {
+      this.o.snapshots.install(rd);
+      return { ...flight, settleTo: this.o.log.lastIndex() };
+    }
+    if (!async) {
+      this.o.log.persist(w);
+      return flight;
+    }
+    let started = false;
+    this.o.log.persistAsync!(w, (err) => {
+      flight.done = true;
+      flight.failed = err !== undefined;
+      if (!started) {
+        if (err !== undefined) throw err; // at once, inside persistAsync: handled by the caller like persist()'s
         return;
       }
-      this.guarded(() => {
-        if (err instanceof DiskFullError) return this.o.hooks.onDiskFull(err);
-        if (err !== undefined) throw err;
-        this.settlePersisted();
-        if (!this.o.unsafe?.ackBeforeDurable) this.send(raft, rd, then.late);
-        then.persisted();
-        this.schedule();
-      });
+      this.guarded(() => this.onWriteDone(flight, err));
     });
-    sync = false;
-    return done;
+    started = true;
+    return flight;
   }
 
-  /** One Ready, in contract order. Returns false if the disk refused it. */
-  private handleReady(raft: Raft, rd: Ready): boolean {
-    let results: Map<number, unknown>;
-    try {
-      if (this.o.unsafe?.sendBeforePersist) this.send(raft, rd, rd.messages);
-      if (rd.snapshot) this.o.snapshots.install(rd);
-      else this.o.log.persist({ hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId });
-      this.settlePersisted();
-      if (!this.o.unsafe?.sendBeforePersist) this.send(raft, rd, rd.messages);
-      results = this.o.fsm.apply(rd.committedEntries, rd.confState);
-    } catch (e) {
-      if (e instanceof DiskFullError) {
-        this.o.hooks.onDiskFull(e);
-        return false;
-      }
-      throw e;
+  /** An asynchronous write completed (in issue order): what waited for it and for the earlier ones happens now. */
+  private onWriteDone(flight: Flight, err: unknown): void {
+    if (this.stopped) return;
+    if (err !== undefined) {
+      if (err instanceof DiskFullError && flight.raft === this.raftCore) return this.o.hooks.onDiskFull(err);
+      throw err;
     }
-    this.o.hooks.onApplied?.(rd, results);
-    raft.advance(rd);
-    this.o.hooks.onAdvanced?.(raft, rd);
-    return true;
+    assert(this.flights.indexOf(flight) >= 0, "a write completed that was never started, or completed twice");
+    this.reportPersisted(this.land());
+    this.schedule();
   }
 
-  private send(raft: Raft, rd: Ready, msgs: readonly Message[]): void {
-    if (rd.clusterId !== undefined) this.o.transport.setClusterId(rd.clusterId);
+  /**
+   * Removes the flights at the head that are durable: settles their saved-entry waiters and sends
+   * their late messages, in issue order. Returns them for persisted() (which must wait until no
+   * Ready is out). Flights of a core that was replaced are dropped.
+   */
+  private land(): Flight[] {
+    const landed: Flight[] = [];
+    while (this.flights.length > 0 && this.flights[0]!.done) {
+      const f = this.flights.shift()!;
+      if (f.changesVote) this.voteFlights--;
+      if (f.failed || f.raft !== this.raftCore || this.stopped) continue;
+      if (f.settleTo > 0) this.settlePersisted(f.settleTo);
+      this.send(f.raft, f.clusterId, f.late);
+      landed.push(f);
+    }
+    return landed;
+  }
+
+  private reportPersisted(landed: readonly Flight[]): void {
+    for (const f of landed) if (f.last && f.raft === this.raftCore && !this.stopped) f.raft.persisted(f.last);
+  }
+
+  private send(raft: Raft, clusterId: string | undefined, msgs: readonly Message[]): void {
+    if (clusterId !== undefined) this.o.transport.setClusterId(clusterId);
     for (const m of msgs) {
       if (m.type === "snap") this.o.transport.sendSnapshot(m);
       else if (!this.o.transport.send(m)) raft.reportUnreachable(m.to);
@@ -327,15 +388,16 @@ export class Driver {
     for (const w of waiting) w.reject(err);
   }
 
-  private settlePersisted(): void {
+  /** The log is durable through `upTo` (a write that landed): waiters at or below it settle. */
+  private settlePersisted(upTo: number): void {
     if (this.persistWaiters.length === 0) return;
     const log = this.o.log;
-    const last = log.lastIndex();
-    const done = this.persistWaiters.filter((a) => a.index <= last);
-    this.persistWaiters = this.persistWaiters.filter((a) => a.index > last);
+    const done = this.persistWaiters.filter((a) => a.index <= upTo);
+    if (done.length === 0) return;
+    this.persistWaiters = this.persistWaiters.filter((a) => a.index > upTo);
     for (const a of done) {
       // Saved means saved with its own term: a newer leader's entry at that index is not it.
-      if (a.index >= log.firstIndex() && log.term(a.index) === a.term) a.resolve();
+      if (a.index >= log.firstIndex() && a.index <= log.lastIndex() && log.term(a.index) === a.term) a.resolve();
       else a.reject(new ProposalLostError(a.index));
     }
   }

@@ -35,6 +35,7 @@ import { assert } from "../util/assert.ts";
 import { IdentityMismatchError } from "./errors.ts";
 import { int, str } from "./rows.ts";
 import { prepareSchema, type SchemaOptions, type SchemaResult } from "./schema.ts";
+import { WalSync, type FsyncFn } from "./walsync.ts";
 import { TailWindow } from "./window.ts";
 
 export const DB_FILE_NAME = "cairn.db";
@@ -57,6 +58,8 @@ export interface StoreOptions {
   readonly schema?: SchemaOptions;
   /** Run PRAGMA quick_check before anything reads the file (DbCorruptError if it fails). */
   readonly verify?: boolean;
+  /** Test only: the fsync persistAsync uses (node:fs fsync by default). */
+  readonly walFsync?: FsyncFn;
 }
 
 /** What persist() takes: a Ready fits, plus an optional snapshot restore hook. */
@@ -93,10 +96,13 @@ export class RaftStore implements LogStorage, AppliedState {
   private readonly ents: TailWindow<Entry>;
   private readonly termsMax: number;
   private readonly synchronous: "FULL" | "NORMAL";
+  /** persistAsync's fsyncs of the WAL, off the event loop. */
+  private readonly wal: WalSync;
 
   private constructor(db: Db, opts: StoreOptions) {
     this.db = db;
     this.synchronous = opts.synchronous ?? "FULL";
+    this.wal = new WalSync({ walPath: `${db.path}-wal`, fsync: opts.walFsync });
     this.path = db.path;
     this.schema = prepareSchema(db, opts.schema);
     this.s = prepareStatements(db);
@@ -127,6 +133,7 @@ export class RaftStore implements LogStorage, AppliedState {
   }
 
   close(): void {
+    this.wal.close();
     this.db.close();
   }
 
@@ -179,14 +186,36 @@ export class RaftStore implements LogStorage, AppliedState {
    * the hard state and a newly learned cluster ID.
    */
   persist(w: PersistInput): void {
-    const tx = () => {
-      if (w.snapshot) this.installTx(w.snapshot, w.restore);
-      this.appendTx(w.entries);
-      if (w.hardState) this.hardStateTx(w.hardState);
-      if (w.clusterId !== undefined) this.setMetaOnce("cluster_id", "cluster", w.clusterId);
-    };
+    const tx = () => this.persistTx(w);
     if (this.commitOnly(w)) this.writeWithoutSync(tx);
     else this.write(tx);
+  }
+
+  /**
+   * persist() without waiting for the disk (the driver's persistAsync): the
+   * transaction is committed at once (reads see it), and `done` runs once it
+   * is durable, after an fsync of the WAL off the event loop (WalSync), in
+   * call order. A full disk throws DiskFullError here, as persist() does. A
+   * snapshot is written by persist() (its fsync covers every earlier write).
+   */
+  persistAsync(w: PersistInput, done: (err?: unknown) => void): void {
+    if (this.synchronous === "NORMAL" || w.snapshot) {
+      this.persist(w);
+      return this.synchronous === "NORMAL" ? done() : this.wal.after(done);
+    }
+    const empty = w.entries.length === 0 && !w.hardState && w.clusterId === undefined;
+    if (empty) return this.wal.after(done);
+    const needsSync = !this.commitOnly(w);
+    this.writeWithoutSync(() => this.persistTx(w));
+    if (needsSync) this.wal.sync(done);
+    else this.wal.after(done);
+  }
+
+  private persistTx(w: PersistInput): void {
+    if (w.snapshot) this.installTx(w.snapshot, w.restore);
+    this.appendTx(w.entries);
+    if (w.hardState) this.hardStateTx(w.hardState);
+    if (w.clusterId !== undefined) this.setMetaOnce("cluster_id", "cluster", w.clusterId);
   }
 
   /**

@@ -17,17 +17,19 @@ interface Rig {
   readonly tasks: (() => void)[];
   diskFull: Set<string>;
   /** Asynchronous writes started and not yet durable (mode "async"). */
-  readonly writes: (() => void)[];
+  readonly writes: ((() => void) & { readonly node?: string })[];
   run(): void;
   /** Makes every write in flight durable, in order. */
   completeWrites(): void;
+  /** Makes the oldest write in flight of node `id` durable. */
+  completeOne(id: string): void;
 }
 
 /** "parallel": the core with asyncStorageWrites and the driver's parallelAppends; "async": also a log store whose writes complete later. */
 type Mode = "sync" | "parallel" | "async";
 
-function rig(ids: string[], unsafe?: DriverBugs, mode: Mode = "sync"): Rig {
-  const r: Rig = { drivers: new Map(), events: [], pool: [], tasks: [], diskFull: new Set(), writes: [], run: () => undefined, completeWrites: () => undefined };
+function rig(ids: string[], unsafe?: DriverBugs, mode: Mode = "sync", writesInFlightMax?: number): Rig {
+  const r: Rig = { drivers: new Map(), events: [], pool: [], tasks: [], diskFull: new Set(), writes: [], run: () => undefined, completeWrites: () => undefined, completeOne: () => undefined };
   for (const id of ids) {
     const storage: MemoryStorage = bootstrapStorage(ids);
     const asyncStorageWrites = mode !== "sync";
@@ -42,6 +44,7 @@ function rig(ids: string[], unsafe?: DriverBugs, mode: Mode = "sync"): Rig {
     const d = new Driver({
       clock: { now: () => 0, defer: (fn) => r.tasks.push(fn), after: (fn) => r.tasks.push(fn) },
       parallelAppends: asyncStorageWrites,
+      writesInFlightMax,
       log: {
         persist: write,
         persistAsync:
@@ -49,10 +52,13 @@ function rig(ids: string[], unsafe?: DriverBugs, mode: Mode = "sync"): Rig {
             ? undefined
             : (w, done) => {
                 r.events.push(`${id} write started n=${w.entries.length}`);
-                r.writes.push(() => {
-                  write(w);
+                // Like SQLite under WalSync: the write is in the store at once, durable later.
+                write(w);
+                const land = () => {
+                  r.events.push(`${id} write durable n=${w.entries.length}`);
                   done();
-                });
+                };
+                r.writes.push(Object.assign(land, { node: id }));
               },
         firstIndex: () => storage.firstIndex(),
         lastIndex: () => storage.lastIndex(),
@@ -89,6 +95,10 @@ function rig(ids: string[], unsafe?: DriverBugs, mode: Mode = "sync"): Rig {
   }
   r.completeWrites = () => {
     while (r.writes.length > 0) r.writes.shift()!();
+  };
+  r.completeOne = (id) => {
+    const k = r.writes.findIndex((w) => w.node === id);
+    if (k >= 0) r.writes.splice(k, 1)[0]!();
   };
   r.run = () => {
     for (let i = 0; i < 1000 && (r.tasks.length > 0 || r.pool.length > 0); i++) {
@@ -257,4 +267,62 @@ test("with an asynchronous log store a follower acknowledges an append only once
 
 test("the ackBeforeDurable test switch breaks that (the simulator's known driver bug)", () => {
   expect(ackedBeforeDurable({ ackBeforeDurable: true })).toBe(true);
+});
+
+/** A follower (n2) of a 3-node async rig with a leader elected and every write landed; events cleared. */
+function asyncFollower(writesInFlightMax?: number): { r: Rig; leader: Driver } {
+  const r = rig(["n1", "n2", "n3"], undefined, "async", writesInFlightMax);
+  const leader = r.drivers.get("n1")!;
+  leader.raft!.campaign();
+  leader.schedule();
+  settleAsync(r);
+  expect(leader.raft!.role).toBe("leader");
+  r.events.length = 0;
+  return { r, leader };
+}
+
+/** Two proposals in two turns; the leader's writes land, those of n2 stay in flight. */
+function twoAppends(r: Rig, leader: Driver): void {
+  for (const v of ["a", "b"]) {
+    leader.raft!.propose(new TextEncoder().encode(v));
+    leader.schedule();
+    for (let i = 0; i < 5; i++) {
+      r.run();
+      while (r.writes.some((w) => w.node === "n1")) r.completeOne("n1");
+    }
+  }
+}
+
+test("with an asynchronous log store the next Ready is taken while a write is in flight; its acknowledgement waits for every earlier write", () => {
+  const { r, leader } = asyncFollower();
+  twoAppends(r, leader);
+  const n2 = r.events.filter((e) => e.startsWith("n2 "));
+  // Both appends were written (pipelined) before either was durable, and nothing was acknowledged.
+  expect(n2.filter((e) => e === "n2 write started n=1").length).toBe(2);
+  expect(n2).not.toContain("n2 send appResp");
+  expect(n2.some((e) => e.startsWith("n2 write durable"))).toBe(false);
+  // The writes land in order: each acknowledgement follows its own write and every earlier one.
+  r.completeWrites();
+  r.run();
+  const after = r.events.filter((e) => e.startsWith("n2 "));
+  const acks = after.map((e, i) => (e === "n2 send appResp" ? i : -1)).filter((i) => i >= 0);
+  const durable = after.map((e, i) => (e.startsWith("n2 write durable") ? i : -1)).filter((i) => i >= 0);
+  expect(acks.length).toBeGreaterThanOrEqual(1);
+  expect(durable.length).toBeGreaterThanOrEqual(2);
+  expect(Math.min(...acks)).toBeGreaterThan(durable[0]!);
+  settleAsync(r);
+  expect(leader.raft!.log.committed).toBe(leader.raft!.log.lastIndex());
+});
+
+test("writesInFlightMax bounds the pipeline: at the bound the loop takes no Ready until the oldest write lands", () => {
+  const { r, leader } = asyncFollower(1);
+  const n2 = r.drivers.get("n2")!;
+  twoAppends(r, leader);
+  expect(n2.writesInFlight()).toBe(1);
+  expect(r.events.filter((e) => e === "n2 write started n=1").length).toBe(1);
+  r.completeOne("n2");
+  r.run();
+  expect(r.events.filter((e) => e.startsWith("n2 write started")).length).toBeGreaterThanOrEqual(2);
+  settleAsync(r);
+  expect(leader.raft!.log.committed).toBe(leader.raft!.log.lastIndex());
 });

@@ -96,6 +96,8 @@ export interface SimStats {
   livenessTicks: number;
   /** Witness workload: terms the witness led (each must end in a hand-off to a data node). */
   witnessLeads?: number;
+  /** Storage "async": writes started while an earlier one of the same node was still in flight (the pipeline). */
+  pipelinedWrites?: number;
 }
 
 export class SimFailure extends Error {
@@ -392,6 +394,7 @@ export class Simulator {
                 const hs = w.hardState;
                 if (hs) ops.push((s) => s.setHardState(hs));
                 for (const op of ops) op(n.working);
+                if (n.pending.length > 0) this.stats.pipelinedWrites = (this.stats.pipelinedWrites ?? 0) + 1;
                 n.pending.push({ entries: ents, ops, done });
               },
         firstIndex: () => n.working.firstIndex(),
