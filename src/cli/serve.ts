@@ -23,7 +23,8 @@ import { BadTlsPairError, checkPair, type PairFacts } from "../transport/pair.ts
 import { readTlsFiles, TlsWatch } from "../transport/tlswatch.ts";
 import { isLogLevel, Logger } from "../util/log.ts";
 import { VERSION } from "../version.ts";
-import { CliError, expectArgs, parse, UsageError } from "./args.ts";
+import { CliError, expectArgs, intOption, parse, UsageError } from "./args.ts";
+import { WRITES_IN_FLIGHT_MAX_DEFAULT } from "../node/driver.ts";
 import { AUTH_OPTIONS, AUTH_USAGE, listenApi as serveApi, setupAuth, warnPlainHttp } from "./serve-auth.ts";
 import { CHECKPOINT_OPTIONS, CHECKPOINT_USAGE, checkpointNodeOptions } from "./serve-checkpoints.ts";
 
@@ -40,6 +41,11 @@ Runs this host's node of the cluster described by FILE (cluster.json).
   --read-only MODE   "safe" (read index, default) or "lease"
   --log-level LEVEL  debug | info | warn | error (default info)
   --sync MODE        SQLite synchronous: FULL (default) or NORMAL
+  --writes-in-flight N
+                     log writes whose fsync may be pending at once (default
+                     ${WRITES_IN_FLIGHT_MAX_DEFAULT}, 1 to 1024): the node goes on sending, acknowledging
+                     what is durable and applying while the disk syncs; 1
+                     waits for each fsync before the next write
 
 ${AUTH_USAGE}
 
@@ -62,6 +68,7 @@ const OPTIONS = {
   ...AUTH_OPTIONS,
   "log-level": { type: "string", default: "info" },
   sync: { type: "string", default: "FULL" },
+  "writes-in-flight": { type: "string" },
   ...CHECKPOINT_OPTIONS,
 } as const;
 
@@ -109,6 +116,7 @@ export async function serve(argv: string[]): Promise<number> {
   if (readOnly !== "safe" && readOnly !== "lease") throw new UsageError(`--read-only must be safe or lease, got "${readOnly}"`);
   const sync = values.sync;
   if (sync !== "FULL" && sync !== "NORMAL") throw new UsageError(`--sync must be FULL or NORMAL, got "${sync}"`);
+  const writesInFlightMax = intOption(values["writes-in-flight"], "writes-in-flight", WRITES_IN_FLIGHT_MAX_DEFAULT, { min: 1, max: 1024 });
   const ckpt = checkpointNodeOptions(values);
   const root = new Logger({ level });
   const term = termination();
@@ -149,7 +157,7 @@ export async function serve(argv: string[]): Promise<number> {
   const testFaultsFile = process.env.CAIRN_TEST_FAULTS || undefined;
   const validators = new Validators({ validators: config.validators ?? [], cluster: config.cluster, nodeId: self.node.id, log });
   const beforePropose = (b: Uint8Array) => validators.check(b);
-  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, onFatal: (e) => failed(e), testFaultsFile, beforePropose, ...ckpt });
+  const node = new CairnNode({ id: self.node.id, dataDir, config, tls, tlsHealth, logger: root, readOnly, synchronous: sync, writesInFlightMax, onFatal: (e) => failed(e), testFaultsFile, beforePropose, ...ckpt });
   try {
     await node.start();
   } catch (e) {

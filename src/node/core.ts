@@ -25,6 +25,8 @@ export interface NodeCoreOptions {
   readonly synchronous?: "FULL" | "NORMAL";
   /** The leader sends its appends before its own fsync, counting itself once durable (driver.ts parallelAppends). */
   readonly parallelAppends: boolean;
+  /** Asynchronous log writes in flight at once (driver.ts writesInFlightMax). */
+  readonly writesInFlightMax?: number;
   readonly transport: {
     send(m: Message): boolean;
     setClusterId(id: string): void;
@@ -60,6 +62,7 @@ export class NodeCore {
       readyRoundsPerTurn: o.readyRoundsPerTurn,
       persistWaitersMax: o.persistWaitersMax,
       parallelAppends: o.parallelAppends,
+      writesInFlightMax: o.writesInFlightMax,
     });
   }
 

@@ -293,6 +293,7 @@ export class CairnNode implements NodeApi {
       readOnly: this.opts.readOnly ?? "safe",
       synchronous: this.opts.synchronous,
       parallelAppends: this.opts.parallelAppends !== false,
+      writesInFlightMax: this.opts.writesInFlightMax,
       transport: { send: (m) => this.transport.send(m.to, { t: "raft", m }), setClusterId: (id) => this.transport.setClusterId(id) },
       snapshots: this.snapshots,
       hooks,

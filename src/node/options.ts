@@ -29,6 +29,11 @@ export interface CairnNodeOptions {
    * once that write is durable (thesis §10.2.1; driver.ts parallelAppends). Default true.
    */
   readonly parallelAppends?: boolean;
+  /**
+   * Log writes whose fsync may be pending at once (driver.ts writesInFlightMax; the WAL is synced
+   * off the event loop, storage/walsync.ts). Default WRITES_IN_FLIGHT_MAX_DEFAULT.
+   */
+  readonly writesInFlightMax?: number;
   /** Test only: a faults file for the transport's fault hook (CAIRN_TEST_FAULTS; see transport/faults.ts). */
   readonly testFaultsFile?: string;
   /**

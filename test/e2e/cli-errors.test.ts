@@ -59,6 +59,7 @@ describe("usage errors exit 2", () => {
     await expectError(["init", "--base-port", "-5", "--dir", join(dir, "i1")], 2, '--base-port wants a whole number from 1 to 65535, got "-5"');
     await expectError(["tail", "--since", "-5", "--url", "http://127.0.0.1:1"], 2, '--since wants a whole number from 0');
     await expectError(["bench", "--clients", "-3", "--url", "http://127.0.0.1:1"], 2, '--clients wants a whole number');
+    await expectError(["serve", "--writes-in-flight", "0"], 2, '--writes-in-flight wants a whole number from 1 to 1024, got "0"');
     await expectError(["leader", "transfer", "--to", "--url", "http://127.0.0.1:1"], 2, '--to needs a value, but "--url" follows it');
     const err = await cairn("tail", "--since", "-5", "--url", "http://127.0.0.1:1");
     expect(err.err).not.toContain("ambiguous");
