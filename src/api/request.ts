@@ -5,11 +5,19 @@
  */
 import { ApiError, badRequest } from "./errors.ts";
 
-/** Reads the whole body, refusing more than `max` bytes (by Content-Length, and while reading). */
+/** Reads the whole body, refusing more than `max` bytes (by Content-Length, or while reading a body without one). */
 export async function readBodyLimited(req: Request, max: number): Promise<Uint8Array> {
   const declared = req.headers.get("content-length");
-  if (declared !== null && /^\d+$/.test(declared.trim()) && Number(declared) > max) throw tooLarge(Number(declared), max);
+  const length = declared !== null && /^\d+$/.test(declared.trim()) ? Number(declared) : undefined;
+  if (length !== undefined && length > max) throw tooLarge(length, max);
   if (req.body === null) return new Uint8Array(0);
+  // A declared length within the limit bounds what the server reads (HTTP/1.1 framing): one native
+  // read, without the stream machinery (about a tenth of the leader's CPU per small write).
+  if (length !== undefined) {
+    const body = new Uint8Array(await req.arrayBuffer());
+    if (body.byteLength > max) throw tooLarge(body.byteLength, max, true); // a Request built in-process may carry more than it declares
+    return body;
+  }
   const reader = req.body.getReader();
   const chunks: Uint8Array[] = [];
   let size = 0;

@@ -156,6 +156,15 @@ describe("bodies", () => {
     expect(err.status).toBe(413);
   });
 
+  test("a body with a Content-Length within the limit is read whole; one that carries more than it declares is still 413", async () => {
+    const ok = await readBodyLimited(new Request("http://x/", { method: "POST", body: "y".repeat(64), headers: { "content-length": "64" } }), 100);
+    expect(new TextDecoder().decode(ok)).toBe("y".repeat(64));
+    const lying = new Request("http://x/", { method: "POST", body: "z".repeat(500), headers: { "content-length": "10" } });
+    const err = await readBodyLimited(lying, 100).catch((e) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err.status).toBe(413);
+  });
+
   test("a chunked body is cut off once it passes the limit while reading", async () => {
     const err = await readBodyLimited(chunkedRequest(100, 1000), 5000).catch((e) => e);
     expect(err).toBeInstanceOf(ApiError);
