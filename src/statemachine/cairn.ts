@@ -39,6 +39,11 @@ export class CairnFsm implements Fsm {
    * Never throws for a bad command (that becomes an `invalid` result); a
    * throw here means SQLite failed (e.g. a full disk) and the batch is retried.
    */
+  /** One apply batch with the feed's state kept in memory (Fsm.batch). */
+  batch<T>(fn: () => T): T {
+    return this.ready().feed.batch(fn);
+  }
+
   apply(db: Db, entry: FsmEntry): Replayed<CommandResult> {
     const { feed, idem } = this.ready();
     assert(db === this.parts!.db, "CairnFsm applied on another database than the one it was initialised with");

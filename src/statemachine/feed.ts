@@ -76,15 +76,36 @@ export class Feed {
     this.s = prepare(db);
   }
 
+  /** feed_state as of the batch in progress (batch()), kept in step with this object's own writes. */
+  private cached: FeedState | undefined;
+
   state(): FeedState {
+    if (this.cached) return this.cached;
     const r = this.s.state.get()!;
     return { first: int(r, "first"), last: int(r, "last"), ts: int(r, "ts") };
   }
 
+  /**
+   * Runs fn with feed_state read once and kept in memory (one apply batch, inside its transaction:
+   * nothing else writes the feed meanwhile). Saves three reads and most clock writes per change.
+   */
+  batch<T>(fn: () => T): T {
+    assert(this.cached === undefined, "Feed.batch is not nestable");
+    this.cached = this.state();
+    try {
+      return fn();
+    } finally {
+      this.cached = undefined;
+    }
+  }
+
   /** Moves the feed clock to max(ts, clock) and returns it. */
   advanceTs(ts: number): number {
-    const now = Math.max(ts, this.state().ts);
+    const st = this.state();
+    const now = Math.max(ts, st.ts);
+    if (now === st.ts && this.cached) return now; // unchanged: no write
     this.s.setTs.run(now);
+    if (this.cached) this.cached = { ...st, ts: now };
     return now;
   }
 
@@ -100,6 +121,7 @@ export class Feed {
     }
     // first needs no update: on an empty feed it is already last + 1, the first new index.
     this.s.setLast.run(idx);
+    if (this.cached) this.cached = { ...this.cached, last: idx };
     return { index: st.last + 1, last: idx };
   }
 
@@ -141,6 +163,7 @@ export class Feed {
     this.s.deleteTagsThrough.run(cut);
     const deleted = this.s.deleteThrough.run(cut).changes;
     this.s.setFirst.run(cut + 1);
+    if (this.cached) this.cached = { ...this.cached, first: cut + 1 };
     return { first: cut + 1, deleted, more: want > cut };
   }
 

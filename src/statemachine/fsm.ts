@@ -31,6 +31,11 @@ export interface Fsm {
   init(db: Db): void;
   /** Applies one command, inside the Applier's transaction. */
   apply(db: Db, entry: FsmEntry): unknown;
+  /**
+   * Optional: runs the applies of one batch (inside its transaction). The FSM may keep what it
+   * reads in memory for the batch's length only (nothing else writes its tables meanwhile).
+   */
+  batch?<T>(fn: () => T): T;
 }
 
 export interface ApplierOptions {
@@ -73,13 +78,16 @@ export class Applier {
     if (todo.length === 0) return results;
     assert(todo[0]!.index === applied + 1, () => `apply gap: entry ${todo[0]!.index} after applied index ${applied}`);
     const db = this.store.db;
-    db.transaction(() => {
+    const applyAll = () =>
       todo.forEach((e, k) => {
         assert(e.index === applied + 1 + k, () => `entries to apply not contiguous at ${e.index}`);
         if (e.kind === "normal" && e.data.byteLength > 0) {
           results.set(e.index, this.fsm.apply(db, { index: e.index, term: e.term, data: e.data }));
         }
       });
+    db.transaction(() => {
+      if (this.fsm.batch) this.fsm.batch(applyAll);
+      else applyAll();
       this.store.saveApplied(todo[todo.length - 1]!.index, conf);
     });
     return results;
