@@ -7,13 +7,16 @@ const BUCKETS_SEC = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 const METHODS = new Set(["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]);
 
 interface Histogram {
+  /** The series' label text, rendered once when the series is first seen. */
+  readonly labels: string;
   readonly counts: number[];
   sum: number;
   count: number;
 }
 
 export class HttpMetrics {
-  private readonly requests = new Map<string, number>();
+  /** By "method route status" (a plain key: the label text is rendered once per series, not per request). */
+  private readonly requests = new Map<string, { readonly labels: string; n: number }>();
   private readonly latency = new Map<string, Histogram>();
   private inflight = 0;
 
@@ -25,14 +28,14 @@ export class HttpMetrics {
   end(opts: { method: string; route: string; status: number; seconds: number }): void {
     this.inflight--;
     const method = METHODS.has(opts.method) ? opts.method : "OTHER";
-    const k = labels({ method, route: opts.route, status: String(opts.status) });
-    this.requests.set(k, (this.requests.get(k) ?? 0) + 1);
-    const hk = labels({ method, route: opts.route });
+    const k = `${method} ${opts.route} ${opts.status}`;
+    const r = this.requests.get(k);
+    if (r) r.n++;
+    else this.requests.set(k, { labels: labels({ method, route: opts.route, status: String(opts.status) }), n: 1 });
+    const hk = `${method} ${opts.route}`;
     let h = this.latency.get(hk);
-    if (!h) this.latency.set(hk, (h = { counts: BUCKETS_SEC.map(() => 0), sum: 0, count: 0 }));
-    BUCKETS_SEC.forEach((b, i) => {
-      if (opts.seconds <= b) h.counts[i]!++;
-    });
+    if (!h) this.latency.set(hk, (h = { labels: labels({ method, route: opts.route }), counts: BUCKETS_SEC.map(() => 0), sum: 0, count: 0 }));
+    for (let i = BUCKETS_SEC.length - 1; i >= 0 && opts.seconds <= BUCKETS_SEC[i]!; i--) h.counts[i]!++;
     h.sum += opts.seconds;
     h.count++;
   }
@@ -43,12 +46,13 @@ export class HttpMetrics {
       "# HELP cairn_http_requests_total HTTP requests answered, by route, method and status.",
       "# TYPE cairn_http_requests_total counter",
     ];
-    for (const [k, v] of this.requests) out.push(`cairn_http_requests_total{${k}} ${v}`);
+    for (const { labels: k, n } of this.requests.values()) out.push(`cairn_http_requests_total{${k}} ${n}`);
     out.push(
       "# HELP cairn_http_request_duration_seconds Time to the response headers, by route and method.",
       "# TYPE cairn_http_request_duration_seconds histogram",
     );
-    for (const [k, h] of this.latency) {
+    for (const h of this.latency.values()) {
+      const k = h.labels;
       BUCKETS_SEC.forEach((b, i) => out.push(`cairn_http_request_duration_seconds_bucket{${k},le="${b}"} ${h.counts[i]}`));
       out.push(`cairn_http_request_duration_seconds_bucket{${k},le="+Inf"} ${h.count}`);
       out.push(`cairn_http_request_duration_seconds_sum{${k}} ${h.sum}`);

@@ -58,7 +58,7 @@ export interface StoreOptions {
   readonly schema?: SchemaOptions;
   /** Run PRAGMA quick_check before anything reads the file (DbCorruptError if it fails). */
   readonly verify?: boolean;
-  /** Test only: the fsync persistAsync uses (node:fs fsync by default). */
+  /** Test only: the sync persistAsync uses (node:fs fdatasync by default). */
   readonly walFsync?: FsyncFn;
 }
 

@@ -23,7 +23,7 @@
  * fail with the same error, since what the kernel dropped cannot be known
  * (PostgreSQL's "fsyncgate"); the node stops and recovers from the file.
  */
-import { closeSync, fsync, fsyncSync, openSync } from "node:fs";
+import { closeSync, fdatasync, fsyncSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { assert } from "../util/assert.ts";
 
@@ -96,7 +96,7 @@ export class WalSync {
     } catch (e) {
       return queueMicrotask(() => this.finish(batch, new WalSyncError(this.o.walPath, e)));
     }
-    (this.o.fsync ?? fsync)(fd, (err) => this.finish(batch, err ? new WalSyncError(this.o.walPath, err) : undefined));
+    (this.o.fsync ?? fdatasync)(fd, (err) => this.finish(batch, err ? new WalSyncError(this.o.walPath, err) : undefined));
   }
 
   private finish(batch: Request[], err: WalSyncError | undefined): void {
