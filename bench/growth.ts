@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { BINARY, ROOT, waitFor } from "./shared.ts";
 import { startCairn, type CairnSystem } from "./cairn.ts";
 import { machine, percentile, writeSection } from "./lib.ts";
-import { busyNote, ensureTools, rssMb, runWrk, ToolsUnavailableError, type WrkRun } from "./wrkrun.ts";
+import { busyNote, ensureTools, rssMb, runWrk, ToolsUnavailableError, type WrkOptions, type WrkRun } from "./wrkrun.ts";
 
 const { values: args } = parseArgs({
   options: {
@@ -100,12 +100,15 @@ async function restartToReady(s: CairnSystem): Promise<Record<string, number>> {
   return out;
 }
 
-async function putRun(s: CairnSystem, label: string): Promise<WrkRun> {
-  const leader = await s.leader();
-  const r = await runWrk({
-    url: s.url(leader), connections: CONNECTIONS, seconds: SECONDS, keyPrefix: `g-${label}-`,
+function putRequest(s: CairnSystem, leader: string, keyPrefix: string): WrkOptions {
+  return {
+    url: s.url(leader), connections: CONNECTIONS, seconds: SECONDS, keyPrefix,
     request: { method: "PUT", path: `"/kv/" .. key`, body: "VALUE", headers: { ...authOf(s), "content-type": "application/octet-stream" }, consts: { VALUE } },
-  });
+  };
+}
+
+async function putRun(s: CairnSystem, label: string): Promise<WrkRun> {
+  const r = await runWrk(putRequest(s, await s.leader(), `g-${label}-`));
   log(`${label}: PUT /kv at ${CONNECTIONS}: ${Math.round(r.okPerSec)}/s, p50 ${r.p50} ms, p99 ${r.p99} ms, errors ${r.errors}`);
   return r;
 }
@@ -114,6 +117,8 @@ async function measure(s: CairnSystem, name: string): Promise<Phase> {
   await s.waitHealthy();
   const rss = rssAll(s);
   const readyMs = await restartToReady(s);
+  // Both phases are measured in the same state: restarted nodes warmed up by 2 s of the same load, unmeasured.
+  await runWrk({ ...putRequest(s, await s.leader(), `g-${name}-warm-`), seconds: 2 });
   const wrk = await putRun(s, name);
   await s.waitHealthy();
   return { name, rssMb: rss, readyMs, wrk, rssAfterMb: rssAll(s), dataMb: dataMb(s) };
@@ -334,6 +339,9 @@ async function main(): Promise<void> {
   try {
     const empty = await measure(s, "empty");
     const times = await load(s);
+    // The load leaves hundreds of MB of dirty pages that the kernel writes back over the next ~30 s,
+    // slowing every fsync meanwhile: flush them first, so that "loaded" measures the state's size, not the burst.
+    spawnSync("sync");
     const loaded = await measure(s, "loaded");
     const f = await fanOut(s);
     const version = `${spawnSync(BINARY, ["version"], { encoding: "utf8" }).stdout?.trim() ?? "?"}, built ${statSync(BINARY).mtime.toISOString()}`;

@@ -130,18 +130,48 @@ export class Feed {
     return r ? toChange(r) : null;
   }
 
+  /**
+   * Pages already read at the current feed bounds, by query: when a change wakes a thousand
+   * long polls and streams waiting with the same query, one reads the page and the rest share it.
+   * Rows are immutable between the bounds (the feed is appended to and trimmed from the front),
+   * so a page stays right until first or last moves; then the cache is emptied.
+   */
+  private readonly pages = new Map<string, ChangePage>();
+  private pagesAt = "";
+  private pagesBytes = 0;
+
   list(q: ChangeQuery): ChangePage {
     const { first, last } = this.state();
+    const at = `${first}:${last}`;
+    if (at !== this.pagesAt) {
+      this.pages.clear();
+      this.pagesAt = at;
+      this.pagesBytes = 0;
+    }
+    // String(): NaN and undefined must not share a key with a valid value (they fail validation).
+    const key = `${String(q.since)}|${String(q.sinceTs)}|${String(q.limit)}|${JSON.stringify(q.tags ?? [])}`;
+    const hit = this.pages.get(key);
+    if (hit) return hit;
+    const { page, bytes } = this.readPage(q, first, last);
+    if (this.pages.size < PAGE_CACHE_LENGTH_MAX && this.pagesBytes + bytes <= PAGE_CACHE_BYTES_MAX) {
+      this.pages.set(key, page);
+      this.pagesBytes += bytes;
+    }
+    return page;
+  }
+
+  private readPage(q: ChangeQuery, first: number, last: number): { page: ChangePage; bytes: number } {
     const limit = clampLimit(q.limit);
     let since = Math.max(0, wholeNumber(q.since ?? 0, "since"));
     if (q.sinceTs !== undefined) since = Math.max(since, this.indexBeforeTs(wholeNumber(q.sinceTs, "sinceTs"), last));
     const tags = q.tags ?? [];
     if (tags.length > L.QUERY_TAGS_MAX) throw new InvalidQueryError(`${tags.length} tags in one query, over ${L.QUERY_TAGS_MAX}`);
     const rows = tags.length > 0 ? this.taggedRows(tags, since, limit + 1) : this.s.after.all(since, limit + 1);
-    const { changes, cut } = takeWithinBytes(rows, limit);
+    const { changes, cut, bytes } = takeWithinBytes(rows, limit);
     const atEnd = !cut;
     const next = atEnd ? Math.max(since, last) : changes[changes.length - 1]!.index;
-    return { changes, first, last, atStart: since < first, atEnd, next };
+    // Shared by every caller with the same query (the cache above): nobody may change it.
+    return { page: Object.freeze({ changes: Object.freeze(changes) as Change[], first, last, atStart: since < first, atEnd, next }), bytes };
   }
 
   /** Deletes the oldest changes by policy; the same call at the same state deletes the same ones. */
@@ -206,17 +236,22 @@ function wholeNumber(v: number, what: string): number {
 }
 
 /** The first `limit` rows, fewer once LIST_BYTES_MAX is passed; cut = more rows were left. */
-function takeWithinBytes(rows: Row[], limit: number): { changes: Change[]; cut: boolean } {
+function takeWithinBytes(rows: Row[], limit: number): { changes: Change[]; cut: boolean; bytes: number } {
   const changes: Change[] = [];
   let bytes = 0;
   for (const r of rows) {
-    if (changes.length === limit) return { changes, cut: true };
-    bytes += str(r, "data").length; // UTF-16 length: close enough to bytes for a bound
-    if (changes.length > 0 && bytes > L.LIST_BYTES_MAX) return { changes, cut: true };
+    if (changes.length === limit) return { changes, cut: true, bytes };
+    const size = str(r, "data").length; // UTF-16 length: close enough to bytes for a bound
+    if (changes.length > 0 && bytes + size > L.LIST_BYTES_MAX) return { changes, cut: true, bytes };
+    bytes += size;
     changes.push(toChange(r));
   }
-  return { changes, cut: false };
+  return { changes, cut: false, bytes };
 }
+
+/** The page cache of Feed.list: at most this many pages, and this many bytes of change data. */
+const PAGE_CACHE_LENGTH_MAX = 64;
+const PAGE_CACHE_BYTES_MAX = 8 * 1024 * 1024;
 
 function toChange(r: Row): Change {
   return {

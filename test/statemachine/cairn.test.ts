@@ -98,6 +98,21 @@ describe("change feed", () => {
     expect(page.atEnd).toBe(false);
   });
 
+  test("readers with the same query at the same feed bounds share one page; a new change or a trim gives a fresh one", () => {
+    const n = node();
+    n.applyAll([changes(1, ["a", ["t"]], ["b", ["u"]])]);
+    const first = n.fsm.listChanges({ since: 0, tags: ["t"] });
+    expect(n.fsm.listChanges({ since: 0, tags: ["t"] })).toBe(first); // shared, not re-read
+    expect(Object.isFrozen(first) && Object.isFrozen(first.changes)).toBe(true);
+    expect(n.fsm.listChanges({ since: 0, tags: ["u"] }).changes.map((c) => c.data)).toEqual(["b"]);
+    n.applyAll([changes(2, ["c", ["t"]])]);
+    const after = n.fsm.listChanges({ since: 0, tags: ["t"] });
+    expect(after).not.toBe(first);
+    expect(after.changes.map((c) => c.data)).toEqual(["a", "c"]);
+    n.fsm.trimFeed({ keepEntries: 1 });
+    expect(n.fsm.listChanges({ since: 0, tags: ["t"] }).changes.map((c) => c.data)).toEqual(["c"]);
+  });
+
   test("a page stops early past LIST_BYTES_MAX; bad queries are InvalidQueryError", () => {
     const n = node();
     const big = "x".repeat(1_000_000);
