@@ -7,7 +7,7 @@ import { z } from "zod";
 import { firstLoneSurrogate, pathStep, type ChangeItem, type JsonValue } from "../statemachine/commands.ts";
 import type { ChangePage, ChangeQuery } from "../statemachine/feed.ts";
 import { BATCH_ITEMS_MAX, JSON_DEPTH_MAX, LIST_LIMIT_MAX } from "../statemachine/limits.ts";
-import { bounded, goneBody, goneError, json, readPoint, stalenessHeader, type ApiContext } from "./context.ts";
+import { bounded, goneBody, goneError, json, jsonText, readPoint, stalenessHeader, type ApiContext } from "./context.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import {
   blockParam,
@@ -104,7 +104,8 @@ export function registerChanges(app: Hono, ctx: ApiContext): void {
     let page = queryPage(ctx, p);
     if (page.changes.length === 0 && p.blockMs > 0) page = await longPoll(ctx, c, p, page);
     const staleness = p.consistency === "stale" ? ctx.node.staleness() : undefined;
-    return json({ ...page, ...(staleness ? { staleness } : {}) }, 200, stalenessHeader(staleness));
+    if (staleness) return json({ ...page, staleness }, 200, stalenessHeader(staleness));
+    return jsonText(pageJson(page));
   });
 
   app.get("/changes/stream", async (c) => {
@@ -142,6 +143,15 @@ export function registerChanges(app: Hono, ctx: ApiContext): void {
     if (index < first) throw goneError(ctx, index - 1, first);
     throw new ApiError(404, "not_found", `change ${index} does not exist yet: the feed ends at ${ctx.node.fsm.feedState().last}`);
   });
+}
+
+/** A page's JSON, made once per page: long polls woken by the same change share the page (Feed.list) and its text. */
+const jsonOfPage = new WeakMap<ChangePage, string>();
+
+function pageJson(page: ChangePage): string {
+  let text = jsonOfPage.get(page);
+  if (text === undefined) jsonOfPage.set(page, (text = JSON.stringify(page)));
+  return text;
 }
 
 /** One page; 410 when an explicit `since` is below the retained feed. */

@@ -126,5 +126,10 @@ export function goneError(ctx: ApiContext, since: number, first: number): ApiErr
 }
 
 export function json(body: unknown, status = 200, headers: Record<string, string> = {}): Response {
-  return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json; charset=utf-8", ...headers } });
+  return jsonText(JSON.stringify(body), status, headers);
+}
+
+/** A JSON answer from text already serialized. */
+export function jsonText(text: string, status = 200, headers: Record<string, string> = {}): Response {
+  return new Response(text, { status, headers: { "content-type": "application/json; charset=utf-8", ...headers } });
 }

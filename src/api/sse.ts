@@ -9,7 +9,7 @@
  */
 import { isFatalDbError } from "../platform/sqlite.ts";
 import type { NodeApi } from "../node/api.ts";
-import type { Change } from "../statemachine/feed.ts";
+import type { Change, ChangePage } from "../statemachine/feed.ts";
 import type { Logger } from "../util/log.ts";
 
 export interface SseMessage {
@@ -37,6 +37,15 @@ export function formatSseComment(text: string): string {
 
 export function formatChangeEvent(c: Change): string {
   return formatSse({ id: String(c.index), event: "change", data: JSON.stringify(c) });
+}
+
+/** A page's events, rendered once per page: subscribers woken by the same change share the page (Feed.list) and its text. */
+const eventsOfPage = new WeakMap<ChangePage, string>();
+
+function pageEvents(page: ChangePage): string {
+  let text = eventsOfPage.get(page);
+  if (text === undefined) eventsOfPage.set(page, (text = page.changes.map(formatChangeEvent).join("")));
+  return text;
 }
 
 /** Last-Event-ID as a feed index, or undefined when absent or not an index. */
@@ -155,7 +164,7 @@ class ChangeStream {
         return { text: formatSse({ event: "gone", data: JSON.stringify(o.gone(page.first - 1)) }), end: true };
       }
       this.cursor = page.next;
-      if (page.changes.length > 0) return { text: page.changes.map(formatChangeEvent).join(""), end: false };
+      if (page.changes.length > 0) return { text: pageEvents(page), end: false };
       const waitMs = o.keepaliveMs - (Date.now() - this.lastSentMs);
       if (waitMs <= 0) return { text: formatSseComment("keepalive"), end: false };
       const until = Date.now() + waitMs;

@@ -273,7 +273,7 @@ export class CairnNode implements NodeApi {
       proposals: this.proposals,
       reads: this.reads,
       counters: this.counters,
-      feedMoved: () => this.feedWaiters.onFeed(this.feedLast()),
+      feedMoved: () => this.wakeFeedReaders(),
       calls: this.calls,
       snapshots: this.snapshots,
       handover: this.handover,
@@ -472,6 +472,22 @@ export class CairnNode implements NodeApi {
 
   async propose(cmd: Command, opts: { wait?: WaitMode; timeoutMs?: number } = {}): Promise<ProposeOutcome> {
     return this.writes.propose({ bytes: encodeCommand(cmd), wait: opts.wait ?? "applied", timeoutMs: opts.timeoutMs ?? this.proposeTimeoutMs, mayForward: true });
+  }
+
+  private feedWakeDue = false;
+
+  /**
+   * Feed long polls and streams learn of new changes in a later turn, once per turn: the writers
+   * whose entries were just applied are answered first (a thousand readers woken in the same turn
+   * would interleave their work with the writers' answers and delay them all).
+   */
+  private wakeFeedReaders(): void {
+    if (this.feedWakeDue) return;
+    this.feedWakeDue = true;
+    setImmediate(() => {
+      this.feedWakeDue = false;
+      this.feedWaiters.onFeed(this.feedLast());
+    });
   }
 
   /**
