@@ -538,6 +538,33 @@ function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+let probeNo = 0;
+
+/**
+ * Posts one probe change through `id` until it is acknowledged; returns when
+ * (performance.now()). Retries carry the same Idempotency-Key, so the probe is
+ * in the feed at most once; with `writer`, it is registered with that writer's
+ * unsettled writes so that expectFeedsAgree accepts it there.
+ */
+export async function firstWriteVia(c: E2ECluster, id: string, o: { timeoutMs: number; writer?: Writer }): Promise<number> {
+  const key = `probe-${id}-${++probeNo}`;
+  o.writer?.unsettled.add(JSON.stringify({ probe: key }));
+  return await waitFor(
+    `a write acknowledged through ${id}`,
+    async () => {
+      const r = await c.json(id, "/changes", {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify({ data: { probe: key }, tags: [] }),
+        signal: AbortSignal.timeout(500),
+      });
+      return r.status === 200 || r.status === 201 ? performance.now() : undefined;
+    },
+    o.timeoutMs,
+    20,
+  );
+}
+
 /**
  * Every node of `ids` ends with the same feed (same indexes, same data, same
  * order); every acknowledged write is in it exactly once at the index it was
