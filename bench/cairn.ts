@@ -17,7 +17,11 @@ export interface CairnSystem extends System {
   readonly token: string;
 }
 
-export async function startCairn(o: { tls: boolean }): Promise<CairnSystem> {
+/**
+ * `tag`: the tag of the changes `write` makes (bench/write.ts's section names
+ * "bench"; "failover" when not given).
+ */
+export async function startCairn(o: { tls: boolean; tag?: string }): Promise<CairnSystem> {
   ensureBinary();
   const c = await E2ECluster.init(3, (f) => {
     f.raft = { heartbeatMs: 100, electionMs: 1000 }; // what `cairn init` writes (the harness shortens it)
@@ -35,6 +39,8 @@ export async function startCairn(o: { tls: boolean }): Promise<CairnSystem> {
     await c.close();
     throw e;
   }
+  // write() runs once a request in bench/write.ts's closed loops: read the cluster file once, not per request.
+  const apis = new Map(ids.map((id) => [id, c.api(id)]));
   const sys: CairnSystem = {
     name: "cairn",
     ids,
@@ -45,14 +51,15 @@ export async function startCairn(o: { tls: boolean }): Promise<CairnSystem> {
     pid: (id) => c.procs.get(id)?.child.pid,
     leader: () => c.leader(30_000),
     write: (id, client, seq) => ({
-      url: `${c.api(id)}/changes`,
+      url: `${apis.get(id)}/changes`,
       init: {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({ data: { c: client, s: seq, v: "bench-payload" }, tags: ["failover"] }),
+        body: JSON.stringify({ data: { c: client, s: seq, v: "bench-payload" }, tags: [o.tag ?? "failover"] }),
       },
     }),
-    ok: (s) => s === 200 || s === 201,
+    // POST /changes answers 201 once the change is committed and applied (src/api/encode.ts).
+    ok: (s) => s === 201,
     kill: (id) => c.signal(id, "SIGKILL"),
     restart: async (id) => {
       c.start(id, { args });

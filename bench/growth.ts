@@ -19,9 +19,8 @@ import { connect, type Socket } from "node:net";
 import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { loadavg } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { BINARY, ROOT, waitFor } from "./shared.ts";
+import { BINARY, resultsPath, RUN_OPTIONS, waitFor, whole } from "./shared.ts";
 import { startCairn, type CairnSystem } from "./cairn.ts";
 import { machine, percentile, writeSection } from "./lib.ts";
 import { busyNote, ensureTools, rssMb, runWrk, ToolsUnavailableError, type WrkOptions, type WrkRun } from "./wrkrun.ts";
@@ -30,20 +29,11 @@ const { values: args } = parseArgs({
   options: {
     feed: { type: "string" },
     keys: { type: "string" },
-    seconds: { type: "string" },
     readers: { type: "string" },
     rounds: { type: "string" },
-    quick: { type: "boolean", default: false },
-    out: { type: "string" },
+    ...RUN_OPTIONS,
   },
 });
-
-function whole(name: string, v: string | undefined, fallback: number, min: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be a whole number of at least ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
 
 const QUICK = args.quick!;
 const FEED = whole("feed", args.feed, QUICK ? 20_000 : 1_000_000, 0);
@@ -51,7 +41,7 @@ const KEYS = whole("keys", args.keys, QUICK ? 2_000 : 100_000, 0);
 const SECONDS = whole("seconds", args.seconds, QUICK ? 1 : 10, 1);
 const READERS = whole("readers", args.readers, QUICK ? 50 : 1000, 1);
 const ROUNDS = whole("rounds", args.rounds, QUICK ? 2 : 5, 1);
-const OUT = args.out ?? (QUICK ? undefined : join(ROOT, "bench", "RESULTS.md"));
+const OUT = resultsPath(args.out, QUICK);
 const FEED_BATCH = 500;
 const TXN_PUTS = 128;
 const LOAD_CONCURRENCY = 4;

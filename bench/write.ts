@@ -27,8 +27,8 @@ import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
-import { BINARY, E2ECluster, ROOT, ensureBinary } from "../harness/cluster.ts";
-import { waitFor } from "../harness/ports.ts";
+import { BINARY, ROOT, ensureBinary } from "../harness/cluster.ts";
+import { startCairn } from "./cairn.ts";
 import { etcdVersion, startEtcd } from "./etcd.ts";
 import { machine, median, mergeLoads, runFailovers, runLoad, writeSection, type LoadResult, type System } from "./lib.ts";
 
@@ -59,47 +59,6 @@ if (!["auto", "yes", "no"].includes(args.etcd!)) throw new Error(`--etcd must be
 
 const log = (s: string) => console.error(`[bench] ${s}`);
 const warnings: string[] = [];
-
-async function startCairn(): Promise<System> {
-  ensureBinary();
-  const c = await E2ECluster.init(3, (f) => {
-    f.raft = { heartbeatMs: 100, electionMs: 1000 };
-  });
-  const ids = ["n1", "n2", "n3"];
-  for (const id of ids) c.start(id);
-  await c.waitVoters(3, 60_000);
-  const apis = new Map(ids.map((id) => [id, c.api(id)]));
-  return {
-    name: "cairn",
-    ids,
-    fetch: c.fetch,
-    leader: () => c.leader(30_000),
-    write: (id, client, seq) => ({
-      url: `${apis.get(id)}/changes`,
-      init: {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ data: { c: client, s: seq, v: "bench-payload" }, tags: ["bench"] }),
-      },
-    }),
-    ok: (s) => s === 201,
-    kill: (id) => c.signal(id, "SIGKILL"),
-    restart: async (id) => {
-      c.start(id);
-    },
-    waitHealthy: async () => {
-      await waitFor("cairn healthy and caught up", async () => {
-        if (c.procs.size !== ids.length) return false;
-        const st = await Promise.all(ids.map((id) => c.status(id).catch(() => null)));
-        const leader = st[0]?.leader?.id;
-        if (!leader || st.some((s) => s?.leader?.id !== leader)) return false;
-        const commit = st.find((s) => s.id === leader)!.index.commit;
-        return st.every((s) => s.index.applied === commit);
-      }, 60_000, 100);
-    },
-    close: () => c.close(),
-  };
-}
 
 interface Run {
   loads: LoadResult[];
@@ -166,7 +125,7 @@ async function main(): Promise<void> {
   if (args.etcd === "yes" && etcdV === null) throw new Error("--etcd yes, but etcd is not on PATH (apt-get install -y etcd-server)");
   const loadAtStart = loadAverage();
   const runs: Run[] = [];
-  const systems: [string, () => Promise<System>][] = [["cairn", startCairn]];
+  const systems: [string, () => Promise<System>][] = [["cairn", () => startCairn({ tls: true, tag: "bench" })]];
   if (withEtcd) systems.push(["etcd", startEtcd]);
   for (const [name, start] of systems) {
     log(`starting ${name}`);

@@ -19,9 +19,8 @@
 import { spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
 import { loadavg } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { BINARY, ROOT, Writer, waitFor } from "./shared.ts";
+import { BINARY, resultsPath, RUN_OPTIONS, Writer, waitFor, whole } from "./shared.ts";
 import { startCairn, type CairnSystem } from "./cairn.ts";
 import { startEtcd, type EtcdSystem } from "./etcd.ts";
 import { machine, median, runFailovers, sleep, writeSection, type System } from "./lib.ts";
@@ -31,19 +30,10 @@ import { busyNote, childrenCpuMs, cpuTimes, ensureTools, runWrk, ToolsUnavailabl
 const { values: args } = parseArgs({
   options: {
     tls: { type: "string", default: "both" },
-    seconds: { type: "string" },
     failovers: { type: "string" },
-    quick: { type: "boolean", default: false },
-    out: { type: "string" },
+    ...RUN_OPTIONS,
   },
 });
-
-function whole(name: string, v: string | undefined, fallback: number, min: number): number {
-  if (v === undefined) return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be a whole number of at least ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
 
 if (!["on", "off", "both"].includes(args.tls!)) throw new Error(`--tls must be on, off or both, got ${JSON.stringify(args.tls)}`);
 const QUICK = args.quick!;
@@ -54,7 +44,7 @@ const CONNECTIONS = QUICK ? [1, 16] : [1, 16, 64, 256];
 const MID = QUICK ? 16 : 64;
 const WARMUP_SECONDS = QUICK ? 1 : 3;
 const TLS_MODES: boolean[] = args.tls === "both" ? [true, false] : [args.tls === "on"];
-const OUT = args.out ?? (QUICK ? undefined : join(ROOT, "bench", "RESULTS.md"));
+const OUT = resultsPath(args.out, QUICK);
 const VALUE = "v".repeat(200);
 const READ_KEYS = 1000;
 const HEARTBEAT_MS = 100;

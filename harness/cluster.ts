@@ -22,6 +22,34 @@ export function ensureBinary(): void {
   if (r.status !== 0) throw new Error("building dist/cairn failed");
 }
 
+export interface CairnRun {
+  /** The exit code; -1 when a signal ended it (the timeout's SIGKILL among them). */
+  readonly code: number;
+  readonly out: string;
+  readonly err: string;
+}
+
+/**
+ * Runs the binary (`cairn ARGS...`) to its end without blocking the event loop,
+ * so that clusters the test runs keep answering; SIGKILLed after `timeoutMs`
+ * (default 30 s) so that a hung command fails its test instead of stalling it.
+ */
+export function runCairn(args: readonly string[], o: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs?: number } = {}): Promise<CairnRun> {
+  return new Promise((resolve) => {
+    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: o.env, cwd: o.cwd });
+    let out = "";
+    let err = "";
+    p.stdout.on("data", (d) => (out += d));
+    p.stderr.on("data", (d) => (err += d));
+    const timer = setTimeout(() => p.kill("SIGKILL"), o.timeoutMs ?? 30_000);
+    // "close", not "exit": the output is complete only once both pipes have ended.
+    p.on("close", (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? -1, out, err });
+    });
+  });
+}
+
 export interface ClusterFileNode {
   id: string;
   peer: string;
@@ -536,6 +564,33 @@ export class Writer {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+let probeNo = 0;
+
+/**
+ * Posts one probe change through `id` until it is acknowledged; returns when
+ * (performance.now()). Retries carry the same Idempotency-Key, so the probe is
+ * in the feed at most once; with `writer`, it is registered with that writer's
+ * unsettled writes so that expectFeedsAgree accepts it there.
+ */
+export async function firstWriteVia(c: E2ECluster, id: string, o: { timeoutMs: number; writer?: Writer }): Promise<number> {
+  const key = `probe-${id}-${++probeNo}`;
+  o.writer?.unsettled.add(JSON.stringify({ probe: key }));
+  return await waitFor(
+    `a write acknowledged through ${id}`,
+    async () => {
+      const r = await c.json(id, "/changes", {
+        method: "POST",
+        headers: { "content-type": "application/json", "idempotency-key": key },
+        body: JSON.stringify({ data: { probe: key }, tags: [] }),
+        signal: AbortSignal.timeout(500),
+      });
+      return r.status === 200 || r.status === 201 ? performance.now() : undefined;
+    },
+    o.timeoutMs,
+    20,
+  );
 }
 
 /**

@@ -4,41 +4,19 @@
  * it keeps working; its numbers are not checked against the targets.
  */
 import { expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ensureTools, ToolsUnavailableError } from "../../bench/wrkrun.ts";
+import { runQuick, smokeSkipWhy } from "./smoke.ts";
 
-const ROOT = join(import.meta.dir, "..", "..");
-
-let skipWhy: string | null = null;
-try {
-  ensureTools();
-} catch (e) {
-  if (!(e instanceof ToolsUnavailableError)) throw e;
-  skipWhy = e.message;
-  console.warn(`SKIPPED the bench/growth.ts smoke run: ${skipWhy}`);
-}
+const skipWhy = smokeSkipWhy("growth");
 
 test.skipIf(skipWhy !== null)("bench/growth.ts --quick loads a state, measures it and fans one change out to every reader", () => {
-  const dir = mkdtempSync(join(tmpdir(), "cairn-growth-smoke-"));
-  try {
-    const out = join(dir, "RESULTS.md");
-    const r = spawnSync(process.execPath, ["run", join(ROOT, "bench", "growth.ts"), "--quick", "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 170_000 });
-    if (r.status !== 0) console.error(r.stderr.split("\n").slice(-30).join("\n"));
-    expect(r.status).toBe(0);
-    const text = readFileSync(out, "utf8");
-    expect(text).toContain("## Growth (bench/growth.ts)");
-    expect(text).toMatch(/\| empty \| n1 \d+, n2 \d+, n3 \d+ \|/);
-    expect(text).toMatch(/\| loaded \| n1 \d+, n2 \d+, n3 \d+ \|/);
-    // Every reader got the change in every round (2 rounds x 50 of each kind).
-    expect(text).toMatch(/\| long poll \| 100 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
-    expect(text).toMatch(/\| SSE \| 100 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
-    for (const t of ["resident memory under 150 MB", "restart to ready under 5 s", "within 10% of an empty store's", "long-polling readers, p99 under 50 ms", "SSE subscribers, p99 under 50 ms"]) {
-      expect(text).toMatch(new RegExp(`\\| [^|]*${t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}[^|]* \\| \\*\\*(met|missed)\\*\\*: `));
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+  const text = runQuick({ name: "growth", timeoutMs: 170_000 });
+  expect(text).toContain("## Growth (bench/growth.ts)");
+  expect(text).toMatch(/\| empty \| n1 \d+, n2 \d+, n3 \d+ \|/);
+  expect(text).toMatch(/\| loaded \| n1 \d+, n2 \d+, n3 \d+ \|/);
+  // Every reader got the change in every round (2 rounds x 50 of each kind).
+  expect(text).toMatch(/\| long poll \| 100 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+  expect(text).toMatch(/\| SSE \| 100 \| [\d.]+ \| [\d.]+ \| [\d.]+ \|/);
+  for (const t of ["resident memory under 150 MB", "restart to ready under 5 s", "within 10% of an empty store's", "long-polling readers, p99 under 50 ms", "SSE subscribers, p99 under 50 ms"]) {
+    expect(text).toMatch(new RegExp(`\\| [^|]*${t.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}[^|]* \\| \\*\\*(met|missed)\\*\\*: `));
   }
 }, 180_000);

@@ -6,13 +6,11 @@
  * the smoke run is skipped (with the reason) when that is not possible.
  */
 import { describe, expect, test } from "bun:test";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ensureTools, parseWrk, ToolsUnavailableError } from "../../bench/wrkrun.ts";
-
-const ROOT = join(import.meta.dir, "..", "..");
+import { runQuick, smokeSkipWhy } from "./smoke.ts";
 
 const SAMPLE = `Running 1s test @ http://127.0.0.1:10724
   2 threads and 4 connections
@@ -67,39 +65,23 @@ describe("ensureTools", () => {
   });
 });
 
-let skipWhy: string | null = null;
-try {
-  ensureTools();
-} catch (e) {
-  if (!(e instanceof ToolsUnavailableError)) throw e;
-  skipWhy = e.message;
-  console.warn(`SKIPPED the bench/wrk.ts smoke run: ${skipWhy}`);
-}
+const skipWhy = smokeSkipWhy("wrk");
 
 describe("bench/wrk.ts --quick", () => {
   test.skipIf(skipWhy !== null)("runs etcd and cairn under wrk in both TLS modes and finds every acknowledged write on every node", () => {
-    const dir = mkdtempSync(join(tmpdir(), "cairn-wrk-smoke-"));
-    try {
-      const out = join(dir, "RESULTS.md");
-      const r = spawnSync(process.execPath, ["run", join(ROOT, "bench", "wrk.ts"), "--quick", "--tls", "both", "--out", out], { cwd: ROOT, encoding: "utf8", timeout: 280_000 });
-      if (r.status !== 0) console.error(r.stderr.split("\n").slice(-30).join("\n"));
-      expect(r.status).toBe(0);
-      const text = readFileSync(out, "utf8");
-      expect(text).toContain("## cairn and etcd under wrk (bench/wrk.ts)");
-      expect(text).toContain("All passed.");
-      for (const mode of ["on", "off"]) {
-        // Every row the quick run measures: etcd put, cairn PUT /kv and POST /changes at 1 and 16, follower, reads.
-        for (const row of [`| ${mode} | etcd | put | leader | 1 |`, `| ${mode} | etcd | put | leader | 16 |`, `| ${mode} | etcd | put | follower | 16 |`, `| ${mode} | etcd | range | leader | 16 |`,
-          `| ${mode} | cairn | PUT /kv | leader | 1 |`, `| ${mode} | cairn | POST /changes | leader | 16 |`, `| ${mode} | cairn | PUT /kv | follower | 16 |`, `| ${mode} | cairn | GET /kv | leader | 16 |`]) {
-          expect(text).toContain(row);
-        }
-        expect(text).toMatch(new RegExp(`\\| ${mode} \\| cairn \\| SIGTERM of the leader: longest write gap \\| \\d+ \\|`));
+    const text = runQuick({ name: "wrk", args: ["--tls", "both"], timeoutMs: 280_000 });
+    expect(text).toContain("## cairn and etcd under wrk (bench/wrk.ts)");
+    expect(text).toContain("All passed.");
+    for (const mode of ["on", "off"]) {
+      // Every row the quick run measures: etcd put, cairn PUT /kv and POST /changes at 1 and 16, follower, reads.
+      for (const row of [`| ${mode} | etcd | put | leader | 1 |`, `| ${mode} | etcd | put | leader | 16 |`, `| ${mode} | etcd | put | follower | 16 |`, `| ${mode} | etcd | range | leader | 16 |`,
+        `| ${mode} | cairn | PUT /kv | leader | 1 |`, `| ${mode} | cairn | POST /changes | leader | 16 |`, `| ${mode} | cairn | PUT /kv | follower | 16 |`, `| ${mode} | cairn | GET /kv | leader | 16 |`]) {
+        expect(text).toContain(row);
       }
-      // Every target row has a verdict or says why not.
-      expect(text).toMatch(/\| writes at 1 connection \(PUT \/kv\): p50 <= etcd's \| \*\*(met|missed)\*\*: p50 [\d.]+ vs [\d.]+ ms \| \*\*(met|missed)\*\*/);
-      expect(text).toContain("| writes at 64 (PUT /kv): >= 2.0x etcd's writes/s, p99 <= etcd's | not measured (--quick) |");
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+      expect(text).toMatch(new RegExp(`\\| ${mode} \\| cairn \\| SIGTERM of the leader: longest write gap \\| \\d+ \\|`));
     }
+    // Every target row has a verdict or says why not.
+    expect(text).toMatch(/\| writes at 1 connection \(PUT \/kv\): p50 <= etcd's \| \*\*(met|missed)\*\*: p50 [\d.]+ vs [\d.]+ ms \| \*\*(met|missed)\*\*/);
+    expect(text).toContain("| writes at 64 (PUT /kv): >= 2.0x etcd's writes/s, p99 <= etcd's | not measured (--quick) |");
   }, 300_000);
 });

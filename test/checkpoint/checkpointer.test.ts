@@ -117,22 +117,40 @@ test("partial files of a crash mid-build are pruned: a tmp copy, a file without 
   expect(readdirSync(dir).sort()).toEqual([`${idFor(20)}.db`, `${idFor(20)}.json`, `${idFor(30)}.db`, `${idFor(30)}.json`, "incoming"].sort());
 });
 
-test("a failed build leaves no file and is retried only after a back-off, not on every tick", async () => {
-  c = await inprocCluster(["n1"], { node: { checkpoints: { everyEntries: 1_000_000, everyMs: 0, logBytesMax: 0 } } });
+/**
+ * A one-node cluster stopped after 10 changes, its store opened here: the
+ * tests below drive a Checkpointer on it by hand. `grow(k)` appends and
+ * applies k more changes, as the node would.
+ */
+async function stoppedNode(opts: Parameters<typeof inprocCluster>[1] = {}) {
+  c = await inprocCluster(["n1"], opts);
   const n = await c.start("n1");
   await c.leader();
   for (let i = 0; i < 10; i++) await n.propose(put(i));
   await c.stop("n1");
   const dataDir = join(c.dir, "n1");
   const store = RaftStore.open({ dir: dataDir });
+  let applier: Applier | undefined; // made by the first grow(): a test that only builds applies nothing
+  const grow = (k: number) => {
+    applier ??= new Applier({ store, fsm: new CairnFsm() });
+    const last = store.lastIndex();
+    const term = store.hardState().term;
+    const ents = Array.from({ length: k }, (_, i) => ({ index: last + 1 + i, term, kind: "normal" as const, data: encodeCommand(put(last + i)) }));
+    store.persist({ entries: ents, hardState: { ...store.hardState(), commit: last + k } });
+    applier.apply(ents);
+  };
+  type Rest = Omit<ConstructorParameters<typeof Checkpointer>[0], "dataDir" | "store" | "clusterId">;
+  const checkpointer = (o: Rest) => new Checkpointer({ dataDir, store, clusterId: () => store.clusterId(), ...o });
+  return { store, grow, checkpointer };
+}
+
+test("a failed build leaves no file and is retried only after a back-off, not on every tick", async () => {
+  const { store, checkpointer } = await stoppedNode({ node: { checkpoints: { everyEntries: 1_000_000, everyMs: 0, logBytesMax: 0 } } });
   const logs: string[] = [];
   let runs = 0;
-  const cp = new Checkpointer({
-    dataDir,
-    store,
+  const cp = checkpointer({
     log: new Logger({ level: "debug", sink: (l) => logs.push(l) }),
     policy: { everyEntries: 1, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 0 },
-    clusterId: () => store.clusterId(),
     run: async (req) => {
       runs++;
       writeFileSync(req.outPath, "half a copy");
@@ -156,29 +174,11 @@ test("a failed build leaves no file and is retried only after a back-off, not on
 }, 30_000);
 
 test("a checkpoint offered to a peer stays its choice and on disk past `keep`, and the log after it is kept; live followers hold the log too", async () => {
-  c = await inprocCluster(["n1"]);
-  const n = await c.start("n1");
-  await c.leader();
-  for (let i = 0; i < 10; i++) await n.propose(put(i));
-  await c.stop("n1");
-  const dataDir = join(c.dir, "n1");
-  const store = RaftStore.open({ dir: dataDir });
-  const applier = new Applier({ store, fsm: new CairnFsm() });
-  /** Appends and applies `k` changes, as the node would. */
-  const grow = (k: number) => {
-    const last = store.lastIndex();
-    const term = store.hardState().term;
-    const ents = Array.from({ length: k }, (_, i) => ({ index: last + 1 + i, term, kind: "normal" as const, data: encodeCommand(put(last + i)) }));
-    store.persist({ entries: ents, hardState: { ...store.hardState(), commit: last + k } });
-    applier.apply(ents);
-  };
+  const { store, grow, checkpointer } = await stoppedNode();
   let need = Infinity;
-  const cp = new Checkpointer({
-    dataDir,
-    store,
+  const cp = checkpointer({
     log: new Logger({ level: "error" }),
     policy: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 1, trailingEntries: 0, compactEveryEntries: 1 },
-    clusterId: () => store.clusterId(),
     run: async (req) => buildCheckpointFile(req),
     followersNeed: () => need,
   });
@@ -216,29 +216,12 @@ test("a checkpoint offered to a peer stays its choice and on disk past `keep`, a
 }, 30_000);
 
 test("a build in progress holds the log at the applied index it started from, so the checkpoint it makes is one the log goes on from", async () => {
-  c = await inprocCluster(["n1"]);
-  const n = await c.start("n1");
-  await c.leader();
-  for (let i = 0; i < 10; i++) await n.propose(put(i));
-  await c.stop("n1");
-  const dataDir = join(c.dir, "n1");
-  const store = RaftStore.open({ dir: dataDir });
-  const applier = new Applier({ store, fsm: new CairnFsm() });
-  const grow = (k: number) => {
-    const last = store.lastIndex();
-    const term = store.hardState().term;
-    const ents = Array.from({ length: k }, (_, i) => ({ index: last + 1 + i, term, kind: "normal" as const, data: encodeCommand(put(last + i)) }));
-    store.persist({ entries: ents, hardState: { ...store.hardState(), commit: last + k } });
-    applier.apply(ents);
-  };
+  const { store, grow, checkpointer } = await stoppedNode();
   let release: () => void = () => {};
   const gate = new Promise<void>((r) => (release = r));
-  const cp = new Checkpointer({
-    dataDir,
-    store,
+  const cp = checkpointer({
     log: new Logger({ level: "error" }),
     policy: { everyEntries: 0, everyMs: 0, logBytesMax: 0, keep: 2, trailingEntries: 0, compactEveryEntries: 1 },
-    clusterId: () => store.clusterId(),
     run: async (req) => {
       const r = buildCheckpointFile(req);
       await gate; // the build "takes long": writes and compaction go on meanwhile

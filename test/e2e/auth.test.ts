@@ -5,11 +5,10 @@
  * client certificates through `cairn tls client` and --api-client-ca.
  */
 import { afterEach, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
 import { existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "../helpers/ports.ts";
-import { BINARY, E2ECluster } from "./harness.ts";
+import { E2ECluster, runCairn } from "./harness.ts";
 
 let c: E2ECluster | undefined;
 afterEach(async () => {
@@ -17,20 +16,7 @@ afterEach(async () => {
   c = undefined;
 });
 
-function cairn(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number | null; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-    p.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, out, err });
-    });
-  });
-}
+const cairn = (args: string[], env: NodeJS.ProcessEnv = process.env) => runCairn(args, { env });
 
 const bearer = (t: string) => ({ headers: { authorization: `Bearer ${t}` } });
 

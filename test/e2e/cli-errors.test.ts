@@ -4,13 +4,12 @@
  * trace, and never leaves a file behind where it failed.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { serveHttp, type HttpServerHandle } from "../../src/platform/http.ts";
 import { createCa, createNodeCert } from "../../src/transport/certs.ts";
-import { BINARY, ensureBinary } from "./harness.ts";
+import { ensureBinary, runCairn } from "./harness.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -19,20 +18,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function cairn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], cwd: dir });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-    p.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out, err });
-    });
-  });
-}
+const cairn = (...args: string[]) => runCairn(args, { cwd: dir });
 
 /** Exit code, the words the message must have, and no stack trace. */
 async function expectError(args: string[], code: 1 | 2, ...words: (string | RegExp)[]): Promise<string> {

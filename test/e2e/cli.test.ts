@@ -3,8 +3,7 @@
  * they find a node from the cluster file, trust its CA, and print results.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { spawn } from "node:child_process";
-import { BINARY, E2ECluster } from "./harness.ts";
+import { E2ECluster, runCairn } from "./harness.ts";
 
 let c: E2ECluster;
 beforeAll(async () => {
@@ -16,20 +15,7 @@ afterAll(async () => {
   await c?.close();
 });
 
-function cairn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: c.env() });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-    p.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out, err });
-    });
-  });
-}
+const cairn = (...args: string[]) => runCairn(args, { env: c.env() });
 
 test("put, get, del, post, tail and status work through the cluster file (https with the cluster CA)", async () => {
   const cfg = ["--config", c.file];

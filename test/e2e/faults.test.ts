@@ -10,7 +10,7 @@ import { afterEach, expect, test } from "bun:test";
 import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { waitFor } from "../helpers/ports.ts";
-import { E2ECluster, expectFeedsAgree, Writer } from "./harness.ts";
+import { E2ECluster, expectFeedsAgree, firstWriteVia, Writer } from "./harness.ts";
 
 const HEARTBEAT_MS = 100;
 const ELECTION_MS = 1000;
@@ -64,44 +64,18 @@ async function startThree(): Promise<E2ECluster> {
   return cl;
 }
 
-let probeNo = 0;
-
-/**
- * Posts through `id` until one write is acknowledged; returns when (performance.now()). Retries
- * carry the same Idempotency-Key; with `w`, the probe is registered with that writer's unsettled
- * writes so that expectFeedsAgree accepts it in the feed.
- */
-async function firstWriteVia(cl: E2ECluster, id: string, timeoutMs: number, w?: Writer): Promise<number> {
-  const key = `probe-${id}-${++probeNo}`;
-  w?.unsettled.add(JSON.stringify({ probe: key }));
-  return await waitFor(
-    `a write acknowledged through ${id}`,
-    async () => {
-      const r = await cl.json(id, "/changes", {
-        method: "POST",
-        headers: { "content-type": "application/json", "idempotency-key": key },
-        body: JSON.stringify({ data: { probe: key }, tags: [] }),
-        signal: AbortSignal.timeout(500),
-      });
-      return r.status === 200 || r.status === 201 ? performance.now() : undefined;
-    },
-    timeoutMs,
-    20,
-  );
-}
-
 test("a follower cut off for 20 s serves a write within 2 election timeouts of the heal", async () => {
   c = await startThree();
   const leader = await c.leader();
   const cut = IDS.find((id) => id !== leader)!;
-  await firstWriteVia(c, cut, 5000);
+  await firstWriteVia(c, cut, { timeoutMs: 5000 });
   setFaults(c, isolate(cut));
   await sleep(20_000); // holds the cut for the 20 s the test is about
   // The majority kept serving meanwhile.
-  await firstWriteVia(c, leader, 5000);
+  await firstWriteVia(c, leader, { timeoutMs: 5000 });
   const healedAt = performance.now();
   setFaults(c, []);
-  const backMs = (await firstWriteVia(c, cut, 30_000)) - healedAt;
+  const backMs = (await firstWriteVia(c, cut, { timeoutMs: 30_000 })) - healedAt;
   console.log(`cut 20 s: ${cut} served a write ${Math.round(backMs)} ms after the heal`);
   expect(backMs).toBeLessThan(BACK_MS_MAX);
 }, 60_000);
@@ -117,7 +91,7 @@ test("a node killed with -9 and restarted after the leader's redial backoff has 
   await sleep(12_000); // a duration: the redial backoff grows while the node is down
   c.start(victim, { env: { CAIRN_TEST_FAULTS: faultsFile(c) } });
   const upAt = await waitFor("the restarted node's API", async () => ((await c!.status(victim)) ? performance.now() : undefined), 20_000, 20);
-  const backMs = (await firstWriteVia(c, victim, 30_000, w)) - upAt;
+  const backMs = (await firstWriteVia(c, victim, { timeoutMs: 30_000, writer: w })) - upAt;
   console.log(`kill -9 + restart: ${victim} served a write ${Math.round(backMs)} ms after its API came up`);
   expect(backMs).toBeLessThan(BACK_MS_MAX);
   await w.stop();
@@ -136,7 +110,7 @@ test("under 20% loss on every link writes keep committing, and after it the clus
   setFaults(c, []);
   const gapMs = w.maxGapMs(from, to);
   const during = w.acks.filter((a) => a.at >= from && a.at <= to).length;
-  const backAt = await Promise.all(IDS.map((id) => firstWriteVia(c!, id, 30_000, w)));
+  const backAt = await Promise.all(IDS.map((id) => firstWriteVia(c!, id, { timeoutMs: 30_000, writer: w })));
   const backMs = Math.max(...backAt) - to;
   console.log(`20% loss for 25 s: ${during} writes, longest gap ${Math.round(gapMs)} ms; every node writable ${Math.round(backMs)} ms after`);
   expect(during).toBeGreaterThan(0);

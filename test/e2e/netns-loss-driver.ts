@@ -7,32 +7,11 @@
  * Usage: netns-loss-driver.ts LOSS:SECONDS...   e.g. 0.2:20 0.35:10
  */
 import { execFileSync } from "node:child_process";
-import { waitFor } from "../helpers/ports.ts";
-import { E2ECluster, Writer } from "./harness.ts";
+import { E2ECluster, firstWriteVia, Writer } from "./harness.ts";
 
 const IDS = ["n1", "n2", "n3"];
 const ipt = (...a: string[]): void => void execFileSync("iptables", a);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-let probeNo = 0;
-
-async function firstWriteVia(c: E2ECluster, id: string, w: Writer): Promise<number> {
-  const key = `probe-${id}-${++probeNo}`;
-  w.unsettled.add(JSON.stringify({ probe: key }));
-  return await waitFor(
-    `a write through ${id}`,
-    async () => {
-      const r = await c.json(id, "/changes", {
-        method: "POST",
-        headers: { "content-type": "application/json", "idempotency-key": key },
-        body: JSON.stringify({ data: { probe: key }, tags: [] }),
-        signal: AbortSignal.timeout(500),
-      });
-      return r.status === 200 || r.status === 201 ? performance.now() : undefined;
-    },
-    60_000,
-    20,
-  );
-}
 
 const phases = process.argv.slice(2).map((p) => p.split(":").map(Number) as [number, number]);
 const c = await E2ECluster.init(3, (f) => {
@@ -52,7 +31,7 @@ try {
     const to = performance.now();
     ipt("-F", "INPUT");
     const writes = w.acks.filter((a) => a.at >= from && a.at <= to).length;
-    const backAt = await Promise.all(IDS.map((id) => firstWriteVia(c, id, w)));
+    const backAt = await Promise.all(IDS.map((id) => firstWriteVia(c, id, { timeoutMs: 60_000, writer: w })));
     console.log(JSON.stringify({ phase: "loss", loss, secs, writes, gapMs: Math.round(w.maxGapMs(from, to)), backMs: Math.round(Math.max(...backAt) - to) }));
   }
   await w.stop(5000);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { spawn, type ChildProcess } from "node:child_process";
 import { waitFor } from "../helpers/ports.ts";
-import { BINARY, E2ECluster } from "./harness.ts";
+import { BINARY, E2ECluster, runCairn } from "./harness.ts";
 
 let c: E2ECluster;
 const children: ChildProcess[] = [];
@@ -20,20 +20,7 @@ afterAll(async () => {
   await c?.close();
 });
 
-function cairn(...args: string[]): Promise<{ code: number; out: string; err: string }> {
-  return new Promise((resolve) => {
-    const p = spawn(BINARY, args, { stdio: ["ignore", "pipe", "pipe"], env: c.env() });
-    let out = "";
-    let err = "";
-    p.stdout.on("data", (d) => (out += d));
-    p.stderr.on("data", (d) => (err += d));
-    const timer = setTimeout(() => p.kill("SIGKILL"), 30_000);
-    p.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? -1, out, err });
-    });
-  });
-}
+const cairn = (...args: string[]) => runCairn(args, { env: c.env() });
 
 /** The table's rows by node id: the columns split on two or more spaces. */
 function rowsOf(out: string): Map<string, string[]> {

@@ -9,7 +9,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { waitFor } from "../helpers/ports.ts";
-import { E2ECluster, expectFeedsAgree, Writer } from "./harness.ts";
+import { E2ECluster, expectFeedsAgree, firstWriteVia, Writer } from "./harness.ts";
 
 const HEARTBEAT_MS = 100;
 const ELECTION_MS = 1000;
@@ -49,28 +49,6 @@ async function waitMembers(cl: E2ECluster, timeoutMs = 30_000): Promise<string> 
     },
     timeoutMs,
     100,
-  );
-}
-
-let probeNo = 0;
-
-/** Posts through `id` until one write is acknowledged; returns when. The probe is registered with `w`'s unsettled writes. */
-async function firstWriteVia(cl: E2ECluster, id: string, timeoutMs: number, w: Writer): Promise<number> {
-  const key = `probe-${id}-${++probeNo}`;
-  w.unsettled.add(JSON.stringify({ probe: key }));
-  return await waitFor(
-    `a write acknowledged through ${id}`,
-    async () => {
-      const r = await cl.json(id, "/changes", {
-        method: "POST",
-        headers: { "content-type": "application/json", "idempotency-key": key },
-        body: JSON.stringify({ data: { probe: key }, tags: [] }),
-        signal: AbortSignal.timeout(500),
-      });
-      return r.status === 200 || r.status === 201 ? performance.now() : undefined;
-    },
-    timeoutMs,
-    20,
   );
 }
 
@@ -128,7 +106,7 @@ test("kill -9 of each of the three in turn under a writer: writes resume within 
     await w.more(20);
     const killedAt = performance.now();
     await c.signal(victim, "SIGKILL");
-    const resumeMs = (await firstWriteVia(c, via[0]!, 20_000, w)) - killedAt;
+    const resumeMs = (await firstWriteVia(c, via[0]!, { timeoutMs: 20_000, writer: w })) - killedAt;
     console.log(`kill -9 of ${victim} (${kind}): writes resumed after ${Math.round(resumeMs)} ms`);
     expect(resumeMs).toBeLessThan(RESUME_MS_MAX);
     await w.more(20);

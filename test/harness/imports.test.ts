@@ -4,20 +4,11 @@
  * binary ships none of it).
  */
 import { expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
+import { sources } from "../helpers/sources.ts";
 
 const root = join(import.meta.dir, "..", "..");
-
-function sources(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...sources(p));
-    else if (name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
 
 /** Every relative import of the files under `dir` that resolves into one of `into` (top-level folders). */
 function importsInto(dir: string, into: readonly string[]): string[] {

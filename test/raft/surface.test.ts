@@ -5,23 +5,14 @@
  * fields (raft.trk, raft.log, raft.prs).
  */
 import { expect, test } from "bun:test";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { NONE, Raft, SeededRng, type RaftConfig, type RaftView } from "../../src/raft/index.ts";
 import { TestRaft } from "../../src/raft/testing.ts";
+import { sources } from "../helpers/sources.ts";
 import { bootstrapStorage, Network } from "./harness.ts";
 
 const root = join(import.meta.dir, "..", "..");
-
-function sources(dir: string): string[] {
-  const out: string[] = [];
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) out.push(...sources(p));
-    else if (name.endsWith(".ts")) out.push(p);
-  }
-  return out;
-}
 
 const outsideCore = sources(join(root, "src")).filter((p) => !p.startsWith(join(root, "src", "raft") + "/"));
 
