@@ -332,8 +332,12 @@ export class Driver {
   private onWriteDone(flight: Flight, err: unknown): void {
     if (this.stopped) return;
     if (err !== undefined) {
-      if (err instanceof DiskFullError && flight.raft === this.raftCore) return this.o.hooks.onDiskFull(err);
-      throw err;
+      if (!(err instanceof DiskFullError) || flight.raft !== this.raftCore) throw err;
+      this.o.hooks.onDiskFull(err);
+      // The hook replaced the core: the failed flight (and every other done one of the old core) is
+      // dropped now, or a failed last flight would stay at the head and the new core never take a Ready.
+      this.land();
+      return this.schedule();
     }
     assert(this.flights.indexOf(flight) >= 0, "a write completed that was never started, or completed twice");
     this.reportPersisted(this.land());

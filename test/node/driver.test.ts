@@ -326,3 +326,47 @@ test("writesInFlightMax bounds the pipeline: at the bound the loop takes no Read
   settleAsync(r);
   expect(leader.raft!.log.committed).toBe(leader.raft!.log.lastIndex());
 });
+
+test("a write that fails later for a full disk does not stall the loop: the core onDiskFull rebuilds takes Readies again", () => {
+  const storage = bootstrapStorage(["n1"]);
+  const pending: ((err?: unknown) => void)[] = [];
+  const tasks: (() => void)[] = [];
+  const core = () => new Raft({ id: "n1", clusterId: "c", storage, rng: new SeededRng(1), applied: 1, electionTicks: 10, heartbeatTicks: 1, asyncStorageWrites: true });
+  const d: Driver = new Driver({
+    clock: { now: () => 0, defer: (fn) => tasks.push(fn), after: (fn) => tasks.push(fn) },
+    parallelAppends: true,
+    log: {
+      persist: () => {
+        throw new Error("only persistAsync is expected here");
+      },
+      persistAsync: (w, done) => {
+        if (w.entries.length > 0) storage.append(w.entries);
+        if (w.hardState) storage.setHardState(w.hardState);
+        pending.push(done);
+      },
+      firstIndex: () => storage.firstIndex(),
+      lastIndex: () => storage.lastIndex(),
+      term: (i) => storage.term(i),
+    },
+    transport: { send: () => true, sendSnapshot: () => undefined, setClusterId: () => undefined },
+    fsm: { apply: () => new Map() },
+    snapshots: { install: () => undefined },
+    // As node.ts rebuildCore does: a new core from what the store holds.
+    hooks: { onDiskFull: () => d.attach(core()), onFatal: (e) => { throw e; } },
+  });
+  const run = () => {
+    while (tasks.length > 0) tasks.shift()!();
+  };
+  d.attach(core());
+  d.raft!.campaign();
+  d.schedule();
+  run();
+  expect(pending.length).toBe(1);
+  pending.shift()!(new DiskFullError("n1.db")); // the write in flight fails after it started
+  run();
+  expect(d.writesInFlight()).toBe(0);
+  d.raft!.campaign();
+  d.schedule();
+  run();
+  expect(pending.length).toBe(1); // the new core's Ready was taken and its write started
+});
