@@ -7,7 +7,7 @@
 import { expect, test } from "bun:test";
 import { Driver, type DriverBugs, type LogWrite } from "../../src/node/driver.ts";
 import { DiskFullError } from "../../src/platform/sqlite.ts";
-import { MemoryStorage, Raft, SeededRng, type Message } from "../../src/raft/index.ts";
+import { MemoryStorage, MESSAGE_DEFAULTS, Raft, SeededRng, type Message } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
 
 interface Rig {
@@ -369,4 +369,65 @@ test("a write that fails later for a full disk does not stall the loop: the core
   d.schedule();
   run();
   expect(pending.length).toBe(1); // the new core's Ready was taken and its write started
+});
+
+test("a snapshot installed while an earlier write is in flight: its acknowledgement waits for that write, whose stale persisted() is then ignored", () => {
+  const storage = bootstrapStorage(["n1", "n2", "n3"]);
+  const pending: (() => void)[] = [];
+  const tasks: (() => void)[] = [];
+  const sent: Message[] = [];
+  const raft = new Raft({ id: "n2", clusterId: "c", storage, rng: new SeededRng(2), applied: 1, electionTicks: 10, heartbeatTicks: 1, asyncStorageWrites: true });
+  const d = new Driver({
+    clock: { now: () => 0, defer: (fn) => tasks.push(fn), after: (fn) => tasks.push(fn) },
+    parallelAppends: true,
+    log: {
+      persist: () => {
+        throw new Error("only persistAsync and install are expected here");
+      },
+      persistAsync: (w, done) => {
+        if (w.entries.length > 0) storage.append(w.entries);
+        if (w.hardState) storage.setHardState(w.hardState);
+        pending.push(done);
+      },
+      firstIndex: () => storage.firstIndex(),
+      lastIndex: () => storage.lastIndex(),
+      term: (i) => storage.term(i),
+    },
+    transport: {
+      send: (m) => sent.push(m) > 0,
+      sendSnapshot: () => undefined,
+      setClusterId: () => undefined,
+    },
+    fsm: { apply: () => new Map() },
+    // Synchronous, as the real install (a synchronous=FULL commit) is.
+    snapshots: {
+      install: (rd) => {
+        storage.applySnapshot(rd.snapshot!);
+        if (rd.hardState) storage.setHardState(rd.hardState);
+      },
+    },
+    hooks: { onDiskFull: () => undefined, onFatal: (e) => { throw e; } },
+  });
+  d.attach(raft);
+  const run = () => {
+    while (tasks.length > 0) tasks.shift()!();
+  };
+  const from = { from: "n1", to: "n2", term: 2, cluster: "c", ...MESSAGE_DEFAULTS };
+  const entry = (index: number) => ({ index, term: 2, kind: "normal" as const, data: new Uint8Array([index]) });
+  raft.step({ ...from, type: "app", index: 1, logTerm: 1, entries: [entry(2), entry(3)], commit: 1 });
+  d.schedule();
+  run();
+  expect(pending.length).toBe(1); // entries 2..3 in flight
+  const conf = { voters: ["n1", "n2", "n3"], votersOutgoing: [], learners: [], learnersNext: [] };
+  raft.step({ ...from, type: "snap", snapshot: { index: 10, term: 2, conf } });
+  d.schedule();
+  run();
+  expect(storage.snapshotMeta().index).toBe(10); // installed at once
+  expect(sent.filter((m) => m.type === "appResp")).toEqual([]); // but not acknowledged before 2..3 are durable
+  pending.shift()!();
+  run();
+  expect(sent.filter((m) => m.type === "appResp").map((m) => m.index)).toEqual([3, 10]);
+  expect(raft.log.lastIndex()).toBe(10);
+  expect(raft.log.committed).toBe(10);
+  expect(d.writesInFlight()).toBe(0);
 });
