@@ -431,3 +431,19 @@ test("a snapshot installed while an earlier write is in flight: its acknowledgem
   expect(raft.log.committed).toBe(10);
   expect(d.writesInFlight()).toBe(0);
 });
+
+test("with an asynchronous log store a full disk stops a leader's Ready before its appends leave (the writers are told the write was not made)", () => {
+  const r = rig(["n1", "n2", "n3"], undefined, "async");
+  const d = r.drivers.get("n1")!;
+  d.raft!.campaign();
+  d.schedule();
+  settleAsync(r);
+  expect(d.raft!.role).toBe("leader");
+  r.events.length = 0;
+  r.diskFull.add("n1");
+  d.raft!.propose(new TextEncoder().encode("x"));
+  d.schedule();
+  while (r.tasks.length > 0) r.tasks.shift()!();
+  expect(r.events.filter((e) => e.startsWith("n1 "))).toEqual(["n1 write started n=1", "n1 diskFull"]);
+  expect(r.pool.filter((m) => m.from === "n1" && m.entries.length > 0)).toEqual([]);
+});
