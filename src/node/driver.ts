@@ -15,7 +15,8 @@
  *                Writers waiting for "saved" (?wait=accepted) settle here.
  *   2. send      the messages. With parallelAppends (the core runs with
  *                asyncStorageWrites) a leader's appends and heartbeats leave
- *                BEFORE step 1 when the Ready changes no term or vote (thesis
+ *                before step 1's fsync (after an asynchronous write's commit,
+ *                before a synchronous persist) when the Ready changes no term or vote (thesis
  *                §10.2.1): the followers' fsyncs overlap the leader's, and the
  *                leader counts itself toward the commit only once persisted()
  *                reports its write durable (after step 1). Everything else
@@ -268,9 +269,15 @@ export class Driver {
     const last = rd.entries[rd.entries.length - 1];
     let landed: Flight[];
     let results: Map<number, unknown>;
+    // An asynchronous write is committed when persistAsync returns (only its fsync comes later): the
+    // early messages leave after it, so a write refused for a full disk sent nothing (its writers are
+    // told it was not made; entries already at the followers could still be committed by them).
+    // A synchronous persist includes its fsync: they leave before it, to overlap the followers' fsyncs.
+    const earlyAfterCommit = this.writesAsync(rd) && !bugs?.sendBeforePersist;
     try {
-      this.send(raft, rd.clusterId, early);
+      if (!earlyAfterCommit) this.send(raft, rd.clusterId, early);
       const flight = this.write(raft, rd, { late, changesVote, last });
+      if (earlyAfterCommit) this.send(raft, rd.clusterId, early);
       if (hs) [this.handedTerm, this.handedVote] = [hs.term, hs.vote];
       this.flights.push(flight);
       if (changesVote) this.voteFlights++;
@@ -290,10 +297,15 @@ export class Driver {
     return true;
   }
 
+  /** The Ready's write goes to persistAsync (committed at once, durable later). */
+  private writesAsync(rd: Ready): boolean {
+    return this.o.parallelAppends === true && this.o.log.persistAsync !== undefined && !rd.snapshot;
+  }
+
   /** Starts (or makes) the Ready's write; the flight is done at once unless the log store completes it later. */
   private write(raft: Raft, rd: Ready, o: { late: readonly Message[]; changesVote: boolean; last?: Entry }): Flight {
     const w: LogWrite = { hardState: rd.hardState, entries: rd.entries, clusterId: rd.clusterId };
-    const async = this.o.parallelAppends === true && this.o.log.persistAsync !== undefined && !rd.snapshot;
+    const async = this.writesAsync(rd);
     const early = async && this.o.unsafe?.ackBeforeDurable === true;
     if (early) this.send(raft, rd.clusterId, o.late);
     const flight: Flight = {
@@ -332,8 +344,12 @@ export class Driver {
   private onWriteDone(flight: Flight, err: unknown): void {
     if (this.stopped) return;
     if (err !== undefined) {
-      if (err instanceof DiskFullError && flight.raft === this.raftCore) return this.o.hooks.onDiskFull(err);
-      throw err;
+      if (!(err instanceof DiskFullError) || flight.raft !== this.raftCore) throw err;
+      this.o.hooks.onDiskFull(err);
+      // The hook replaced the core: the failed flight (and every other done one of the old core) is
+      // dropped now, or a failed last flight would stay at the head and the new core never take a Ready.
+      this.land();
+      return this.schedule();
     }
     assert(this.flights.indexOf(flight) >= 0, "a write completed that was never started, or completed twice");
     this.reportPersisted(this.land());

@@ -117,6 +117,11 @@ export class RaftStore implements LogStorage, AppliedState {
       0,
     );
     this.reload();
+    // After a crash of the process (not of the machine) the WAL still holds, in the page cache,
+    // transactions whose fsync never ran; SQLite recovers them and the core would take them as
+    // durable (acknowledge them, count itself for them). The first fsync makes them so, and every
+    // persistAsync completion (an acknowledgement) waits for it, since completions keep call order.
+    if (this.synchronous === "FULL") this.wal.sync(() => undefined); // a failure poisons the syncer: the first write fails
   }
 
   /** Opens (or creates) the store in `opts.dir`; throws FormatVersionError for a newer file. */

@@ -7,7 +7,7 @@
 import { expect, test } from "bun:test";
 import { Driver, type DriverBugs, type LogWrite } from "../../src/node/driver.ts";
 import { DiskFullError } from "../../src/platform/sqlite.ts";
-import { MemoryStorage, Raft, SeededRng, type Message } from "../../src/raft/index.ts";
+import { MemoryStorage, MESSAGE_DEFAULTS, Raft, SeededRng, type Message } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
 
 interface Rig {
@@ -325,4 +325,125 @@ test("writesInFlightMax bounds the pipeline: at the bound the loop takes no Read
   expect(r.events.filter((e) => e.startsWith("n2 write started")).length).toBeGreaterThanOrEqual(2);
   settleAsync(r);
   expect(leader.raft!.log.committed).toBe(leader.raft!.log.lastIndex());
+});
+
+test("a write that fails later for a full disk does not stall the loop: the core onDiskFull rebuilds takes Readies again", () => {
+  const storage = bootstrapStorage(["n1"]);
+  const pending: ((err?: unknown) => void)[] = [];
+  const tasks: (() => void)[] = [];
+  const core = () => new Raft({ id: "n1", clusterId: "c", storage, rng: new SeededRng(1), applied: 1, electionTicks: 10, heartbeatTicks: 1, asyncStorageWrites: true });
+  const d: Driver = new Driver({
+    clock: { now: () => 0, defer: (fn) => tasks.push(fn), after: (fn) => tasks.push(fn) },
+    parallelAppends: true,
+    log: {
+      persist: () => {
+        throw new Error("only persistAsync is expected here");
+      },
+      persistAsync: (w, done) => {
+        if (w.entries.length > 0) storage.append(w.entries);
+        if (w.hardState) storage.setHardState(w.hardState);
+        pending.push(done);
+      },
+      firstIndex: () => storage.firstIndex(),
+      lastIndex: () => storage.lastIndex(),
+      term: (i) => storage.term(i),
+    },
+    transport: { send: () => true, sendSnapshot: () => undefined, setClusterId: () => undefined },
+    fsm: { apply: () => new Map() },
+    snapshots: { install: () => undefined },
+    // As node.ts rebuildCore does: a new core from what the store holds.
+    hooks: { onDiskFull: () => d.attach(core()), onFatal: (e) => { throw e; } },
+  });
+  const run = () => {
+    while (tasks.length > 0) tasks.shift()!();
+  };
+  d.attach(core());
+  d.raft!.campaign();
+  d.schedule();
+  run();
+  expect(pending.length).toBe(1);
+  pending.shift()!(new DiskFullError("n1.db")); // the write in flight fails after it started
+  run();
+  expect(d.writesInFlight()).toBe(0);
+  d.raft!.campaign();
+  d.schedule();
+  run();
+  expect(pending.length).toBe(1); // the new core's Ready was taken and its write started
+});
+
+test("a snapshot installed while an earlier write is in flight: its acknowledgement waits for that write, whose stale persisted() is then ignored", () => {
+  const storage = bootstrapStorage(["n1", "n2", "n3"]);
+  const pending: (() => void)[] = [];
+  const tasks: (() => void)[] = [];
+  const sent: Message[] = [];
+  const raft = new Raft({ id: "n2", clusterId: "c", storage, rng: new SeededRng(2), applied: 1, electionTicks: 10, heartbeatTicks: 1, asyncStorageWrites: true });
+  const d = new Driver({
+    clock: { now: () => 0, defer: (fn) => tasks.push(fn), after: (fn) => tasks.push(fn) },
+    parallelAppends: true,
+    log: {
+      persist: () => {
+        throw new Error("only persistAsync and install are expected here");
+      },
+      persistAsync: (w, done) => {
+        if (w.entries.length > 0) storage.append(w.entries);
+        if (w.hardState) storage.setHardState(w.hardState);
+        pending.push(done);
+      },
+      firstIndex: () => storage.firstIndex(),
+      lastIndex: () => storage.lastIndex(),
+      term: (i) => storage.term(i),
+    },
+    transport: {
+      send: (m) => sent.push(m) > 0,
+      sendSnapshot: () => undefined,
+      setClusterId: () => undefined,
+    },
+    fsm: { apply: () => new Map() },
+    // Synchronous, as the real install (a synchronous=FULL commit) is.
+    snapshots: {
+      install: (rd) => {
+        storage.applySnapshot(rd.snapshot!);
+        if (rd.hardState) storage.setHardState(rd.hardState);
+      },
+    },
+    hooks: { onDiskFull: () => undefined, onFatal: (e) => { throw e; } },
+  });
+  d.attach(raft);
+  const run = () => {
+    while (tasks.length > 0) tasks.shift()!();
+  };
+  const from = { from: "n1", to: "n2", term: 2, cluster: "c", ...MESSAGE_DEFAULTS };
+  const entry = (index: number) => ({ index, term: 2, kind: "normal" as const, data: new Uint8Array([index]) });
+  raft.step({ ...from, type: "app", index: 1, logTerm: 1, entries: [entry(2), entry(3)], commit: 1 });
+  d.schedule();
+  run();
+  expect(pending.length).toBe(1); // entries 2..3 in flight
+  const conf = { voters: ["n1", "n2", "n3"], votersOutgoing: [], learners: [], learnersNext: [] };
+  raft.step({ ...from, type: "snap", snapshot: { index: 10, term: 2, conf } });
+  d.schedule();
+  run();
+  expect(storage.snapshotMeta().index).toBe(10); // installed at once
+  expect(sent.filter((m) => m.type === "appResp")).toEqual([]); // but not acknowledged before 2..3 are durable
+  pending.shift()!();
+  run();
+  expect(sent.filter((m) => m.type === "appResp").map((m) => m.index)).toEqual([3, 10]);
+  expect(raft.log.lastIndex()).toBe(10);
+  expect(raft.log.committed).toBe(10);
+  expect(d.writesInFlight()).toBe(0);
+});
+
+test("with an asynchronous log store a full disk stops a leader's Ready before its appends leave (the writers are told the write was not made)", () => {
+  const r = rig(["n1", "n2", "n3"], undefined, "async");
+  const d = r.drivers.get("n1")!;
+  d.raft!.campaign();
+  d.schedule();
+  settleAsync(r);
+  expect(d.raft!.role).toBe("leader");
+  r.events.length = 0;
+  r.diskFull.add("n1");
+  d.raft!.propose(new TextEncoder().encode("x"));
+  d.schedule();
+  while (r.tasks.length > 0) r.tasks.shift()!();
+  expect(r.events.filter((e) => e.startsWith("n1 "))).toEqual(["n1 write started n=1", "n1 diskFull"]);
+  expect(r.pool.filter((m) => m.from === "n1" && m.entries.length > 0)).toEqual([]);
 });

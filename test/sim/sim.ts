@@ -424,6 +424,7 @@ export class Simulator {
       snapshots: {
         install: (rd) => {
           n.sync();
+          if (!bug) this.syncPending(n);
           const snap = rd.snapshot!;
           n.write((s) => s.applySnapshot(snap), !bug);
           this.persistLog(n, rd, !bug);
@@ -829,6 +830,19 @@ export class Simulator {
     n.crash();
     this.stats.crashes++;
     this.log(`${n.id} ${why} (unsynced writes lost${torn})`);
+  }
+
+  /**
+   * Storage "async": a synchronous write (a snapshot install, committed with synchronous=FULL) makes
+   * every earlier write in flight durable too: its fsync covers the whole WAL before it. Their
+   * completions still come later, in order; a crash no longer loses or tears them, and their old
+   * hard states are not applied over the snapshot's when they complete.
+   */
+  private syncPending(n: SimNode): void {
+    n.pending = n.pending.map((w) => {
+      for (const op of w.ops) op(n.durable);
+      return { entries: [], ops: [], done: w.done };
+    });
   }
 
   /** Storage "async": the node's oldest write in flight becomes durable and the driver hears of it. */

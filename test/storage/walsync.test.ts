@@ -43,6 +43,11 @@ function collector(count: number): { cb: (k: number) => (err?: unknown) => void;
   };
 }
 
+/** Waits until the store's open-time WAL sync completed (an empty write completes after it). */
+function settled(store: RaftStore): Promise<unknown> {
+  return new Promise((resolve) => store.persistAsync({ entries: [] }, resolve));
+}
+
 test("persistAsync commits at once, runs done after an fsync of the store's own WAL file, and the write survives a reopen", async () => {
   const dir = tempDir();
   const synced: number[] = [];
@@ -51,6 +56,8 @@ test("persistAsync commits at once, runs done after an fsync of the store's own 
     fsync(fd, done);
   };
   const store = RaftStore.open({ dir, walFsync: counting });
+  await settled(store);
+  synced.length = 0;
   const c = collector(1);
   store.persistAsync({ entries: entries(1, 3), hardState: { term: 1, vote: "n1", commit: 0 } }, c.cb(0));
   expect(store.lastIndex()).toBe(3); // visible before it is durable
@@ -74,6 +81,8 @@ test("persistAsync's done callbacks run in call order, and the writes made while
       fsync(fd, done);
     },
   });
+  await settled(store);
+  fsyncs = 0;
   const n = 50;
   const c = collector(n);
   for (let k = 0; k < n; k++) store.persistAsync({ entries: entries(k + 1, 1) }, c.cb(k));
@@ -95,6 +104,8 @@ test("a commit-index-only write needs no fsync of its own but completes after th
       fsync(fd, done);
     },
   });
+  await settled(store);
+  fsyncs = 0;
   const order: string[] = [];
   const c = collector(2);
   store.persistAsync({ entries: entries(1, 2), hardState: { term: 1, vote: "", commit: 0 } }, (e) => {
@@ -154,4 +165,28 @@ test("a failed fsync fails its writes and every later one with WalSyncError (not
   wal.sync((e) => (late = e));
   expect(late).toBeInstanceOf(WalSyncError);
   wal.close();
+});
+
+test("a reopened store syncs its WAL before any persistAsync completes: what a process crash left unsynced is not acknowledged as durable", async () => {
+  const dir = tempDir();
+  const first = RaftStore.open({ dir });
+  // As a crash after a NORMAL commit leaves it: the transaction is in the WAL, its fsync never ran.
+  first.persistAsync({ entries: entries(1, 3), hardState: { term: 1, vote: "n1", commit: 0 } }, () => undefined);
+  let fsyncs = 0;
+  const again = RaftStore.open({
+    dir,
+    walFsync: (fd, done) => {
+      fsyncs++;
+      fsync(fd, done);
+    },
+  });
+  expect(again.lastIndex()).toBe(3);
+  // An empty write (a Ready that only acknowledges entries the log already holds) waits for the sync.
+  const c = collector(1);
+  again.persistAsync({ entries: [] }, c.cb(0));
+  expect(fsyncs).toBe(1);
+  const [r] = await c.all;
+  expect(r!.err).toBeUndefined();
+  again.close();
+  first.close();
 });
