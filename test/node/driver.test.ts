@@ -5,7 +5,7 @@
  * over MemoryStorage, a recorded fake clock and transport.
  */
 import { expect, test } from "bun:test";
-import { Driver, type DriverBugs, type LogWrite } from "../../src/node/driver.ts";
+import { Driver, type DriverBugs, type DriverLog, type LogWrite } from "../../src/node/driver.ts";
 import { DiskFullError } from "../../src/platform/sqlite.ts";
 import { MemoryStorage, MESSAGE_DEFAULTS, Raft, SeededRng, type Message } from "../../src/raft/index.ts";
 import { bootstrapStorage } from "../raft/harness.ts";
@@ -246,13 +246,7 @@ function settleAsync(r: Rig): void {
 }
 
 function ackedBeforeDurable(unsafe?: DriverBugs): boolean {
-  const r = rig(["n1", "n2", "n3"], unsafe, "async");
-  const d = r.drivers.get("n1")!;
-  d.raft!.campaign();
-  d.schedule();
-  settleAsync(r);
-  expect(d.raft!.role).toBe("leader");
-  r.events.length = 0;
+  const { r, leader: d } = asyncFollower(undefined, unsafe);
   d.raft!.propose(new TextEncoder().encode("x"));
   d.schedule();
   // Writes stay in flight: the leader's append reaches the followers, whose writes do not complete.
@@ -270,8 +264,8 @@ test("the ackBeforeDurable test switch breaks that (the simulator's known driver
 });
 
 /** A follower (n2) of a 3-node async rig with a leader elected and every write landed; events cleared. */
-function asyncFollower(writesInFlightMax?: number): { r: Rig; leader: Driver } {
-  const r = rig(["n1", "n2", "n3"], undefined, "async", writesInFlightMax);
+function asyncFollower(writesInFlightMax?: number, unsafe?: DriverBugs): { r: Rig; leader: Driver } {
+  const r = rig(["n1", "n2", "n3"], unsafe, "async", writesInFlightMax);
   const leader = r.drivers.get("n1")!;
   leader.raft!.campaign();
   leader.schedule();
@@ -327,6 +321,23 @@ test("writesInFlightMax bounds the pipeline: at the bound the loop takes no Read
   expect(leader.raft!.log.committed).toBe(leader.raft!.log.lastIndex());
 });
 
+/** An asynchronous log store over MemoryStorage: each write is in the store at once, and its completion waits in `pending`. */
+function asyncLog(storage: MemoryStorage, pending: ((err?: unknown) => void)[]): DriverLog {
+  return {
+    persist: () => {
+      throw new Error("only persistAsync (and a snapshot install) is expected here");
+    },
+    persistAsync: (w, done) => {
+      if (w.entries.length > 0) storage.append(w.entries);
+      if (w.hardState) storage.setHardState(w.hardState);
+      pending.push(done);
+    },
+    firstIndex: () => storage.firstIndex(),
+    lastIndex: () => storage.lastIndex(),
+    term: (i) => storage.term(i),
+  };
+}
+
 test("a write that fails later for a full disk does not stall the loop: the core onDiskFull rebuilds takes Readies again", () => {
   const storage = bootstrapStorage(["n1"]);
   const pending: ((err?: unknown) => void)[] = [];
@@ -335,19 +346,7 @@ test("a write that fails later for a full disk does not stall the loop: the core
   const d: Driver = new Driver({
     clock: { now: () => 0, defer: (fn) => tasks.push(fn), after: (fn) => tasks.push(fn) },
     parallelAppends: true,
-    log: {
-      persist: () => {
-        throw new Error("only persistAsync is expected here");
-      },
-      persistAsync: (w, done) => {
-        if (w.entries.length > 0) storage.append(w.entries);
-        if (w.hardState) storage.setHardState(w.hardState);
-        pending.push(done);
-      },
-      firstIndex: () => storage.firstIndex(),
-      lastIndex: () => storage.lastIndex(),
-      term: (i) => storage.term(i),
-    },
+    log: asyncLog(storage, pending),
     transport: { send: () => true, sendSnapshot: () => undefined, setClusterId: () => undefined },
     fsm: { apply: () => new Map() },
     snapshots: { install: () => undefined },
@@ -380,19 +379,7 @@ test("a snapshot installed while an earlier write is in flight: its acknowledgem
   const d = new Driver({
     clock: { now: () => 0, defer: (fn) => tasks.push(fn), after: (fn) => tasks.push(fn) },
     parallelAppends: true,
-    log: {
-      persist: () => {
-        throw new Error("only persistAsync and install are expected here");
-      },
-      persistAsync: (w, done) => {
-        if (w.entries.length > 0) storage.append(w.entries);
-        if (w.hardState) storage.setHardState(w.hardState);
-        pending.push(done);
-      },
-      firstIndex: () => storage.firstIndex(),
-      lastIndex: () => storage.lastIndex(),
-      term: (i) => storage.term(i),
-    },
+    log: asyncLog(storage, pending),
     transport: {
       send: (m) => sent.push(m) > 0,
       sendSnapshot: () => undefined,
@@ -433,13 +420,7 @@ test("a snapshot installed while an earlier write is in flight: its acknowledgem
 });
 
 test("with an asynchronous log store a full disk stops a leader's Ready before its appends leave (the writers are told the write was not made)", () => {
-  const r = rig(["n1", "n2", "n3"], undefined, "async");
-  const d = r.drivers.get("n1")!;
-  d.raft!.campaign();
-  d.schedule();
-  settleAsync(r);
-  expect(d.raft!.role).toBe("leader");
-  r.events.length = 0;
+  const { r, leader: d } = asyncFollower();
   r.diskFull.add("n1");
   d.raft!.propose(new TextEncoder().encode("x"));
   d.schedule();
