@@ -6,6 +6,7 @@
  *
  *   bun run bench/profile.ts [--conns 1,256] [--duration 10] [--cpu-prof DIR]
  *                            [--strace] [--load-changes N --load-keys K] [--keep]
+ *                            [--via-follower]
  *
  * --cpu-prof DIR  runs each node from the sources under `bun --cpu-prof
  *                 --cpu-prof-md` (profiles written into DIR at SIGTERM).
@@ -39,6 +40,8 @@ const { values: args } = parseArgs({
     binary: { type: "string" },
     /** TLS off: plain TCP between peers (--insecure) and an http:// API. */
     plain: { type: "boolean", default: false },
+    /** Send the writes to a follower (which forwards them) instead of the leader. */
+    "via-follower": { type: "boolean", default: false },
   },
 });
 
@@ -191,7 +194,8 @@ async function main(): Promise<void> {
       const before = new Map(ids.map((id) => [id, sample(pids.get(id)!)]));
       const ck0 = ids.map((id) => builds(c, id));
       const t0 = performance.now();
-      const w = await runWrk(c.api(leader), script, n, durationS);
+      const target = args["via-follower"] ? ids.find((id) => id !== leader)! : leader;
+      const w = await runWrk(c.api(target), script, n, durationS);
       const secs = (performance.now() - t0) / 1000;
       const ck1 = ids.map((id) => builds(c, id));
       const writes = w.requests - w.non2xx;
@@ -199,7 +203,7 @@ async function main(): Promise<void> {
       ids.forEach((id, k) => {
         const a = before.get(id)!;
         const b = sample(pids.get(id)!);
-        const role = id === leader ? "leader" : "follower";
+        const role = (id === leader ? "leader" : "follower") + (id === target && target !== leader ? " (wrk's target)" : "");
         console.log(
           `  ${id} ${role}: CPU ${((b.cpuMs - a.cpuMs) / writes * 1000).toFixed(0)} us/write (${((b.cpuMs - a.cpuMs) / 10 / secs).toFixed(0)}% of a core), disk writes ${((b.writeBytes - a.writeBytes) / writes).toFixed(0)} B/write, checkpoints built ${ck1[k]! - ck0[k]!}`,
         );
