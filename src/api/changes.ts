@@ -8,6 +8,7 @@ import { firstLoneSurrogate, pathStep, type ChangeItem, type JsonValue } from ".
 import type { ChangePage, ChangeQuery } from "../statemachine/feed.ts";
 import { BATCH_ITEMS_MAX, JSON_DEPTH_MAX, LIST_LIMIT_MAX } from "../statemachine/limits.ts";
 import { bounded, goneBody, goneError, json, jsonText, readPoint, stalenessHeader, type ApiContext } from "./context.ts";
+import { oncePerPage } from "./encode.ts";
 import { ApiError, badRequest } from "./errors.ts";
 import {
   blockParam,
@@ -145,14 +146,8 @@ export function registerChanges(app: Hono, ctx: ApiContext): void {
   });
 }
 
-/** A page's JSON, made once per page: long polls woken by the same change share the page (Feed.list) and its text. */
-const jsonOfPage = new WeakMap<ChangePage, string>();
-
-function pageJson(page: ChangePage): string {
-  let text = jsonOfPage.get(page);
-  if (text === undefined) jsonOfPage.set(page, (text = JSON.stringify(page)));
-  return text;
-}
+/** A page's JSON, made once per page (long polls woken by the same change share it). */
+const pageJson = oncePerPage((page) => JSON.stringify(page));
 
 /** One page; 410 when an explicit `since` is below the retained feed. */
 function queryPage(ctx: ApiContext, p: FeedParams): ChangePage {

@@ -9,6 +9,7 @@
  */
 import type { CommandResult, KvWriteResult, Replayed, TxnOpResult, TxnResult, ChangesResult } from "../statemachine/commands.ts";
 import { renderValue } from "../statemachine/kv.ts";
+import type { ChangePage } from "../statemachine/feed.ts";
 import { ApiError } from "./errors.ts";
 
 export { renderValue, type RenderedValue } from "../statemachine/kv.ts";
@@ -62,4 +63,17 @@ function kvBody(r: KvWriteResult, replayed: object): Record<string, unknown> {
 
 function changesBody(r: ChangesResult, replayed: object): Record<string, unknown> {
   return { index: r.index, last: r.last, term: r.term, ts: r.ts, ...replayed };
+}
+
+/**
+ * `render` made at most once per page: the long polls and streams woken by the same change share
+ * one page (Feed.list keeps it while the feed's bounds stay), and so its text.
+ */
+export function oncePerPage(render: (page: ChangePage) => string): (page: ChangePage) => string {
+  const texts = new WeakMap<ChangePage, string>();
+  return (page) => {
+    let text = texts.get(page);
+    if (text === undefined) texts.set(page, (text = render(page)));
+    return text;
+  };
 }

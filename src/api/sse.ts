@@ -9,8 +9,9 @@
  */
 import { isFatalDbError } from "../platform/sqlite.ts";
 import type { NodeApi } from "../node/api.ts";
-import type { Change, ChangePage } from "../statemachine/feed.ts";
+import type { Change } from "../statemachine/feed.ts";
 import type { Logger } from "../util/log.ts";
+import { oncePerPage } from "./encode.ts";
 
 export interface SseMessage {
   readonly id?: string;
@@ -39,14 +40,8 @@ export function formatChangeEvent(c: Change): string {
   return formatSse({ id: String(c.index), event: "change", data: JSON.stringify(c) });
 }
 
-/** A page's events, rendered once per page: subscribers woken by the same change share the page (Feed.list) and its text. */
-const eventsOfPage = new WeakMap<ChangePage, string>();
-
-function pageEvents(page: ChangePage): string {
-  let text = eventsOfPage.get(page);
-  if (text === undefined) eventsOfPage.set(page, (text = page.changes.map(formatChangeEvent).join("")));
-  return text;
-}
+/** A page's events, rendered once per page (subscribers woken by the same change share it). */
+const pageEvents = oncePerPage((page) => page.changes.map(formatChangeEvent).join(""));
 
 /** Last-Event-ID as a feed index, or undefined when absent or not an index. */
 export function lastEventIdOf(raw: string | null): number | undefined {

@@ -199,7 +199,7 @@ export class Driver {
     return this.raftCore;
   }
 
-  /** Writes started and not yet landed (a gauge for /metrics and tests). */
+  /** Writes started and not yet landed (tests read it). */
   writesInFlight(): number {
     return this.flights.length;
   }

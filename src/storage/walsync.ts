@@ -1,27 +1,31 @@
 /**
- * WalSync: makes the database's committed transactions durable with an fsync
- * of its WAL file that runs off the event loop (node:fs fsync, on the
- * runtime's I/O thread pool), so the loop goes on parsing requests, sending
- * appends and applying while the disk syncs.
+ * WalSync: makes the database's committed transactions durable with an
+ * fdatasync of its WAL file that runs off the event loop (node:fs fdatasync,
+ * on the runtime's I/O threads), so the loop goes on parsing requests,
+ * sending appends and applying while the disk syncs.
  *
  * Why this is as durable as synchronous=FULL: in WAL mode a transaction is
  * committed by appending its frames (with a commit marker) to the WAL, and
  * recovery keeps the longest prefix of valid frames. A transaction committed
  * with synchronous=NORMAL is in the WAL file (page cache) but not synced;
- * fsync(2) of any descriptor of that file flushes all of it (fsync is per
- * file, not per descriptor), so every transaction committed before the fsync
- * started is durable when it returns. SQLite still syncs the WAL before each
- * checkpoint copies it into the database (NORMAL does that too).
+ * fdatasync(2) of any descriptor of that file flushes all of its data and the
+ * metadata needed to read it back, such as its size (the sync is per file,
+ * not per descriptor; SQLite itself syncs the WAL with fdatasync on Linux),
+ * so every transaction committed before the sync started is durable when it
+ * returns. SQLite still syncs the WAL before each checkpoint copies it into
+ * the database (NORMAL does that too).
  *
  * Contract: sync(done) is called right after a commit; done runs once every
  * transaction committed before that call is durable. Callbacks run in call
  * order, never synchronously inside sync() while anything is pending (the
- * caller relies on that order). One fsync is in flight at a time; the
+ * caller relies on that order). One sync is in flight at a time; the
  * requests that arrive meanwhile share the next one (group commit).
  *
- * An fsync that fails poisons the syncer: that request and every later one
+ * A sync that fails poisons the syncer: that request and every later one
  * fail with the same error, since what the kernel dropped cannot be known
- * (PostgreSQL's "fsyncgate"); the node stops and recovers from the file.
+ * (PostgreSQL's "fsyncgate"); the node stops. What it reads back at restart
+ * may include pages the failed sync never wrote: a node that saw EIO should
+ * be rejoined empty or restored (README, "Checkpoints, backups and recovery").
  */
 import { closeSync, fdatasync, fsyncSync, openSync } from "node:fs";
 import { dirname } from "node:path";
@@ -39,7 +43,7 @@ interface Request {
 export class WalSyncError extends Error {
   override name = "WalSyncError";
   constructor(readonly path: string, override readonly cause: unknown) {
-    super(`fsync of ${path} failed (${String(cause)}): what was written since the last good sync may be lost; the node stops and recovers from the file`);
+    super(`fdatasync of ${path} failed (${String(cause)}): what was written since the last good sync may be lost: the node stops; check the disk, then rejoin this node empty or restore it from a checkpoint or backup`);
   }
 }
 

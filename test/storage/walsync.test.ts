@@ -25,19 +25,25 @@ function tempDir(): string {
   return d;
 }
 
-/** A store whose WAL syncs are counted (real fsyncs), with its open-time sync already done and not counted. */
-async function countingStore(dir: string): Promise<{ store: RaftStore; fsyncs: () => number }> {
-  let count = 0;
-  const store = RaftStore.open({
-    dir,
-    walFsync: (fd, done) => {
-      count++;
+/** A real fsync that records the inode of every descriptor it syncs (one entry per sync). */
+function recordingFsync(): { fsync: FsyncFn; synced: number[] } {
+  const synced: number[] = [];
+  return {
+    synced,
+    fsync: (fd, done) => {
+      synced.push(fstatSync(fd).ino);
       fsync(fd, done);
     },
-  });
+  };
+}
+
+/** A store whose WAL syncs are recorded, with its open-time sync already done and not recorded. */
+async function recordingStore(dir: string): Promise<{ store: RaftStore; synced: number[] }> {
+  const rec = recordingFsync();
+  const store = RaftStore.open({ dir, walFsync: rec.fsync });
   await settled(store);
-  count = 0;
-  return { store, fsyncs: () => count };
+  rec.synced.length = 0;
+  return { store, synced: rec.synced };
 }
 
 function entries(from: number, n: number, bytes = 100): Entry[] {
@@ -65,14 +71,7 @@ function settled(store: RaftStore): Promise<unknown> {
 
 test("persistAsync commits at once, runs done after an fsync of the store's own WAL file, and the write survives a reopen", async () => {
   const dir = tempDir();
-  const synced: number[] = [];
-  const counting: FsyncFn = (fd, done) => {
-    synced.push(fstatSync(fd).ino);
-    fsync(fd, done);
-  };
-  const store = RaftStore.open({ dir, walFsync: counting });
-  await settled(store);
-  synced.length = 0;
+  const { store, synced } = await recordingStore(dir);
   const c = collector(1);
   store.persistAsync({ entries: entries(1, 3), hardState: { term: 1, vote: "n1", commit: 0 } }, c.cb(0));
   expect(store.lastIndex()).toBe(3); // visible before it is durable
@@ -88,7 +87,7 @@ test("persistAsync commits at once, runs done after an fsync of the store's own 
 
 test("persistAsync's done callbacks run in call order, and the writes made while an fsync is in flight share the next one", async () => {
   const dir = tempDir();
-  const { store, fsyncs } = await countingStore(dir);
+  const { store, synced } = await recordingStore(dir);
   const n = 50;
   const c = collector(n);
   for (let k = 0; k < n; k++) store.persistAsync({ entries: entries(k + 1, 1) }, c.cb(k));
@@ -96,13 +95,13 @@ test("persistAsync's done callbacks run in call order, and the writes made while
   expect(seen.map((s) => s.k)).toEqual(Array.from({ length: n }, (_, k) => k));
   expect(seen.every((s) => s.err === undefined)).toBe(true);
   // The first write's fsync was in flight while the other 49 were made: one more covers them all.
-  expect(fsyncs()).toBe(2);
+  expect(synced.length).toBe(2);
   store.close();
 });
 
 test("a commit-index-only write needs no fsync of its own but completes after the sync before it", async () => {
   const dir = tempDir();
-  const { store, fsyncs } = await countingStore(dir);
+  const { store, synced } = await recordingStore(dir);
   const order: string[] = [];
   const c = collector(2);
   store.persistAsync({ entries: entries(1, 2), hardState: { term: 1, vote: "", commit: 0 } }, (e) => {
@@ -116,7 +115,7 @@ test("a commit-index-only write needs no fsync of its own but completes after th
   expect(order).toEqual([]); // the commit-only write waits for the entries' fsync
   await c.all;
   expect(order).toEqual(["entries", "commit"]);
-  expect(fsyncs()).toBe(1);
+  expect(synced.length).toBe(1);
   // Nothing pending: a commit-only write completes at once.
   let now = false;
   store.persistAsync({ entries: [], hardState: { term: 1, vote: "", commit: 2 } }, () => (now = true));
@@ -126,21 +125,14 @@ test("a commit-index-only write needs no fsync of its own but completes after th
 
 test("the WAL descriptor stays the WAL file's across SQLite's checkpoints and WAL restarts", async () => {
   const dir = tempDir();
-  const inodes = new Set<number>();
-  const store = RaftStore.open({
-    dir,
-    walFsync: (fd, done) => {
-      inodes.add(fstatSync(fd).ino);
-      fsync(fd, done);
-    },
-  });
+  const { store, synced } = await recordingStore(dir);
   // 2,000 entries of 4 KiB: far past the 1,000-page auto-checkpoint, so the WAL is checkpointed and restarted.
   for (let k = 0; k < 20; k++) {
     const c = collector(1);
     store.persistAsync({ entries: entries(k * 100 + 1, 100, 4096) }, c.cb(0));
     await c.all;
   }
-  expect(inodes).toEqual(new Set([statSync(`${store.path}-wal`).ino]));
+  expect(new Set(synced)).toEqual(new Set([statSync(`${store.path}-wal`).ino]));
   expect(statSync(`${store.path}-wal`).size).toBeLessThan(2000 * 4096); // it was restarted, not grown
   store.close();
 });
@@ -169,19 +161,13 @@ test("a reopened store syncs its WAL before any persistAsync completes: what a p
   const first = RaftStore.open({ dir });
   // As a crash after a NORMAL commit leaves it: the transaction is in the WAL, its fsync never ran.
   first.persistAsync({ entries: entries(1, 3), hardState: { term: 1, vote: "n1", commit: 0 } }, () => undefined);
-  let fsyncs = 0;
-  const again = RaftStore.open({
-    dir,
-    walFsync: (fd, done) => {
-      fsyncs++;
-      fsync(fd, done);
-    },
-  });
+  const rec = recordingFsync();
+  const again = RaftStore.open({ dir, walFsync: rec.fsync });
   expect(again.lastIndex()).toBe(3);
   // An empty write (a Ready that only acknowledges entries the log already holds) waits for the sync.
   const c = collector(1);
   again.persistAsync({ entries: [] }, c.cb(0));
-  expect(fsyncs).toBe(1);
+  expect(rec.synced.length).toBe(1);
   const [r] = await c.all;
   expect(r!.err).toBeUndefined();
   again.close();
